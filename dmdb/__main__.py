@@ -1,0 +1,3 @@
+from dmdb.cli import main
+
+main()

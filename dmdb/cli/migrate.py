@@ -1,0 +1,240 @@
+"""dmdb up / rollback / status / new / verify / repair."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from dmdb.render import console, print_json, show_progress, table
+
+JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and its SQL; change nothing.")
+LOCK_WAIT = typer.Option(
+    60.0, "--lock-timeout", metavar="SECONDS",
+    help="How long to wait for another dmdb run's migration lock before failing.",
+)
+QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
+
+
+def _progress(quiet: bool):
+    if not show_progress(quiet):
+        return None
+    out = console()
+
+    def report(event: str, file_id: str) -> None:
+        verb = {"apply": "applying", "rollback": "rolling back", "function": "applying function"}
+        out.print(f"  {verb.get(event, event)} {file_id} …")
+
+    return report
+
+
+def _print_run(result, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    if result.dry_run:
+        if not result.sql:
+            out.print("Nothing to do: the database is up to date.")
+            return
+        verb = "apply" if result.action == "up" else "roll back"
+        out.print(f"-- dry run: would {verb} {len(result.sql)} file(s); nothing was changed")
+        for file_id, text in result.sql:
+            sys.stdout.write(f"\n-- {file_id}\n{text}\n")
+        return
+    if quiet:
+        return
+    if not result.migrations and not result.functions:
+        out.print("Nothing to do: the database is up to date.")
+        return
+    verb = "Applied" if result.action == "up" else "Rolled back"
+    for file_id in result.migrations:
+        out.print(f"{verb} {file_id}")
+    for file_id in result.functions:
+        out.print(f"Applied function file {file_id}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def up(
+        ctx: typer.Context,
+        to: Optional[str] = typer.Option(None, "--to", metavar="ID",
+                                         help="Apply up to and including this migration id."),
+        dry_run: bool = DRY_RUN,
+        as_json: bool = JSON,
+        lock_wait: float = LOCK_WAIT,
+        quiet: bool = QUIET,
+    ):
+        """Apply pending migrations, each with its ledger entry in one transaction, then
+        re-apply changed function files. Safe to run concurrently: runs serialise on an
+        advisory lock.
+
+        Example: dmdb up --dry-run
+        """
+        from dmdb import migrations
+        from dmdb.db import connect
+
+        state = ctx.obj
+        settings = state.settings()
+        project = state.project()
+        with connect(settings, autocommit=True) as conn:
+            result = migrations.up(
+                conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait,
+                lock_timeout=settings.lock_timeout, progress=_progress(quiet or as_json),
+            )
+        _print_run(result, as_json, quiet)
+
+    @app.command()
+    def rollback(
+        ctx: typer.Context,
+        steps: Optional[int] = typer.Option(None, "--steps", metavar="N",
+                                            help="Roll back the last N migrations (default 1)."),
+        to: Optional[str] = typer.Option(None, "--to", metavar="ID",
+                                         help="Roll back every migration applied after ID."),
+        dry_run: bool = DRY_RUN,
+        as_json: bool = JSON,
+        lock_wait: float = LOCK_WAIT,
+        quiet: bool = QUIET,
+    ):
+        """Roll back applied migrations with their files in sql/rollbacks/.
+
+        Example: dmdb rollback --steps 2 --dry-run
+        """
+        from dmdb import migrations
+        from dmdb.db import connect
+
+        state = ctx.obj
+        settings = state.settings()
+        project = state.project()
+        with connect(settings, autocommit=True) as conn:
+            result = migrations.rollback(
+                conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
+                lock_timeout=settings.lock_timeout, progress=_progress(quiet or as_json),
+            )
+        _print_run(result, as_json, quiet)
+
+    @app.command()
+    def status(
+        ctx: typer.Context,
+        as_json: bool = JSON,
+        check: bool = typer.Option(
+            False, "--check",
+            help="Exit 1 unless everything is applied and no applied file was edited."),
+    ):
+        """List migrations (applied, pending, edited, missing rollback) and function files.
+
+        Example: dmdb status --json
+        """
+        from dmdb import migrations
+        from dmdb.db import connect
+
+        state = ctx.obj
+        with connect(state.settings(), autocommit=True) as conn:
+            result = migrations.status(conn, state.project())
+        data = result.to_dict()
+        if as_json:
+            print_json(data)
+        else:
+            out = console()
+            rows = []
+            for m in result.migrations:
+                flags = [
+                    name for name, on in (
+                        ("EDITED", m.edited), ("ROLLBACK EDITED", m.rollback_edited),
+                        ("NO ROLLBACK", m.missing_rollback), ("FILE MISSING", m.missing_file),
+                        ("non-transactional", not m.transactional),
+                    ) if on
+                ]
+                rows.append((m.id, m.state, m.applied_at or "", ", ".join(flags)))
+            out.print(table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
+            if result.functions:
+                out.print(table("Function files", ("file", "state", "applied at (UTC)"),
+                                [(f.id, f.state, f.applied_at or "") for f in result.functions]))
+            s = data["summary"]
+            out.print(f"{s['applied']} applied, {s['pending']} pending, {s['edited']} edited, "
+                      f"{s['functions_pending']} function file(s) to apply")
+            for problem in result.problems:
+                out.print(f"[bold]problem:[/bold] {problem}")
+        if check and not data["summary"]["up_to_date"]:
+            raise typer.Exit(1)
+
+    @app.command()
+    def new(
+        ctx: typer.Context,
+        name: str = typer.Argument(..., help="What the migration does, e.g. 'add badges'."),
+    ):
+        """Create the next-numbered migration and its rollback from templates/.
+
+        Example: dmdb new "add badges"  ->  sql/migrations/0007_add_badges.sql + rollback
+        """
+        from pathlib import Path
+
+        from dmdb.scaffold import new_migration
+
+        state = ctx.obj
+        import os
+
+        sql_dir = state.sql_dir or Path(os.environ.get("DMDB_SQL_DIR") or "sql")
+        created = new_migration(sql_dir, name)
+        console().print(f"Created {created.migration}\nCreated {created.rollback}")
+
+    @app.command()
+    def verify(ctx: typer.Context, as_json: bool = JSON):
+        """Check that every rollback is the exact inverse of its migration.
+
+        In a scratch database on the same server: for each migration in order apply it,
+        roll it back, compare pg_dump's schema with the one before, apply it again.
+        Exit 1 naming the first migration whose rollback differs.
+
+        Example: dmdb verify
+        """
+        from dmdb.verify import verify as run_verify
+
+        state = ctx.obj
+        out = console()
+        progress = (lambda mid: out.print(f"  verifying {mid} …")) if show_progress(as_json) else None
+        result = run_verify(state.settings(), state.project(), progress=progress)
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            for step in result.steps:
+                out.print(f"{'ok  ' if step.ok else 'FAIL'} {step.id}")
+        failure = result.first_failure
+        if failure is not None:
+            if not as_json:
+                sys.stdout.write("\n".join(failure.diff) + "\n")
+            from dmdb.render import error_line
+
+            error_line(f"{failure.id}: its rollback is not the exact inverse of the migration "
+                       "(schema differs after apply + rollback); fix sql/rollbacks/"
+                       f"{failure.id}.sql")
+            raise typer.Exit(1)
+
+    @app.command()
+    def repair(
+        ctx: typer.Context,
+        ids: Optional[List[str]] = typer.Argument(
+            None, help="Migration ids to accept (default: every edited one)."),
+        as_json: bool = JSON,
+    ):
+        """Accept edits to applied migration/rollback files: record their current checksums.
+
+        Use it after a deliberate, harmless edit (a comment, a typo in a rollback). It does
+        not re-run anything.
+
+        Example: dmdb repair 0003_learner_state
+        """
+        from dmdb import migrations
+        from dmdb.db import connect
+
+        state = ctx.obj
+        with connect(state.settings(), autocommit=True) as conn:
+            accepted = migrations.repair(conn, state.project(), ids or None)
+        if as_json:
+            print_json({"accepted": accepted})
+        elif accepted:
+            console().print("Accepted the current content of: " + ", ".join(accepted))
+        else:
+            console().print("Nothing to repair: no applied file was edited.")

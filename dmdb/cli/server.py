@@ -1,0 +1,89 @@
+"""dmdb server start|stop|status|url: the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import typer
+
+from dmdb.render import console, print_json
+
+app = typer.Typer(
+    help="Manage the embedded PostgreSQL 18 that dmdb uses when no server is configured.",
+    no_args_is_help=True,
+)
+JSON = typer.Option(False, "--json", help="JSON output.")
+
+
+def _server(ctx: typer.Context):
+    from dmdb.embedded import EmbeddedServer
+
+    return EmbeddedServer(ctx.obj.settings().home)
+
+
+def _url(info, dbname: str) -> str:
+    from dmdb.config import Settings
+
+    return Settings(host=info.socket_dir, port=info.port, dbname=dbname, user="postgres").url()
+
+
+@app.command()
+def start(ctx: typer.Context, as_json: bool = JSON):
+    """Start the embedded server (initialising it under .dmdb/ the first time).
+
+    Example: dmdb server start
+    """
+    settings = ctx.obj.settings()
+    info = _server(ctx).start(dbname=settings.dbname)
+    if as_json:
+        print_json({**info.__dict__, "url": _url(info, settings.dbname)})
+    else:
+        console().print(f"embedded PostgreSQL {info.version} running (pid {info.pid}) at "
+                        f"{_url(info, settings.dbname)}")
+
+
+@app.command()
+def stop(ctx: typer.Context, as_json: bool = JSON):
+    """Stop the embedded server (its data stays under .dmdb/data).
+
+    Example: dmdb server stop
+    """
+    stopped = _server(ctx).stop()
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        console().print("stopped" if stopped else "not running")
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: bool = JSON):
+    """Whether the embedded server runs, where, and its version. Exit 1 when stopped.
+
+    Example: dmdb server status --json
+    """
+    settings = ctx.obj.settings()
+    info = _server(ctx).info()
+    data = {**info.__dict__, "url": _url(info, settings.dbname) if info.running else None}
+    if as_json:
+        print_json(data)
+    else:
+        if info.running:
+            console().print(f"running: pid {info.pid}, PostgreSQL {info.version}, "
+                            f"data {info.data_dir}, url {data['url']}")
+        else:
+            console().print(f"not running (data directory {info.data_dir})")
+    if not info.running:
+        raise typer.Exit(1)
+
+
+@app.command()
+def url(ctx: typer.Context):
+    """Print the embedded server's connection URL (starting it if needed), for psql & co.
+
+    Example: psql "$(dmdb server url)"
+    """
+    settings = ctx.obj.settings()
+    info = _server(ctx).start(dbname=settings.dbname)
+    typer.echo(_url(info, settings.dbname))
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="server")

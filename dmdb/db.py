@@ -1,0 +1,74 @@
+"""Connections: resolve the settings (starting the embedded server if need be), connect,
+set the session up, and turn connection failures into one redacted line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from dmdb.config import Settings
+from dmdb.errors import ConnectError
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+def resolve(settings: Settings) -> Settings:
+    """Settings that point at a real server: for the embedded default, start it first."""
+    if not settings.embedded:
+        return settings
+    from dmdb.embedded import SUPERUSER, EmbeddedServer
+
+    info = EmbeddedServer(settings.home).start(dbname=settings.dbname)
+    return replace(settings, host=info.socket_dir, port=info.port, user=SUPERUSER)
+
+
+def redact(text: str, settings: Settings | None = None) -> str:
+    """Remove passwords from a message: the configured one and any URL's."""
+    text = re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    text = re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
+    if settings is not None and settings.password:
+        text = text.replace(settings.password, "***")
+    return text
+
+
+def describe_target(settings: Settings, *, replica: bool = False) -> str:
+    host = settings.read_replica_host if replica else settings.host
+    port = (settings.read_replica_port or settings.port) if replica else settings.port
+    return f"{host}:{port}/{settings.dbname}"
+
+
+def connect(
+    settings: Settings,
+    *,
+    replica: bool = False,
+    autocommit: bool = False,
+    dbname: str | None = None,
+    lock_timeout: str | None = None,
+) -> psycopg.Connection:
+    """A psycopg connection with application_name 'dmdb' and, for writers, a lock_timeout."""
+    import psycopg
+
+    settings = resolve(settings)
+    try:
+        conn = psycopg.connect(
+            **settings.conninfo(replica=replica, dbname=dbname), autocommit=autocommit
+        )
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = redact(first, settings)
+        target = describe_target(settings, replica=replica)
+        if "password" in first.lower() or "authentication" in first.lower():
+            hint = "check DB_USER / DB_PASSWORD (or the URL's credentials)"
+        elif "does not exist" in first and "database" in first:
+            hint = "create the database or fix DB_NAME"
+        else:
+            hint = "check DB_HOST / DB_PORT and that the server is running"
+        raise ConnectError(f"cannot connect to {target}: {first}; {hint}") from None
+    if lock_timeout or settings.lock_timeout:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)",
+                     (lock_timeout or settings.lock_timeout,))
+        if not autocommit:
+            conn.commit()
+    return conn

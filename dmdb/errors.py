@@ -1,0 +1,36 @@
+"""Errors a user can cause. Each carries its exit code and one line naming the fix."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class DmdbError(Exception):
+    """An error to report as one line on stderr, with `exit_code`."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class ConfigError(DmdbError):
+    """Bad configuration or usage: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConnectError(DmdbError):
+    """The server could not be reached or refused us."""
+
+
+class MigrationError(DmdbError):
+    """A migration failed, or the ledger disagrees with the files."""
+
+
+class LockNotAvailable(DmdbError):
+    """Another dmdb run holds the lock and did not finish within --lock-timeout."""

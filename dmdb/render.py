@@ -1,0 +1,65 @@
+"""Renderers: the library returns data, these turn it into tables, JSON or plain lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def _default(value: Any):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, default=_default, indent=2, sort_keys=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(to_json(data) + "\n")
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
+                   soft_wrap=True)
+
+
+def error_line(message: str) -> None:
+    """One line on stderr: `dmdb: error: ...`."""
+    sys.stderr.write(f"dmdb: error: {message}\n")
+    sys.stderr.flush()
+
+
+def warning_line(message: str) -> None:
+    sys.stderr.write(f"dmdb: warning: {message}\n")
+    sys.stderr.flush()
+
+
+def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]):
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    return t
+
+
+def show_progress(quiet: bool = False) -> bool:
+    """Progress bars only for a person at a terminal."""
+    return not quiet and sys.stdout.isatty()
