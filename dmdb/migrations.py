@@ -40,7 +40,8 @@ MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)$")
 @dataclass(frozen=True)
 class Statement:
     sql: str
-    line: int  # 1-based line of the file where the statement starts
+    line: int  # 1-based line of the file where the statement's SQL starts
+    text_line: int = 0  # the line where `sql` (with its leading comments) starts
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,16 @@ def _is_blank(sql: str) -> bool:
     return not sqlparse.format(sql, strip_comments=True).strip()
 
 
+def _leading_comment_lines(raw: str) -> int:
+    """Lines of blank space and `--` comments before a statement's first SQL line."""
+    count = 0
+    for line in raw.split("\n"):
+        if line.strip() and not line.strip().startswith("--"):
+            break
+        count += 1
+    return count
+
+
 def read_sql_file(path: Path) -> SqlFile:
     """Parse a SQL file as yoyo does (sqlparse split, leading directives), keeping line numbers."""
     import sqlparse
@@ -174,11 +185,8 @@ def read_sql_file(path: Path) -> SqlFile:
         offset = start + len(raw)
         if _is_blank(raw):
             continue
-        # Skip the leading comment lines so the reported line is the statement's own.
-        lead = len(raw) - len(raw.lstrip())
-        body = raw
-        line = text.count("\n", 0, start + lead) + 1
-        statements.append(Statement(body.strip(), line))
+        text_line = text.count("\n", 0, start) + 1
+        statements.append(Statement(raw.strip(), text_line + _leading_comment_lines(raw), text_line))
     return SqlFile(
         id=path.stem,
         path=path,
@@ -377,7 +385,7 @@ def _describe_failure(sql_file: SqlFile, stmt: Statement, exc: Exception) -> str
     position = getattr(diag, "statement_position", None) if diag else None
     if position:
         try:
-            line += stmt.sql.count("\n", 0, int(position) - 1)
+            line = stmt.text_line + stmt.sql.count("\n", 0, int(position) - 1)
         except ValueError:
             pass
     primary = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip()
@@ -561,6 +569,12 @@ def up(
                     result.functions.append(f.id)
                     result.sql.append((f.id, _joined(by_id[f.id])))
         return result
+
+    # Refuse bad input (unknown --to, edited files, missing rollbacks) before changing
+    # anything, the ledger tables included.
+    preflight = status(conn, project)
+    _refuse_problems(preflight)
+    _pending(project, preflight, to)
 
     prepare_session(conn, lock_timeout)
     result.waited_for_lock = acquire_lock(conn, lock_wait)

@@ -1,0 +1,238 @@
+"""Test fixtures: a real PostgreSQL, one fresh database per test (or per module).
+
+By default the suite starts its own embedded PostgreSQL 18 in a temporary directory
+(fsync off: it is thrown away). `DMDB_TEST_DATABASE_URL=postgresql://...` runs the suite
+against an existing server instead; its role needs CREATEDB (and superuser for the DDL
+audit and the embedded-only tests, which skip themselves elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from dmdb.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD_ROLE = "dmdb_pw_test"
+PASSWORD = "s3cret-Pa55word"
+
+
+@pytest.fixture(scope="session")
+def pg_settings():
+    """Admin settings (dbname 'postgres') for the server the suite runs against."""
+    url = os.environ.get("DMDB_TEST_DATABASE_URL")
+    if url:
+        settings = load_settings({"DATABASE_URL": url})
+        yield replace(settings, dbname="postgres")
+        return
+    from dmdb.embedded import EmbeddedServer
+
+    home = Path(tempfile.mkdtemp(prefix="dmdb-test-"))
+    server = EmbeddedServer(home, fast=True)
+    info = server.start(dbname="postgres")
+    # One role that must authenticate with a password, for the wrong-password tests;
+    # everything else keeps the embedded server's trust over its private socket.
+    hba = server.data_dir / "pg_hba.conf"
+    hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
+    with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(PASSWORD_ROLE), sql.Literal(PASSWORD)))
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        yield Settings(host=info.socket_dir, port=info.port, dbname="postgres", user="postgres",
+                       home=home)
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def embedded_only(pg_settings):
+    if os.environ.get("DMDB_TEST_DATABASE_URL"):
+        pytest.skip("needs the suite's own embedded server")
+
+
+def _admin(settings: Settings) -> psycopg.Connection:
+    return psycopg.connect(**settings.conninfo(), autocommit=True)
+
+
+def _apply_schema(settings: Settings, dbname: str) -> None:
+    from dmdb import migrations
+
+    with psycopg.connect(**settings.conninfo(dbname=dbname), autocommit=True) as conn:
+        migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
+
+
+class Databases:
+    """Creates databases on the test server and drops them again."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.created: list[str] = []
+        self._template: str | None = None
+
+    def url(self, dbname: str) -> str:
+        return self.settings.url(redact=False, dbname=dbname)
+
+    def settings_for(self, dbname: str) -> Settings:
+        return replace(self.settings, dbname=dbname)
+
+    def template(self) -> str:
+        """A database with the whole schema applied, copied for each schema test."""
+        if self._template is None:
+            name = f"dmdb_tpl_{uuid.uuid4().hex[:8]}"
+            with _admin(self.settings) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            self.created.append(name)
+            _apply_schema(self.settings, name)
+            self._template = name
+        return self._template
+
+    def create(self, schema: bool = True) -> str:
+        name = f"dmdb_t_{uuid.uuid4().hex[:10]}"
+        with _admin(self.settings) as conn:
+            if schema:
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                        sql.Identifier(name), sql.Identifier(self.template())
+                    )
+                )
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.created.append(name)
+        return name
+
+    def drop(self, name: str) -> None:
+        with _admin(self.settings) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        if name in self.created:
+            self.created.remove(name)
+
+
+@pytest.fixture(scope="session")
+def databases(pg_settings):
+    dbs = Databases(pg_settings)
+    yield dbs
+    for name in list(reversed(dbs.created)):
+        try:
+            dbs.drop(name)
+        except psycopg.Error:
+            pass
+
+
+@pytest.fixture(scope="session")
+def make_database(databases):
+    """Factory: make_database(schema=True) -> URL of a new database (dropped at the end)."""
+
+    def make(schema: bool = True) -> str:
+        return databases.url(databases.create(schema=schema))
+
+    return make
+
+
+@pytest.fixture
+def schema_db(databases):
+    """(name, URL) of a fresh database with every migration and function applied."""
+    name = databases.create(schema=True)
+    yield name, databases.url(name)
+    databases.drop(name)
+
+
+@pytest.fixture
+def schema_url(schema_db):
+    return schema_db[1]
+
+
+@pytest.fixture
+def empty_db(databases):
+    name = databases.create(schema=False)
+    yield name, databases.url(name)
+    databases.drop(name)
+
+
+@pytest.fixture
+def empty_url(empty_db):
+    return empty_db[1]
+
+
+@pytest.fixture
+def sql_tree(tmp_path):
+    """A scratch SQL tree (migrations/, rollbacks/, functions/) and a helper to write files."""
+
+    class Tree:
+        root = tmp_path / "sql"
+
+        def migration(self, file_id: str, forward: str, rollback: str | None = None) -> None:
+            (self.root / "migrations" / f"{file_id}.sql").write_text(forward)
+            if rollback is not None:
+                (self.root / "rollbacks" / f"{file_id}.sql").write_text(rollback)
+
+        def function(self, name: str, body: str) -> None:
+            (self.root / "functions" / f"{name}.sql").write_text(body)
+
+    for sub in ("migrations", "rollbacks", "functions"):
+        (Tree.root / sub).mkdir(parents=True)
+    return Tree()
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """Run the CLI in-process: cli(args, url=..., env=...) -> result with exit_code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from dmdb.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    for key in ("DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+                "DMDB_SQL_DIR", "DMDB_HOME"):
+        monkeypatch.delenv(key, raising=False)
+
+    def run(args, url: str | None = None, env: dict | None = None):
+        full_env = dict(env or {})
+        if url is not None:
+            full_env["DATABASE_URL"] = url
+        runner = CliRunner()
+        return runner.invoke(app, [str(a) for a in args], env=full_env, catch_exceptions=False)
+
+    return run
+
+
+def run_dmdb(args, env: dict, cwd: Path | None = None, timeout: float = 120):
+    """Run `python -m dmdb` in a subprocess (for concurrency and kill tests)."""
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("DB_", "DATABASE_URL", "DMDB_"))}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "dmdb", *map(str, args)],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+    )
+
+
+def popen_dmdb(args, env: dict, cwd: Path | None = None) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items()
+                if not k.startswith(("DB_", "DATABASE_URL", "DMDB_"))}
+    full_env.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dmdb", *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=cwd,
+    )
+
+
+def pg_tool(name: str) -> str:
+    from dmdb.embedded import pg_tool as tool
+
+    path = tool(name)
+    return str(path) if path.exists() else (shutil.which(name) or name)

@@ -1,0 +1,370 @@
+"""The migration engine through the CLI, against a real PostgreSQL: every command and
+every failure mode the foundation issue names."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psycopg
+import pytest
+
+from conftest import PASSWORD, PASSWORD_ROLE, popen_dmdb, run_dmdb
+
+T1 = "-- first table\nCREATE TABLE t1 (id int PRIMARY KEY, note text);\n"
+T1_BACK = "DROP TABLE t1;\n"
+T2 = "CREATE TABLE t2 (id int PRIMARY KEY REFERENCES t1);\nCREATE INDEX t2_id_idx ON t2 (id);\n"
+T2_BACK = "DROP TABLE t2;\n"
+
+
+def tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def ledger(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('_yoyo_migration')").fetchone()[0] is None:
+            return []
+        return [r[0] for r in conn.execute(
+            "SELECT migration_id FROM _yoyo_migration ORDER BY migration_id").fetchall()]
+
+
+@pytest.fixture
+def two(sql_tree):
+    sql_tree.migration("0001_t1", T1, T1_BACK)
+    sql_tree.migration("0002_t2", T2, T2_BACK)
+    return sql_tree
+
+
+def test_up_applies_in_order_and_records_each(cli, empty_url, two):
+    result = cli(["--sql-dir", two.root, "up"], url=empty_url)
+    assert result.exit_code == 0, result.stderr
+    assert "0001_t1" in result.stdout and "0002_t2" in result.stdout
+    assert {"t1", "t2"} <= tables(empty_url)
+    assert ledger(empty_url) == ["0001_t1", "0002_t2"]
+
+    again = cli(["--sql-dir", two.root, "up"], url=empty_url)
+    assert again.exit_code == 0
+    assert "up to date" in again.stdout
+
+
+def test_status_json_lists_applied_and_pending(cli, empty_url, two):
+    cli(["--sql-dir", two.root, "up", "--to", "0001_t1"], url=empty_url)
+    result = cli(["--sql-dir", two.root, "status", "--json"], url=empty_url)
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    states = {m["id"]: m for m in data["migrations"]}
+    assert states["0001_t1"]["state"] == "applied"
+    assert states["0001_t1"]["applied_at"]
+    assert states["0001_t1"]["description"] == "first table"
+    assert states["0002_t2"]["state"] == "pending"
+    assert data["summary"] == {"applied": 1, "pending": 1, "edited": 0, "missing_rollback": 0,
+                               "functions_pending": 0, "up_to_date": False}
+    assert cli(["--sql-dir", two.root, "status", "--check"], url=empty_url).exit_code == 1
+    cli(["--sql-dir", two.root, "up"], url=empty_url)
+    assert cli(["--sql-dir", two.root, "status", "--check"], url=empty_url).exit_code == 0
+
+
+def test_dry_run_prints_sql_and_changes_nothing(cli, empty_url, two):
+    result = cli(["--sql-dir", two.root, "up", "--dry-run"], url=empty_url)
+    assert result.exit_code == 0
+    assert "CREATE TABLE t1" in result.stdout and "CREATE TABLE t2" in result.stdout
+    assert tables(empty_url) == set()  # not even the ledger
+
+    cli(["--sql-dir", two.root, "up"], url=empty_url)
+    result = cli(["--sql-dir", two.root, "rollback", "--dry-run"], url=empty_url)
+    assert result.exit_code == 0
+    assert "DROP TABLE t2" in result.stdout and "DROP TABLE t1" not in result.stdout
+    assert ledger(empty_url) == ["0001_t1", "0002_t2"]
+
+
+def test_rollback_steps_and_to(cli, empty_url, sql_tree):
+    for i in range(1, 5):
+        sql_tree.migration(f"000{i}_m{i}", f"CREATE TABLE m{i} (id int);",
+                           f"DROP TABLE m{i};")
+    cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    result = cli(["--sql-dir", sql_tree.root, "rollback"], url=empty_url)
+    assert result.exit_code == 0
+    assert ledger(empty_url) == ["0001_m1", "0002_m2", "0003_m3"]
+    cli(["--sql-dir", sql_tree.root, "rollback", "--to", "0001_m1"], url=empty_url)
+    assert ledger(empty_url) == ["0001_m1"]
+    assert tables(empty_url) >= {"m1"} and not tables(empty_url) & {"m2", "m3", "m4"}
+    cli(["--sql-dir", sql_tree.root, "rollback", "--steps", "5"], url=empty_url)
+    assert ledger(empty_url) == []
+    assert "m1" not in tables(empty_url)
+
+
+def test_bad_sql_leaves_database_unchanged_and_names_file_and_line(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_ok", "CREATE TABLE ok (id int);", "DROP TABLE ok;")
+    sql_tree.migration(
+        "0002_bad",
+        "CREATE TABLE half (id int);\n\n-- then a typo\nINSERT INTO half\nVALUES (nope);\n",
+        "DROP TABLE half;",
+    )
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "0002_bad.sql:5:" in lines[0]
+    assert 'column "nope" does not exist' in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "half" not in tables(empty_url)
+    assert ledger(empty_url) == ["0001_ok"]
+
+
+def test_missing_rollback_is_refused_before_anything_runs(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_a", "CREATE TABLE a (id int);", "DROP TABLE a;")
+    sql_tree.migration("0002_b", "CREATE TABLE b (id int);")  # no rollback
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert result.exit_code == 1
+    assert "0002_b" in result.stderr and "rollback" in result.stderr
+    assert ledger(empty_url) == []
+    status = json.loads(cli(["--sql-dir", sql_tree.root, "status", "--json"], url=empty_url).stdout)
+    assert [m["missing_rollback"] for m in status["migrations"]] == [False, True]
+
+
+def test_edited_applied_migration_is_refused_until_repaired(cli, empty_url, two):
+    cli(["--sql-dir", two.root, "up", "--to", "0001_t1"], url=empty_url)
+    path = two.root / "migrations" / "0001_t1.sql"
+    path.write_text(path.read_text() + "-- an edit\n")
+
+    status = json.loads(cli(["--sql-dir", two.root, "status", "--json"], url=empty_url).stdout)
+    assert status["migrations"][0]["edited"] is True
+    result = cli(["--sql-dir", two.root, "up"], url=empty_url)
+    assert result.exit_code == 1
+    assert "0001_t1" in result.stderr and "dmdb repair" in result.stderr
+    assert ledger(empty_url) == ["0001_t1"]  # 0002 not applied either
+
+    repaired = cli(["--sql-dir", two.root, "repair", "--json"], url=empty_url)
+    assert json.loads(repaired.stdout) == {"accepted": ["0001_t1"]}
+    assert cli(["--sql-dir", two.root, "up"], url=empty_url).exit_code == 0
+    assert ledger(empty_url) == ["0001_t1", "0002_t2"]
+
+
+def test_edited_rollback_is_reported(cli, empty_url, two):
+    cli(["--sql-dir", two.root, "up"], url=empty_url)
+    (two.root / "rollbacks" / "0002_t2.sql").write_text("DROP TABLE IF EXISTS t2;\n")
+    status = json.loads(cli(["--sql-dir", two.root, "status", "--json"], url=empty_url).stdout)
+    assert status["migrations"][1]["rollback_edited"] is True
+    result = cli(["--sql-dir", two.root, "rollback"], url=empty_url)
+    assert result.exit_code == 1 and "0002_t2" in result.stderr
+    assert "t2" in tables(empty_url)
+
+
+@pytest.mark.parametrize("command", [["up", "--to", "0009_nope"], ["rollback", "--to", "0009_nope"]])
+def test_unknown_to_is_a_usage_error(cli, empty_url, two, command):
+    result = cli(["--sql-dir", two.root, *command], url=empty_url)
+    assert result.exit_code == 2
+    assert "0009_nope" in result.stderr
+    assert tables(empty_url) == set()
+
+
+def test_unreachable_server_one_line_no_password(cli):
+    url = "postgresql://someone:hunter2-secret@127.0.0.1:1/nowhere?connect_timeout=2"
+    result = cli(["status"], url=url)
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot connect" in result.stderr and "DB_HOST" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_wrong_password_is_named_and_never_printed(cli, pg_settings, embedded_only):
+    from urllib.parse import quote
+
+    host = quote(pg_settings.host, safe="")
+    wrong = "Wr0ng-Pa55word-xyz"
+    url = f"postgresql://{PASSWORD_ROLE}:{wrong}@/postgres?host={host}"
+    for args in (["status"], ["status", "--json"], ["up", "--dry-run"], ["config"],
+                 ["config", "--json"]):
+        result = cli(args, url=url)
+        text = result.stdout + result.stderr
+        assert wrong not in text, args
+        assert PASSWORD not in text
+    result = cli(["status"], url=url)
+    assert result.exit_code == 1
+    assert "password authentication failed" in result.stderr
+    assert "DB_PASSWORD" in result.stderr
+
+    right = f"postgresql://{PASSWORD_ROLE}:{quote(PASSWORD)}@/postgres?host={host}"
+    result = cli(["config", "--json"], url=right)
+    assert PASSWORD not in result.stdout
+    assert json.loads(result.stdout)["password"] == "***"
+
+
+def test_non_transactional_migration_recorded_after_success(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t", "CREATE TABLE t (id int, v int);", "DROP TABLE t;")
+    sql_tree.migration(
+        "0002_idx",
+        "-- transactional: false\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v_idx ON t (v);\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_id_idx ON t (id);\n",
+        "-- transactional: false\nDROP INDEX CONCURRENTLY IF EXISTS t_id_idx;\n"
+        "DROP INDEX CONCURRENTLY IF EXISTS t_v_idx;\n",
+    )
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert result.exit_code == 0, result.stderr
+    with psycopg.connect(empty_url) as conn:
+        idx = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename='t'")}
+    assert idx == {"t_v_idx", "t_id_idx"}
+    assert ledger(empty_url) == ["0001_t", "0002_idx"]
+    assert cli(["--sql-dir", sql_tree.root, "rollback"], url=empty_url).exit_code == 0
+    assert ledger(empty_url) == ["0001_t"]
+
+
+def test_failed_non_transactional_migration_is_not_recorded(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t", "CREATE TABLE t (v int); INSERT INTO t VALUES (1), (1);",
+                       "DROP TABLE t;")
+    sql_tree.migration(
+        "0002_uniq",
+        "-- transactional: false\nCREATE UNIQUE INDEX CONCURRENTLY t_v_key ON t (v);\n",
+        "-- transactional: false\nDROP INDEX CONCURRENTLY IF EXISTS t_v_key;\n",
+    )
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert result.exit_code == 1
+    assert "0002_uniq.sql:2:" in result.stderr and "non-transactional" in result.stderr
+    assert ledger(empty_url) == ["0001_t"]
+
+
+def test_function_files_are_repeatable(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t", "CREATE TABLE t (id int);", "DROP TABLE t;")
+    sql_tree.function("answer", "CREATE OR REPLACE FUNCTION answer() RETURNS int "
+                                "LANGUAGE sql IMMUTABLE AS $$ SELECT 41 $$;")
+    first = cli(["--sql-dir", sql_tree.root, "up", "--json"], url=empty_url)
+    assert json.loads(first.stdout)["functions"] == ["answer"]
+    second = cli(["--sql-dir", sql_tree.root, "up", "--json"], url=empty_url)
+    assert json.loads(second.stdout)["functions"] == []
+
+    sql_tree.function("answer", "CREATE OR REPLACE FUNCTION answer() RETURNS int "
+                                "LANGUAGE sql IMMUTABLE AS $$ SELECT 42 $$;")
+    status = json.loads(cli(["--sql-dir", sql_tree.root, "status", "--json"], url=empty_url).stdout)
+    assert status["functions"][0]["state"] == "changed"
+    third = cli(["--sql-dir", sql_tree.root, "up", "--json"], url=empty_url)
+    assert json.loads(third.stdout)["functions"] == ["answer"]
+    with psycopg.connect(empty_url) as conn:
+        assert conn.execute("SELECT answer()").fetchone()[0] == 42
+
+
+def test_verify_passes_exact_inverses_and_names_the_first_that_is_not(cli, empty_url, two):
+    result = cli(["--sql-dir", two.root, "verify", "--json"], url=empty_url)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    assert [s["id"] for s in data["steps"]] == ["0001_t1", "0002_t2"]
+
+    two.migration("0003_leaky", "CREATE TABLE t3 (id int); CREATE INDEX t3_id_idx ON t3 (id);",
+                  "DROP INDEX t3_id_idx;")  # forgets the table
+    two.migration("0004_after", "CREATE TABLE t4 (id int);", "DROP TABLE t4;")
+    result = cli(["--sql-dir", two.root, "verify"], url=empty_url)
+    assert result.exit_code == 1
+    assert "0003_leaky" in result.stderr
+    assert "t3" in result.stdout  # the diff shows what was left behind
+    assert "0004_after" not in result.stdout
+    # verify works in a scratch database: the target is untouched
+    assert tables(empty_url) == set()
+    with psycopg.connect(empty_url) as conn:
+        left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'dmdb_verify_%'")
+        assert left.fetchone()[0] == 0
+
+
+def test_new_creates_next_numbered_pair(cli, two):
+    result = cli(["--sql-dir", two.root, "new", "Add badges!"])
+    assert result.exit_code == 0, result.stderr
+    forward = two.root / "migrations" / "0003_add_badges.sql"
+    backward = two.root / "rollbacks" / "0003_add_badges.sql"
+    assert forward.exists() and backward.exists()
+    assert "Add badges!" in forward.read_text()
+    assert "0003_add_badges" in backward.read_text()
+    bad = cli(["--sql-dir", two.root, "new", "!!!"])
+    assert bad.exit_code == 2
+
+
+def test_misnamed_migration_file_is_a_usage_error(cli, empty_url, sql_tree):
+    sql_tree.migration("create_stuff", "SELECT 1;", "SELECT 1;")
+    result = cli(["--sql-dir", sql_tree.root, "status"], url=empty_url)
+    assert result.exit_code == 2 and "NNNN_" in result.stderr
+
+
+def _sql_env(url, tree):
+    return {"DATABASE_URL": url, "DMDB_SQL_DIR": str(tree.root)}
+
+
+def test_concurrent_up_applies_each_migration_once(empty_url, sql_tree, tmp_path):
+    sql_tree.migration("0001_a", "CREATE TABLE a (id int); SELECT pg_sleep(0.5);", "DROP TABLE a;")
+    sql_tree.migration("0002_b", "CREATE TABLE b (id int); SELECT pg_sleep(0.5);", "DROP TABLE b;")
+    sql_tree.migration("0003_c", "CREATE TABLE c (id int);", "DROP TABLE c;")
+    sql_tree.function("f", "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;")
+    procs = [popen_dmdb(["up", "--json"], _sql_env(empty_url, sql_tree), cwd=tmp_path)
+             for _ in range(6)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [o[1] for o in outputs]
+    applied = [m for out, _ in outputs for m in json.loads(out)["migrations"]]
+    assert sorted(applied) == ["0001_a", "0002_b", "0003_c"]  # each exactly once, in total
+    functions = [f for out, _ in outputs for f in json.loads(out)["functions"]]
+    assert functions == ["f"]
+    with psycopg.connect(empty_url) as conn:
+        log = conn.execute(
+            "SELECT migration_id, count(*) FROM _yoyo_log WHERE operation = 'apply' "
+            "GROUP BY 1 ORDER BY 1").fetchall()
+    assert log == [("0001_a", 1), ("0002_b", 1), ("0003_c", 1)]
+
+
+def test_lock_wait_is_bounded(empty_url, sql_tree, tmp_path):
+    from dmdb.migrations import MIGRATION_LOCK_KEY
+
+    sql_tree.migration("0001_a", "CREATE TABLE a (id int);", "DROP TABLE a;")
+    with psycopg.connect(empty_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        done = run_dmdb(["up", "--lock-timeout", "1"], _sql_env(empty_url, sql_tree), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "migration lock" in done.stderr and "--lock-timeout" in done.stderr
+    assert ledger(empty_url) == []
+
+
+def test_sigkill_mid_migration_then_clean_up(empty_url, sql_tree, tmp_path):
+    slow = ("CREATE TABLE big (id int);\nINSERT INTO big SELECT generate_series(1, 1000);\n"
+            "SELECT pg_sleep(60);\nCREATE TABLE after_sleep (id int);\n")
+    sql_tree.migration("0001_first", "CREATE TABLE first (id int);", "DROP TABLE first;")
+    sql_tree.migration("0002_slow", slow, "DROP TABLE after_sleep; DROP TABLE big;")
+    proc = popen_dmdb(["up"], _sql_env(empty_url, sql_tree), cwd=tmp_path)
+    try:
+        with psycopg.connect(empty_url, autocommit=True) as watch:
+            for _ in range(300):
+                running = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%%'"
+                ).fetchone()[0]
+                if running:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("the slow migration never started")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    # The killed run's transaction is gone: before 0002, never between.
+    sql_tree.migration("0002_slow", slow.replace("SELECT pg_sleep(60);\n", ""),
+                       "DROP TABLE after_sleep; DROP TABLE big;")
+    assert ledger(empty_url) == ["0001_first"]
+    done = run_dmdb(["up", "--lock-timeout", "30"], _sql_env(empty_url, sql_tree), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ledger(empty_url) == ["0001_first", "0002_slow"]
+    with psycopg.connect(empty_url) as conn:
+        assert conn.execute("SELECT count(*) FROM big").fetchone()[0] == 1000
+
+
+def test_help_does_not_import_the_database_stack():
+    import subprocess
+    import sys
+
+    code = ("import sys; import dmdb.cli; "
+            "print(','.join(m for m in ('psycopg', 'yoyo', 'sqlparse', 'jinja2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
