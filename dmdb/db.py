@@ -72,3 +72,38 @@ def connect(
         if not autocommit:
             conn.commit()
     return conn
+
+
+def connect_read(settings: Settings, *, warn=None, **kwargs) -> psycopg.Connection:
+    """A connection for read-only work: the replica when one is configured and reachable,
+    else the primary (with a warning through `warn`, never a failure)."""
+    if settings.read_replica_host:
+        try:
+            return connect(settings, replica=True, **kwargs)
+        except ConnectError as exc:
+            if warn is not None:
+                warn(f"read replica unreachable, reading from the primary instead ({exc})")
+    return connect(settings, **kwargs)
+
+
+def retry_on_lock_timeout(action, *, attempts: int = 5, base_delay: float = 0.2, on_retry=None):
+    """Run `action()`; when it fails with lock_not_available (lock_timeout expired) or a
+    deadlock, wait with exponential backoff and try again, up to `attempts` times.
+
+    `action` must open and finish its own transaction, so each attempt starts clean.
+    """
+    import random
+    import time
+
+    import psycopg
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+            if attempt == attempts:
+                raise
+            delay = base_delay * (2 ** (attempt - 1)) * (1 + random.random() / 2)
+            if on_retry is not None:
+                on_retry(attempt, delay, exc)
+            time.sleep(delay)
