@@ -107,3 +107,27 @@ def retry_on_lock_timeout(action, *, attempts: int = 5, base_delay: float = 0.2,
             if on_retry is not None:
                 on_retry(attempt, delay, exc)
             time.sleep(delay)
+
+
+def behind_pooler(conn: psycopg.Connection) -> bool:
+    """True when a connection pooler sits between us and PostgreSQL.
+
+    PgBouncer hands its clients a cancel key of its own, so the backend pid that libpq
+    received at login is not the pid of the server process that answers queries.
+    """
+    real = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    if not conn.autocommit:
+        conn.rollback()
+    return conn.info.backend_pid != real
+
+
+def require_session(conn: psycopg.Connection, what: str) -> None:
+    """Refuse work that needs a real session (advisory locks, SET) through a pooler."""
+    from dmdb.errors import DmdbError
+
+    if behind_pooler(conn):
+        raise DmdbError(
+            f"{what} needs a direct PostgreSQL session (session advisory locks), but this "
+            "connection goes through a pooler such as PgBouncer in transaction mode; connect "
+            "to the server itself (DB_HOST/DB_PORT of PostgreSQL, not of the pooler)"
+        )

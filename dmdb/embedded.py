@@ -266,8 +266,86 @@ class EmbeddedServer:
             return True
 
     def destroy(self) -> None:
-        """Stop and delete the cluster (tests and `server stop --delete`)."""
+        """Stop and delete the cluster, and its replica if any (tests)."""
+        if type(self) is EmbeddedServer and (self.home / "replica" / "PG_VERSION").exists():
+            EmbeddedReplica(self.home).stop()
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
         if self.socket_dir != self.home / "run":
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+REPLICA_PORT = 5433
+
+
+class EmbeddedReplica(EmbeddedServer):
+    """A streaming standby of the embedded primary (development aid for read routing).
+
+    Made with the package's own pg_basebackup (-R writes standby.signal and
+    primary_conninfo), under `<home>/replica`, on its own socket directory and port.
+    """
+
+    def __init__(self, home: Path, *, fast: bool = False):
+        super().__init__(home, fast=fast)
+        self.primary = EmbeddedServer(home, fast=fast)
+        self.data_dir = self.home / "replica"
+        self.log_file = self.home / "replica.log"
+
+    @property
+    def socket_dir(self) -> Path:
+        preferred = self.home / "replica-run"
+        if len(str(preferred)) <= _MAX_SOCKET_DIR:
+            return preferred
+        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"dmdb-r-{digest}"
+
+    def start(self, *, dbname: str = DEFAULT_DBNAME) -> ServerInfo:
+        primary = self.primary.start(dbname=dbname)
+        with self._lock_replica():
+            if not (self.data_dir / "PG_VERSION").exists():
+                if self.data_dir.exists():
+                    shutil.rmtree(self.data_dir)
+                self._grant_paths(self.home)
+                self._run(
+                    [str(pg_tool("pg_basebackup")), "-D", str(self.data_dir), "-h",
+                     str(primary.socket_dir), "-p", str(primary.port), "-U", SUPERUSER,
+                     "-R", "-X", "stream", "--checkpoint=fast"],
+                    "pg_basebackup of the embedded primary",
+                )
+                (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+            if self._postmaster() is None:
+                sock = self.socket_dir
+                self._grant_paths(sock)
+                self.log_file.touch()
+                if os.geteuid() == 0:
+                    shutil.chown(self.log_file, SYSTEM_USER, SYSTEM_USER)
+                self._run(
+                    [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
+                     "-w", "-t", "60", "-o", f"-k {sock} -p {REPLICA_PORT}", "start"],
+                    "starting the embedded replica",
+                )
+            info = self.info()
+            if not info.running:
+                raise DmdbError(f"the embedded replica did not start; see {self.log_file}")
+            return info
+
+    @contextmanager
+    def _lock_replica(self):
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.home / ".replica.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def stop(self) -> bool:
+        with self._lock_replica():
+            if self._postmaster() is None:
+                return False
+            self._run(
+                [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", "60", "-m", "fast",
+                 "stop"],
+                "stopping the embedded replica",
+            )
+            return True

@@ -74,12 +74,13 @@ def register(app: typer.Typer) -> None:
         Example: dmdb up --dry-run
         """
         from dmdb import migrations
-        from dmdb.db import connect
+        from dmdb.db import connect, require_session
 
         state = ctx.obj
         settings = state.settings()
         project = state.project()
         with connect(settings, autocommit=True) as conn:
+            require_session(conn, "dmdb up")
             result = migrations.up(
                 conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait,
                 lock_timeout=settings.lock_timeout, progress=_progress(quiet or as_json),
@@ -103,12 +104,13 @@ def register(app: typer.Typer) -> None:
         Example: dmdb rollback --steps 2 --dry-run
         """
         from dmdb import migrations
-        from dmdb.db import connect
+        from dmdb.db import connect, require_session
 
         state = ctx.obj
         settings = state.settings()
         project = state.project()
         with connect(settings, autocommit=True) as conn:
+            require_session(conn, "dmdb rollback")
             result = migrations.rollback(
                 conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
                 lock_timeout=settings.lock_timeout, progress=_progress(quiet or as_json),
@@ -128,10 +130,11 @@ def register(app: typer.Typer) -> None:
         Example: dmdb status --json
         """
         from dmdb import migrations
-        from dmdb.db import connect
+        from dmdb.db import connect_read
+        from dmdb.render import warning_line
 
         state = ctx.obj
-        with connect(state.settings(), autocommit=True) as conn:
+        with connect_read(state.settings(), warn=warning_line, autocommit=True) as conn:
             result = migrations.status(conn, state.project())
         data = result.to_dict()
         if as_json:
@@ -227,10 +230,11 @@ def register(app: typer.Typer) -> None:
         Example: dmdb repair 0003_learner_state
         """
         from dmdb import migrations
-        from dmdb.db import connect
+        from dmdb.db import connect, require_session
 
         state = ctx.obj
         with connect(state.settings(), autocommit=True) as conn:
+            require_session(conn, "dmdb repair")
             accepted = migrations.repair(conn, state.project(), ids or None)
         if as_json:
             print_json({"accepted": accepted})

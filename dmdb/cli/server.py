@@ -26,18 +26,37 @@ def _url(info, dbname: str) -> str:
 
 
 @app.command()
-def start(ctx: typer.Context, as_json: bool = JSON):
+def start(
+    ctx: typer.Context,
+    as_json: bool = JSON,
+    replica: bool = typer.Option(
+        False, "--replica",
+        help="Also create (pg_basebackup -R) and start a streaming standby on its own socket "
+        "and port, for trying read routing (DB_READ_REPLICA_HOST/PORT).",
+    ),
+):
     """Start the embedded server (initialising it under .dmdb/ the first time).
 
-    Example: dmdb server start
+    Example: dmdb server start --replica
     """
     settings = ctx.obj.settings()
     info = _server(ctx).start(dbname=settings.dbname)
+    data = {**info.__dict__, "url": _url(info, settings.dbname)}
+    if replica:
+        from dmdb.embedded import EmbeddedReplica
+
+        rinfo = EmbeddedReplica(settings.home).start(dbname=settings.dbname)
+        data["replica"] = {**rinfo.__dict__, "url": _url(rinfo, settings.dbname)}
     if as_json:
-        print_json({**info.__dict__, "url": _url(info, settings.dbname)})
-    else:
-        console().print(f"embedded PostgreSQL {info.version} running (pid {info.pid}) at "
-                        f"{_url(info, settings.dbname)}")
+        print_json(data)
+        return
+    out = console()
+    out.print(f"embedded PostgreSQL {info.version} running (pid {info.pid}) at {data['url']}")
+    if replica:
+        r = data["replica"]
+        out.print(f"replica running (pid {r['pid']}) at {r['url']}\n"
+                  f"read from it with: DB_READ_REPLICA_HOST={r['socket_dir']} "
+                  f"DB_READ_REPLICA_PORT={r['port']}")
 
 
 @app.command()
@@ -46,6 +65,9 @@ def stop(ctx: typer.Context, as_json: bool = JSON):
 
     Example: dmdb server stop
     """
+    from dmdb.embedded import EmbeddedReplica
+
+    EmbeddedReplica(ctx.obj.settings().home).stop()
     stopped = _server(ctx).stop()
     if as_json:
         print_json({"stopped": stopped})
@@ -60,8 +82,14 @@ def status(ctx: typer.Context, as_json: bool = JSON):
     Example: dmdb server status --json
     """
     settings = ctx.obj.settings()
+    from dmdb.embedded import EmbeddedReplica
+
     info = _server(ctx).info()
     data = {**info.__dict__, "url": _url(info, settings.dbname) if info.running else None}
+    rinfo = EmbeddedReplica(settings.home).info()
+    if rinfo.running or rinfo.version:
+        data["replica"] = {**rinfo.__dict__,
+                           "url": _url(rinfo, settings.dbname) if rinfo.running else None}
     if as_json:
         print_json(data)
     else:

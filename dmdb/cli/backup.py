@@ -1,0 +1,56 @@
+"""dmdb backup / restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dmdb.render import console, print_json
+
+JSON = typer.Option(False, "--json", help="JSON output.")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("backup")
+    def backup_cmd(
+        ctx: typer.Context,
+        out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE",
+                                           help="Dump file (default dmdb-<db>-<UTC time>.dump)."),
+        as_json: bool = JSON,
+    ):
+        """Write a pg_dump custom-format backup of the database.
+
+        Example: dmdb backup --out nightly.dump
+        """
+        from dmdb.backup import backup
+
+        result = backup(ctx.obj.settings(), out)
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            console().print(f"Wrote {result.file} ({result.bytes:,} bytes, {result.seconds:.1f}s, "
+                            f"server {result.server_version}, pg_dump {result.pg_dump_version})")
+
+    @app.command("restore")
+    def restore_cmd(
+        ctx: typer.Context,
+        file: Path = typer.Argument(..., help="A file written by `dmdb backup`."),
+        into: Optional[str] = typer.Option(None, "--into", metavar="DB",
+                                           help="Target database (created if missing; must be "
+                                           "empty). Default: the configured database."),
+        as_json: bool = JSON,
+    ):
+        """Restore a backup into an empty (or new) database, in one transaction.
+
+        Example: dmdb restore nightly.dump --into dmdb_copy
+        """
+        from dmdb.backup import restore
+
+        result = restore(ctx.obj.settings(), file, into)
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            console().print(f"Restored {result.file} into {result.database}"
+                            f"{' (created)' if result.created else ''} in {result.seconds:.1f}s")

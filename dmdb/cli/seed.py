@@ -1,0 +1,96 @@
+"""dmdb seed seed / reset: realistic sample data."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import typer
+
+from dmdb.render import console, print_json, show_progress
+
+app = typer.Typer(help="Sample data: the driving-theory catalogue and simulated learners.",
+                  no_args_is_help=True)
+
+USERS = typer.Option(200, "--users", min=1, help="Learners to simulate.")
+ANSWERS = typer.Option(100, "--answers", min=1, help="Answers per learner.")
+DAYS = typer.Option(120, "--days", min=1, help="Days of history, ending now.")
+RANDOM_SEED = typer.Option(42, "--random-seed", help="Same seed, same data.")
+JOBS = typer.Option(2, "--jobs", min=1, max=16,
+                    help="Connections writing in parallel (learners split by user).")
+JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar, no summary.")
+
+
+@contextmanager
+def _bar(enabled: bool):
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console()) as bar:
+        task = bar.add_task("answers", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _summary(result, as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print_json(result.to_dict())
+    elif not quiet:
+        console().print(
+            f"Seeded {result.users} learners, {result.concepts} concepts, {result.items} items: "
+            f"{result.events} events in {len(result.partitions_touched)} partitions, "
+            f"{result.seconds:.1f}s ({result.events_per_second:,.0f} events/s)"
+        )
+
+
+def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_json, quiet):
+    state = ctx.obj
+    with _bar(show_progress(quiet or as_json)) as progress:
+        result = fn(state.settings(), state.project(), users=users, answers_per_user=answers,
+                    days=days, random_seed=random_seed, jobs=jobs, progress=progress)
+    _summary(result, as_json, quiet)
+
+
+@app.command("seed")
+def seed_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
+             random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
+             quiet: bool = QUIET):
+    """Load the catalogue and simulate learners into an empty, up-to-date database.
+
+    Example: dmdb seed seed --users 10000 --answers 100 --random-seed 7
+    """
+    from dmdb.seed import seed
+
+    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet)
+
+
+@app.command("reset")
+def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
+              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
+              quiet: bool = QUIET,
+              yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
+    """Delete all data (the schema stays), then seed again.
+
+    Example: dmdb seed reset --yes --users 500
+    """
+    from dmdb.seed import reset
+
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            from dmdb.errors import ConfigError
+
+            raise ConfigError("seed reset deletes every row; pass --yes to confirm")
+        typer.confirm("Delete every learner, event and catalogue row, then reseed?", abort=True)
+    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet)
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="seed")
