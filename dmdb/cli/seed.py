@@ -19,6 +19,9 @@ JOBS = typer.Option(2, "--jobs", min=1, max=16,
                     help="Connections writing in parallel (learners split by user).")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar, no summary.")
+NOW = typer.Option(None, "--now", metavar="ISO-TIME",
+                   help="End of the simulated history (default: now); fix it for byte-identical "
+                   "reseeds, e.g. 2026-11-25T00:00:00Z.")
 
 
 @contextmanager
@@ -49,31 +52,46 @@ def _summary(result, as_json: bool, quiet: bool) -> None:
         )
 
 
-def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_json, quiet):
+def _parse_now(raw):
+    if raw is None:
+        return None
+    from datetime import datetime, timezone
+
+    from dmdb.errors import ConfigError
+
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--now {raw!r} is not an ISO time; use e.g. 2026-11-25T00:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_json, quiet, now):
     state = ctx.obj
+    when = _parse_now(now)
     with _bar(show_progress(quiet or as_json)) as progress:
         result = fn(state.settings(), state.project(), users=users, answers_per_user=answers,
-                    days=days, random_seed=random_seed, jobs=jobs, progress=progress)
+                    days=days, random_seed=random_seed, jobs=jobs, progress=progress, now=when)
     _summary(result, as_json, quiet)
 
 
 @app.command("seed")
 def seed_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-             quiet: bool = QUIET):
+             quiet: bool = QUIET, now: str = NOW):
     """Load the catalogue and simulate learners into an empty, up-to-date database.
 
     Example: dmdb seed seed --users 10000 --answers 100 --random-seed 7
     """
     from dmdb.seed import seed
 
-    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet)
+    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now)
 
 
 @app.command("reset")
 def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
               random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-              quiet: bool = QUIET,
+              quiet: bool = QUIET, now: str = NOW,
               yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
     """Delete all data (the schema stays), then seed again.
 
@@ -89,7 +107,7 @@ def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, da
 
             raise ConfigError("seed reset deletes every row; pass --yes to confirm")
         typer.confirm("Delete every learner, event and catalogue row, then reseed?", abort=True)
-    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet)
+    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now)
 
 
 def register(main: typer.Typer) -> None:
