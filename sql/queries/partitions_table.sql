@@ -1,0 +1,35 @@
+-- What planning needs to know about one partitioned table (%(name)s, as text, resolved
+-- with the search_path): its schema and name, strategy, the partition key column and
+-- its type (NULL for an expression or multi-column key), the DEFAULT partition, the
+-- columns a row move copies (not dropped, not generated, in order) and the tables its
+-- foreign keys reference (ATTACH and DETACH lock those: SHARE ROW EXCLUSIVE).
+SELECT n.nspname AS table_schema,
+       p.relname AS table_name,
+       pt.partstrat AS strategy,
+       CASE WHEN pt.partnatts = 1 AND pt.partattrs[0] <> 0
+            THEN (SELECT a.attname FROM pg_attribute a
+                  WHERE a.attrelid = p.oid AND a.attnum = pt.partattrs[0]) END AS key_column,
+       CASE WHEN pt.partnatts = 1 AND pt.partattrs[0] <> 0
+            THEN (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                  WHERE a.attrelid = p.oid AND a.attnum = pt.partattrs[0]) END AS key_type,
+       dn.nspname AS default_schema,
+       d.relname AS default_name,
+       ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = p.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attgenerated = ''
+             ORDER BY a.attnum) AS columns,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(t.nspname, t.relname)
+                                  ORDER BY t.nspname, t.relname), '[]')
+        FROM (SELECT DISTINCT fn.nspname::text, f.relname::text
+              FROM pg_constraint k
+              JOIN pg_class f ON f.oid = k.confrelid
+              JOIN pg_namespace fn ON fn.oid = f.relnamespace
+              WHERE k.conrelid = p.oid AND k.contype = 'f' AND k.confrelid <> p.oid) AS t)
+           AS fk_targets,
+       p.oid::bigint AS oid
+FROM pg_class p
+JOIN pg_namespace n ON n.oid = p.relnamespace
+JOIN pg_partitioned_table pt ON pt.partrelid = p.oid
+LEFT JOIN pg_class d ON d.oid = pt.partdefid
+LEFT JOIN pg_namespace dn ON dn.oid = d.relnamespace
+WHERE p.oid = to_regclass(%(name)s);

@@ -1,0 +1,353 @@
+"""The partition plan as pure functions: no database. Month and year boundaries, leap
+February, retention cut-offs, conflicts, the SQL each step runs, cron rendering."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from dmdb.errors import ConfigError
+from dmdb.partitions import (
+    EXIT_DEFAULT_ROWS,
+    Existing,
+    RunResult,
+    TableInfo,
+    add_months,
+    archive_step,
+    create_step,
+    cron_to_oncalendar,
+    drop_step,
+    month_bounds,
+    month_of,
+    months_ahead,
+    parse_month,
+    partition_name,
+    plan_create,
+    plan_pure,
+    plan_retention,
+    render_cron,
+    retention_cutoff,
+    validate_options,
+)
+
+UTC = timezone.utc
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def monthly(parent: str, first: date, count: int) -> list[Existing]:
+    out = []
+    for i in range(count):
+        m = add_months(first, i)
+        lo, hi = month_bounds(m)
+        out.append(Existing(partition_name(parent, m), lo, hi))
+    return out
+
+
+DEFAULT = Existing("learning_events_default", None, None, is_default=True)
+TABLE = TableInfo(schema="public", name="learning_events", key="occurred_at",
+                  columns=("event_id", "user_id", "occurred_at"),
+                  default="learning_events_default", fk_targets=(("public", "users"),))
+
+
+# -- months ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start, n, expected", [
+    (date(2025, 12, 1), 1, date(2026, 1, 1)),
+    (date(2025, 11, 1), 3, date(2026, 2, 1)),
+    (date(2026, 1, 1), -1, date(2025, 12, 1)),
+    (date(2026, 1, 1), -13, date(2024, 12, 1)),
+    (date(2026, 5, 1), 0, date(2026, 5, 1)),
+    (date(2026, 5, 1), 24, date(2028, 5, 1)),
+])
+def test_add_months_across_years(start, n, expected):
+    assert add_months(start, n) == expected
+
+
+def test_month_of_uses_utc_for_aware_datetimes():
+    # 00:30 on 1 January in UTC+2 is still 31 December in UTC.
+    plus2 = timezone(timedelta(hours=2))
+    assert month_of(datetime(2026, 1, 1, 0, 30, tzinfo=plus2)) == date(2025, 12, 1)
+    assert month_of(date(2024, 2, 29)) == date(2024, 2, 1)
+    assert month_of(utc(2025, 12, 31, 23, 59, 59)) == date(2025, 12, 1)
+
+
+def test_bounds_december_to_january_and_leap_february():
+    assert month_bounds(date(2025, 12, 1)) == (utc(2025, 12, 1), utc(2026, 1, 1))
+    lo, hi = month_bounds(date(2028, 2, 1))
+    assert (lo, hi) == (utc(2028, 2, 1), utc(2028, 3, 1))
+    assert hi - lo == timedelta(days=29)  # 2028 is a leap year
+    lo, hi = month_bounds(date(2027, 2, 1))
+    assert hi - lo == timedelta(days=28)
+    lo, hi = month_bounds(date(2100, 2, 1))  # divisible by 100, not by 400: not leap
+    assert hi - lo == timedelta(days=28)
+
+
+def test_partition_names():
+    assert partition_name("learning_events", date(2026, 11, 1)) == "learning_events_2026_11"
+    assert partition_name("learning_events", date(2027, 1, 1)) == "learning_events_2027_01"
+
+
+def test_parse_month():
+    assert parse_month("2026-11") == date(2026, 11, 1)
+    assert parse_month("2026-1") == date(2026, 1, 1)
+    for bad in ("2026-13", "2026", "11-2026", "2026-11-01", ""):
+        with pytest.raises(ConfigError):
+            parse_month(bad)
+
+
+def test_months_ahead_across_year_boundary():
+    assert months_ahead(date(2025, 12, 31), 2) == [date(2025, 12, 1), date(2026, 1, 1),
+                                                   date(2026, 2, 1)]
+    assert months_ahead(utc(2026, 1, 1, 0, 0), 0) == [date(2026, 1, 1)]
+    assert months_ahead(date(2026, 6, 15), 3, start=date(2027, 11, 1)) == [
+        date(2027, 11, 1), date(2027, 12, 1), date(2028, 1, 1), date(2028, 2, 1)]
+    with pytest.raises(ConfigError):
+        months_ahead(date(2026, 1, 1), -1)
+
+
+# -- create ---------------------------------------------------------------------
+
+
+def test_plan_create_from_scratch_in_december():
+    create, done, conflicts = plan_create(
+        "learning_events", [DEFAULT], months_ahead(date(2025, 12, 10), 3))
+    assert [t.name for t in create] == ["learning_events_2025_12", "learning_events_2026_01",
+                                        "learning_events_2026_02", "learning_events_2026_03"]
+    jan = create[1]
+    assert (jan.lo, jan.hi) == (utc(2026, 1, 1), utc(2026, 2, 1))
+    feb = create[2]
+    assert (feb.lo, feb.hi) == (utc(2026, 2, 1), utc(2026, 3, 1))
+    assert done == [] and conflicts == []
+
+
+def test_plan_create_is_idempotent():
+    existing = monthly("learning_events", date(2025, 12, 1), 4) + [DEFAULT]
+    create, done, conflicts = plan_create(
+        "learning_events", existing, months_ahead(date(2025, 12, 31), 3))
+    assert create == [] and conflicts == []
+    assert done == [p.name for p in existing[:4]]
+    # One month later only the new last month is missing.
+    create, done, _ = plan_create(
+        "learning_events", existing, months_ahead(date(2026, 1, 1), 3))
+    assert [t.name for t in create] == ["learning_events_2026_04"]
+    assert len(done) == 3
+
+
+def test_plan_create_matches_by_bounds_not_name():
+    lo, hi = month_bounds(date(2026, 1, 1))
+    existing = [Existing("events_jan", lo, hi), DEFAULT]
+    create, done, conflicts = plan_create("learning_events", existing, [date(2026, 1, 1)])
+    assert create == [] and done == ["events_jan"] and conflicts == []
+
+
+def test_plan_create_reports_overlaps_and_taken_names():
+    quarter = Existing("learning_events_2026_q1", utc(2026, 1, 1), utc(2026, 4, 1))
+    existing = [quarter, DEFAULT]
+    create, _done, conflicts = plan_create(
+        "learning_events", existing, months_ahead(date(2026, 2, 1), 3),
+        taken_names={"learning_events_2026_05"})
+    assert [c.name for c in conflicts] == ["learning_events_2026_02", "learning_events_2026_03",
+                                           "learning_events_2026_05"]
+    assert "overlaps partition learning_events_2026_q1" in conflicts[0].reason
+    assert [t.name for t in create] == ["learning_events_2026_04"]
+    # An unbounded (MAXVALUE) partition overlaps every later month.
+    tail = Existing("learning_events_tail", utc(2026, 3, 1), None)
+    create, _, conflicts = plan_create("learning_events", [tail], months_ahead(date(2026, 2, 1), 2))
+    assert [t.name for t in create] == ["learning_events_2026_02"]
+    assert len(conflicts) == 2
+
+
+# -- retention ------------------------------------------------------------------
+
+
+def test_retention_cutoff_across_year_boundary():
+    assert retention_cutoff(date(2026, 1, 15), 1) == utc(2025, 12, 1)
+    assert retention_cutoff(date(2026, 1, 15), 0) == utc(2026, 1, 1)
+    assert retention_cutoff(date(2026, 3, 31), 14) == utc(2025, 1, 1)
+    with pytest.raises(ConfigError):
+        retention_cutoff(date(2026, 1, 1), -1)
+
+
+def test_plan_retention_in_january():
+    existing = monthly("learning_events", date(2025, 9, 1), 8) + [DEFAULT]  # 2025-09..2026-04
+    retire = plan_retention(existing, date(2026, 1, 15), 2)
+    # keep November, December and January (the current month); retire September, October
+    assert [p.name for p in retire] == ["learning_events_2025_09", "learning_events_2025_10"]
+
+
+def test_plan_retention_never_current_month_nor_default():
+    existing = monthly("learning_events", date(2025, 1, 1), 24) + [DEFAULT]
+    for today in (date(2026, 1, 1), date(2028, 2, 29), date(2025, 12, 31)):
+        retire = plan_retention(existing, today, 0)
+        names = {p.name for p in retire}
+        assert partition_name("learning_events", month_of(today)) not in names
+        assert "learning_events_default" not in names
+        assert all(p.hi <= month_bounds(month_of(today))[0] for p in retire)
+
+
+def test_plan_retention_keeps_the_database_clock_month():
+    # --today in the future must not retire the month the database clock is in.
+    existing = monthly("learning_events", date(2026, 1, 1), 12)
+    retire = plan_retention(existing, date(2026, 12, 1), 0, now=utc(2026, 3, 10, 12))
+    assert [p.name for p in retire] == ["learning_events_2026_01", "learning_events_2026_02"]
+
+
+def test_plan_retention_skips_unbounded_partitions():
+    old = Existing("learning_events_old", None, utc(2020, 1, 1))
+    tail = Existing("learning_events_tail", utc(2030, 1, 1), None)
+    retire = plan_retention([old, tail, DEFAULT], date(2026, 1, 1), 3)
+    assert retire == [old]
+
+
+def test_plan_pure_combines_create_and_retention_at_leap_february():
+    existing = monthly("learning_events", date(2027, 10, 1), 5) + [DEFAULT]  # 2027-10..2028-02
+    plan = plan_pure("learning_events", existing, date(2028, 2, 29), 2, retain=3)
+    assert [t.name for t in plan.to_create] == ["learning_events_2028_03",
+                                                "learning_events_2028_04"]
+    assert plan.existing == ["learning_events_2028_02"]
+    assert [p.name for p in plan.to_retire] == ["learning_events_2027_10"]
+    assert plan_pure("learning_events", existing, date(2028, 2, 29), 0).to_retire == []
+
+
+def test_usage_rules():
+    assert validate_options(ahead=3, retain=None, archive_schema=None, drop=False) is None
+    assert validate_options(ahead=3, retain=12, archive_schema="archive", drop=False) == "archive"
+    assert validate_options(ahead=3, retain=12, archive_schema=None, drop=True) == "drop"
+    for kwargs in ({"retain": 12, "archive_schema": None, "drop": False},
+                   {"retain": 12, "archive_schema": "a", "drop": True},
+                   {"retain": None, "archive_schema": "a", "drop": False},
+                   {"retain": -1, "archive_schema": None, "drop": True}):
+        with pytest.raises(ConfigError) as info:
+            validate_options(ahead=3, **kwargs)
+        assert info.value.exit_code == 2
+    with pytest.raises(ConfigError):
+        validate_options(ahead=-1, retain=None, archive_schema=None, drop=False)
+
+
+# -- the SQL of each step -------------------------------------------------------
+
+
+def test_create_step_sql_locks_in_order_and_moves_default_rows():
+    target = plan_create("learning_events", [DEFAULT], [date(2026, 1, 1)])[0][0]
+    step = create_step(TABLE, target, "2s", default_rows=4)
+    text = step.sql
+    assert text[0] == "SET LOCAL lock_timeout = '2s'"
+    assert text[1] == 'LOCK TABLE ONLY "public"."users" IN SHARE ROW EXCLUSIVE MODE'
+    assert text[2] == 'LOCK TABLE ONLY "public"."learning_events" IN SHARE ROW EXCLUSIVE MODE'
+    assert text[3] == ('LOCK TABLE ONLY "public"."learning_events_default" '
+                       "IN ACCESS EXCLUSIVE MODE")
+    assert text[4] == ('CREATE TABLE "public"."learning_events_2026_01" '
+                       '(LIKE "public"."learning_events" INCLUDING ALL)')
+    assert "CHECK" in text[5] and "'2026-01-01 00:00:00+00:00'::timestamptz" in text[5]
+    assert step.move_index == 6
+    assert text[6].startswith('WITH moved AS (DELETE FROM "public"."learning_events_default"')
+    assert "'2026-02-01 00:00:00+00:00'::timestamptz" in text[6]
+    assert 'INSERT INTO "public"."learning_events_2026_01" ("event_id", "user_id", ' \
+           '"occurred_at") SELECT' in text[6]
+    assert text[7].startswith('ALTER TABLE "public"."learning_events" ATTACH PARTITION '
+                              '"public"."learning_events_2026_01" FOR VALUES FROM')
+    assert text[8].endswith('DROP CONSTRAINT "dmdb_partition_bounds"')
+    assert step.to_dict()["default_rows"] == 4
+
+
+def test_create_step_without_default_partition_takes_the_weaker_lock():
+    table = TableInfo(schema="s", name="t", key="ts", columns=("ts",))
+    target = plan_create("t", [], [date(2026, 1, 1)])[0][0]
+    text = create_step(table, target, "500ms").sql
+    assert 'LOCK TABLE ONLY "s"."t" IN SHARE UPDATE EXCLUSIVE MODE' in text
+    assert not any("DELETE" in s for s in text)
+    assert not any("ACCESS EXCLUSIVE" in s for s in text)
+
+
+def test_retention_steps_sql():
+    part = monthly("learning_events", date(2025, 1, 1), 1)[0]
+    archive = archive_step(TABLE, part, "archive", "2s").sql
+    assert archive[1:4] == [
+        'LOCK TABLE ONLY "public"."users" IN SHARE ROW EXCLUSIVE MODE',
+        'LOCK TABLE ONLY "public"."learning_events" IN ACCESS EXCLUSIVE MODE',
+        'LOCK TABLE ONLY "public"."learning_events_default" IN ACCESS EXCLUSIVE MODE']
+    assert archive[4:] == [
+        ('ALTER TABLE "public"."learning_events" DETACH PARTITION '
+        '"public"."learning_events_2025_01"'),
+        'CREATE SCHEMA IF NOT EXISTS "archive"',
+        'ALTER TABLE "public"."learning_events_2025_01" SET SCHEMA "archive"']
+    drop = drop_step(TABLE, part, "2s").sql
+    assert drop[-1] == 'DROP TABLE "public"."learning_events_2025_01"'
+    assert not any("users" in s for s in drop)
+
+
+def test_identifiers_are_quoted():
+    table = TableInfo(schema="odd schema", name='we"ird', key="at", columns=("at",))
+    target = plan_create('we"ird', [], [date(2026, 1, 1)])[0][0]
+    text = create_step(table, target, "2s").sql
+    assert 'CREATE TABLE "odd schema"."we""ird_2026_01" (LIKE "odd schema"."we""ird" ' \
+           "INCLUDING ALL)" in text
+
+
+def test_exit_codes():
+    base = {"action": "rollover", "table": "public.learning_events", "dry_run": False,
+                "today": date(2026, 1, 1), "ahead": 3}
+    assert RunResult(**base).exit_code == 0
+    assert RunResult(**base, default_rows=2).exit_code == EXIT_DEFAULT_ROWS == 3
+    assert RunResult(**base, default_rows=2, errors=[{"step": "x", "error": "y"}]).exit_code == 1
+    assert RunResult(**base, skipped=True).exit_code == 0
+
+
+# -- cron -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cron, calendar", [
+    ("17 * * * *", "*-*-* *:17:00"),
+    ("0 3 * * *", "*-*-* 03:00:00"),
+    ("*/15 * * * *", "*-*-* *:00/15:00"),
+    ("30 2 1 * *", "*-*-01 02:30:00"),
+    ("5 4 * * 1-5", "Mon..Fri *-*-* 04:05:00"),
+    ("0 0 * * 0,6", "Sun,Sat *-*-* 00:00:00"),
+    ("0 1,13 * 1-6 *", "*-01..06-* 01,13:00:00"),
+    ("@hourly", "hourly"),
+    ("@daily", "daily"),
+])
+def test_cron_to_oncalendar(cron, calendar):
+    assert cron_to_oncalendar(cron) == calendar
+
+
+@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "x * * * *", "0 0 1 * 1",
+                                 "*/0 * * * *"])
+def test_cron_schedule_errors(bad):
+    with pytest.raises(ConfigError):
+        cron_to_oncalendar(bad)
+
+
+def test_render_cron_files():
+    files = render_cron(ahead=4, retain=12, archive_schema="archive", schedule="17 * * * *",
+                        dmdb=["/opt/dmdb/bin/dmdb"], workdir="/srv/dm db",
+                        env_file="/etc/dmdb/env", user="dmdb")
+    assert files.command == ["/opt/dmdb/bin/dmdb", "partitions", "rollover", "--ahead", "4",
+                             "--retain", "12", "--archive-schema", "archive", "--quiet"]
+    line = [ln for ln in files.crontab.splitlines() if not ln.startswith("#")]
+    assert line == [("17 * * * * cd '/srv/dm db' && /opt/dmdb/bin/dmdb partitions rollover "
+                    "--ahead 4 --retain 12 --archive-schema archive --quiet")]
+    assert "ExecStart=/opt/dmdb/bin/dmdb partitions rollover --ahead 4 --retain 12 " \
+           "--archive-schema archive --quiet" in files.service
+    assert "WorkingDirectory=/srv/dm db" in files.service
+    assert "EnvironmentFile=/etc/dmdb/env" in files.service
+    assert "User=dmdb" in files.service
+    assert "Type=oneshot" in files.service
+    assert "OnCalendar=*-*-* *:17:00" in files.timer
+    assert "Unit=dmdb-partitions-rollover.service" in files.timer
+    assert "WantedBy=timers.target" in files.timer
+
+
+def test_render_cron_escapes_percent_and_checks_usage():
+    files = render_cron(ahead=1, dmdb=["/x/dmdb"], workdir="/srv/100%", schedule="@daily")
+    assert r"cd /srv/100\% &&" in files.crontab
+    assert "WorkingDirectory=/srv/100%%" in files.service
+    assert "OnCalendar=daily" in files.timer
+    assert "EnvironmentFile" not in files.service and "User=" not in files.service
+    with pytest.raises(ConfigError):
+        render_cron(ahead=1, retain=3, dmdb=["/x/dmdb"])  # retention needs a mode

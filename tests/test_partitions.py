@@ -1,0 +1,413 @@
+"""`dmdb partitions` against a real PostgreSQL: list, create (idempotent, across year
+boundaries, moving DEFAULT rows), rollover under concurrent inserts and concurrent
+runs, retention to an archive schema and by dropping, lock timeouts, exit codes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from conftest import popen_dmdb, run_dmdb
+
+from dmdb.partitions import PARTITION_LOCK_KEY, add_months, month_bounds, partition_name
+
+UTC = timezone.utc
+
+
+def q(url: str, query: str, params=None) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def attached(url: str) -> dict[str, str]:
+    """learning_events' partitions: name -> bound text (UTC)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        rows = conn.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'learning_events'::regclass").fetchall()
+    return dict(rows)
+
+
+def this_month(url: str) -> date:
+    return q(url, "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date")[0][0]
+
+
+def name(month: date) -> str:
+    return partition_name("learning_events", month)
+
+
+def add_user(conn: psycopg.Connection, email: str = "learner@example.com") -> int:
+    return conn.execute("INSERT INTO users (email, display_name) VALUES (%s, 'Learner') "
+                        "RETURNING user_id", (email,)).fetchone()[0]
+
+
+def insert_events(url: str, times: list[datetime]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        uid = add_user(conn, f"bulk{time.monotonic_ns()}@example.com")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                "VALUES (%s, %s, 'session_started')", [(uid, t) for t in times])
+
+
+def in_partition(url: str, table: str) -> int:
+    return q(url, f'SELECT count(*) FROM "{table}"')[0][0]
+
+
+def run_json(cli, args, url):
+    result = cli(["partitions", *args, "--json"], url=url)
+    return result, (json.loads(result.stdout) if result.stdout.strip() else None)
+
+
+# -- list -----------------------------------------------------------------------
+
+
+def test_list_every_partitioned_table_with_default_rows_flagged(cli, schema_url):
+    insert_events(schema_url, [datetime(2045, 5, 1, tzinfo=UTC)] * 2)
+    result, data = run_json(cli, ["list"], schema_url)
+    assert result.exit_code == 0, result.stderr
+    tables = {t["table"]: t for t in data["tables"]}
+    ks = tables["public.knowledge_states"]
+    assert ks["strategy"] == "hash" and len(ks["partitions"]) == 8
+    assert ks["partitions"][0]["bound"] == "FOR VALUES WITH (modulus 8, remainder 0)"
+    le = tables["public.learning_events"]
+    assert le["strategy"] == "range" and le["key"] == "RANGE (occurred_at)"
+    m0 = this_month(schema_url)
+    first = le["partitions"][0]
+    assert first["name"] == name(m0)
+    assert first["range_from"] == f"{m0.isoformat()} 00:00:00+00"
+    assert {"rows_estimate", "size_bytes", "is_default", "bound"} <= set(first)
+    default = [p for p in le["partitions"] if p["is_default"]]
+    assert [p["name"] for p in default] == ["learning_events_default"]
+    assert default[0]["default_rows"] == 2
+    assert le["default_rows"] == 2 and data["default_rows"] == 2
+
+    text = cli(["partitions", "list"], url=schema_url)
+    assert text.exit_code == 0
+    assert "knowledge_states_p7" in text.stdout and name(m0) in text.stdout
+    assert "2 row(s) in DEFAULT" in text.stdout
+
+
+# -- create ---------------------------------------------------------------------
+
+
+def test_dry_run_changes_nothing_then_create_is_idempotent(cli, schema_url):
+    m0 = this_month(schema_url)
+    before = attached(schema_url)
+    assert set(before) == {name(add_months(m0, i)) for i in range(4)} | {"learning_events_default"}
+
+    dry = cli(["partitions", "create", "--ahead", "6", "--dry-run"], url=schema_url)
+    assert dry.exit_code == 0, dry.stderr
+    assert f'CREATE TABLE "public"."{name(add_months(m0, 6))}"' in dry.stdout
+    assert "ATTACH PARTITION" in dry.stdout and "WITH moved AS (DELETE FROM" in dry.stdout
+    assert attached(schema_url) == before
+    assert q(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, 4)),)) == [(None,)]
+
+    result, data = run_json(cli, ["create", "--ahead", "6"], schema_url)
+    assert result.exit_code == 0, result.stderr
+    assert [c["name"] for c in data["created"]] == [name(add_months(m0, i)) for i in (4, 5, 6)]
+    assert data["existing"] == [name(add_months(m0, i)) for i in range(4)]
+    assert data["errors"] == [] and data["default_rows"] == 0 and data["exit_code"] == 0
+    assert len(attached(schema_url)) == len(before) + 3
+
+    again, data = run_json(cli, ["create", "--ahead", "6"], schema_url)
+    assert again.exit_code == 0
+    assert data["created"] == [] and data["steps"] == []
+    text = cli(["partitions", "create", "--ahead", "6"], url=schema_url)
+    assert text.exit_code == 0 and "Nothing to do" in text.stdout
+    quiet = cli(["partitions", "create", "--ahead", "6", "--quiet"], url=schema_url)
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+
+
+def test_create_across_year_and_leap_february(cli, schema_url):
+    result = cli(["partitions", "create", "--from", "2030-11", "--ahead", "3"], url=schema_url)
+    assert result.exit_code == 0, result.stderr
+    parts = attached(schema_url)
+    assert parts["learning_events_2030_12"] == \
+        "FOR VALUES FROM ('2030-12-01 00:00:00+00') TO ('2031-01-01 00:00:00+00')"
+    assert parts["learning_events_2031_01"] == \
+        "FOR VALUES FROM ('2031-01-01 00:00:00+00') TO ('2031-02-01 00:00:00+00')"
+    assert {"learning_events_2030_11", "learning_events_2031_02"} <= set(parts)
+    assert cli(["partitions", "create", "--from", "2032-02", "--ahead", "0"],
+               url=schema_url).exit_code == 0
+    insert_events(schema_url, [
+        datetime(2030, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2031, 1, 1, tzinfo=UTC),
+        datetime(2032, 2, 29, 23, 59, tzinfo=UTC),
+    ])
+    where = dict(q(schema_url, "SELECT occurred_at AT TIME ZONE 'UTC', tableoid::regclass::text "
+                               "FROM learning_events"))
+    assert where[datetime(2030, 12, 31, 23, 59, 59, 999999)] == "learning_events_2030_12"
+    assert where[datetime(2031, 1, 1)] == "learning_events_2031_01"
+    assert where[datetime(2032, 2, 29, 23, 59)] == "learning_events_2032_02"
+    # Every index of a created partition is attached to the parent's index.
+    unattached = q(schema_url, """
+        SELECT i.indexrelid::regclass::text FROM pg_index i
+        WHERE i.indrelid = 'learning_events_2031_01'::regclass
+          AND NOT EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)""")
+    assert unattached == []
+    assert q(schema_url, "SELECT count(*) FROM pg_constraint WHERE conrelid = "
+                         "'learning_events_2031_01'::regclass AND conname = "
+                         "'dmdb_partition_bounds'") == [(0,)]
+
+
+def test_rows_in_default_move_into_the_new_partition(cli, schema_url):
+    m0 = this_month(schema_url)
+    m5_lo, m5_hi = month_bounds(add_months(m0, 5))
+    future = [m5_lo, m5_lo + timedelta(days=3), m5_hi - timedelta(microseconds=1)]
+    stray = datetime(2045, 1, 1, tzinfo=UTC)  # no partition will cover it
+    insert_events(schema_url, future + [stray])
+    total = q(schema_url, "SELECT count(*) FROM learning_events")[0][0]
+    assert in_partition(schema_url, "learning_events_default") == 4
+
+    plan, data = run_json(cli, ["create", "--ahead", "5", "--dry-run"], schema_url)
+    assert plan.exit_code == 0
+    assert [(s["partition"], s["default_rows"]) for s in data["steps"]] == [
+        (name(add_months(m0, 4)), 0), (name(add_months(m0, 5)), 3)]
+
+    result, data = run_json(cli, ["create", "--ahead", "5"], schema_url)
+    assert result.exit_code == 3, result.stderr  # the 2045 row is still in DEFAULT
+    assert "1 row(s) sit in the DEFAULT partition" in result.stderr
+    moved = {c["name"]: c["moved_rows"] for c in data["created"]}
+    assert moved == {name(add_months(m0, 4)): 0, name(add_months(m0, 5)): 3}
+    assert data["moved_rows"] == 3 and data["default_rows"] == 1
+    assert in_partition(schema_url, name(add_months(m0, 5))) == 3
+    assert in_partition(schema_url, "learning_events_default") == 1
+    assert q(schema_url, "SELECT count(*) FROM learning_events")[0][0] == total
+
+    q(schema_url, "DELETE FROM learning_events WHERE occurred_at = %s", (stray,))
+    assert cli(["partitions", "create", "--ahead", "5"], url=schema_url).exit_code == 0
+
+
+# -- rollover -------------------------------------------------------------------
+
+
+def test_rollover_while_two_connections_insert_across_the_month_boundary(schema_url):
+    m0 = this_month(schema_url)
+    m3_hi = month_bounds(add_months(m0, 3))[1]  # = start of month 4, today in DEFAULT
+    m4_lo, m4_hi = month_bounds(add_months(m0, 4))
+    m5_lo, m5_hi = month_bounds(add_months(m0, 5))
+    us = timedelta(microseconds=1)
+    # Both sides of each boundary: month 3 (exists) | month 4 | month 5 (in DEFAULT now).
+    stamps = [m3_hi - us, m4_lo, m4_lo + timedelta(days=10), m4_hi - us, m5_lo,
+              m5_hi - us, datetime.now(UTC)]
+    insert_events(schema_url, stamps[1:6] * 4)  # 20 rows sitting in DEFAULT
+    assert in_partition(schema_url, "learning_events_default") == 20
+
+    done = threading.Event()
+    counts = [0, 0]
+    failures: list[str] = []
+    max_inserts, after_done = 20000, 100
+
+    def inserter(slot: int) -> None:
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            uid = add_user(conn, f"ins{slot}@example.com")
+            extra = 0
+            for i in range(max_inserts):
+                if done.is_set():
+                    extra += 1
+                    if extra > after_done:
+                        break
+                try:
+                    conn.execute("INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                                 "VALUES (%s, %s, 'question_answered')",
+                                 (uid, stamps[(i + slot) % len(stamps)]))
+                    counts[slot] += 1
+                except psycopg.Error as exc:
+                    failures.append(str(exc).splitlines()[0])
+
+    threads = [threading.Thread(target=inserter, args=(s,)) for s in (0, 1)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while min(counts) < 20 and time.monotonic() < deadline and not failures:
+        time.sleep(0.01)
+    started_with = sum(counts)
+    try:
+        proc = run_dmdb(["partitions", "rollover", "--ahead", "5", "--json"],
+                        env={"DATABASE_URL": schema_url})
+    finally:
+        done.set()
+        for t in threads:
+            t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [c["name"] for c in data["created"]] == [name(add_months(m0, 4)),
+                                                    name(add_months(m0, 5))]
+    assert data["moved_rows"] >= 20 and data["default_rows"] == 0
+    assert sum(counts) > started_with  # inserts went on while the rollover ran
+    total = q(schema_url, "SELECT count(*) FROM learning_events")[0][0]
+    assert total == 20 + sum(counts)
+    assert in_partition(schema_url, "learning_events_default") == 0
+    misplaced = q(schema_url, """
+        SELECT count(*) FROM learning_events
+        WHERE tableoid::regclass::text <> 'learning_events_' ||
+              to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY_MM')""")
+    assert misplaced == [(0,)]
+
+
+def test_rollover_exits_0_when_another_run_holds_the_lock(cli, schema_url):
+    m0 = this_month(schema_url)
+    with psycopg.connect(schema_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (PARTITION_LOCK_KEY,))
+        result = cli(["partitions", "rollover", "--ahead", "6"], url=schema_url)
+        assert result.exit_code == 0, result.stderr
+        assert "another run" in result.stdout
+        result, data = run_json(cli, ["rollover", "--ahead", "6"], schema_url)
+        assert result.exit_code == 0 and data["skipped"] is True and data["created"] == []
+        assert name(add_months(m0, 6)) not in attached(schema_url)
+        quiet = cli(["partitions", "rollover", "--ahead", "6", "--quiet"], url=schema_url)
+        assert quiet.exit_code == 0 and quiet.stdout == ""
+    result = cli(["partitions", "rollover", "--ahead", "6"], url=schema_url)
+    assert result.exit_code == 0 and name(add_months(m0, 6)) in attached(schema_url)
+
+
+def test_two_rollovers_started_at_the_same_moment(schema_url):
+    """Both start together while a writer's open transaction holds learning_events, so
+    whichever takes the advisory lock first is still working when the other arrives."""
+    m0 = this_month(schema_url)
+    env = {"DATABASE_URL": schema_url}
+    args = ["partitions", "rollover", "--ahead", "6", "--json", "--lock-timeout", "1s",
+            "--attempts", "8"]
+    with psycopg.connect(schema_url) as writer:
+        uid = add_user(writer)
+        writer.execute("INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                       "VALUES (%s, now(), 'session_started')", (uid,))
+        procs = [popen_dmdb(args, env) for _ in range(2)]
+        deadline = time.monotonic() + 60
+        while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        writer.rollback()  # the one still running can now take its locks
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1] for o in outs]
+    results = [json.loads(o[0]) for o in outs]
+    skipped = [r for r in results if r["skipped"]]
+    worker = [r for r in results if not r["skipped"]]
+    assert len(skipped) == 1 and len(worker) == 1
+    assert "another run" in skipped[0]["message"] and skipped[0]["created"] == []
+    assert [c["name"] for c in worker[0]["created"]] == [name(add_months(m0, i))
+                                                         for i in (4, 5, 6)]
+    assert worker[0]["errors"] == [] and worker[0]["exit_code"] == 0
+
+
+# -- retention ------------------------------------------------------------------
+
+
+def test_retention_to_an_archive_schema(cli, schema_url):
+    m0 = this_month(schema_url)
+    past = [add_months(m0, -i) for i in range(6, 0, -1)]
+    assert cli(["partitions", "create", "--from", past[0].strftime("%Y-%m"), "--ahead", "5"],
+               url=schema_url).exit_code == 0
+    insert_events(schema_url, [month_bounds(m)[0] + timedelta(hours=1) for m in past])
+
+    usage = cli(["partitions", "rollover", "--retain", "2"], url=schema_url)
+    assert usage.exit_code == 2 and "--archive-schema" in usage.stderr
+
+    dry, data = run_json(cli, ["rollover", "--retain", "2", "--archive-schema", "dm_archive",
+                               "--dry-run"], schema_url)
+    assert dry.exit_code == 0
+    assert [s["partition"] for s in data["steps"]] == [name(m) for m in past[:4]]
+    assert q(schema_url, "SELECT to_regnamespace('dm_archive')") == [(None,)]
+
+    result, data = run_json(cli, ["rollover", "--retain", "2", "--archive-schema", "dm_archive"],
+                            schema_url)
+    assert result.exit_code == 0, result.stderr
+    assert [a["name"] for a in data["archived"]] == [name(m) for m in past[:4]]
+    parts = attached(schema_url)
+    assert not {name(m) for m in past[:4]} & set(parts)
+    assert {name(past[4]), name(past[5]), name(m0)} <= set(parts)
+    for m in past[:4]:
+        assert q(schema_url, f'SELECT count(*) FROM dm_archive."{name(m)}"') == [(1,)]
+    again, data = run_json(cli, ["rollover", "--retain", "2", "--archive-schema", "dm_archive"],
+                           schema_url)
+    assert again.exit_code == 0 and data["archived"] == [] and data["steps"] == []
+
+
+def test_retention_with_drop_never_touches_the_current_month(cli, schema_url):
+    m0 = this_month(schema_url)
+    first = add_months(m0, -3)
+    assert cli(["partitions", "create", "--from", first.strftime("%Y-%m"), "--ahead", "3"],
+               url=schema_url).exit_code == 0
+    insert_events(schema_url, [datetime.now(UTC)])
+    result, data = run_json(cli, ["rollover", "--retain", "0", "--drop"], schema_url)
+    assert result.exit_code == 0, result.stderr
+    assert [d["name"] for d in data["dropped"]] == [name(add_months(m0, -i)) for i in (3, 2, 1)]
+    assert q(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, -1)),)) == [(None,)]
+    assert name(m0) in attached(schema_url)
+    # Even planned from a date three months on, the database clock's month stays.
+    later = add_months(m0, 3).replace(day=15).isoformat()
+    result, data = run_json(cli, ["rollover", "--retain", "0", "--drop", "--today", later],
+                            schema_url)
+    assert result.exit_code == 0, result.stderr
+    assert data["dropped"] == []
+    assert name(m0) in attached(schema_url) and in_partition(schema_url, name(m0)) == 1
+    assert "learning_events_default" in attached(schema_url)
+
+
+# -- locks, failures, usage -----------------------------------------------------
+
+
+def test_lock_timeout_is_retried_then_fails_without_half_applying(cli, schema_url):
+    m0 = this_month(schema_url)
+    target = name(add_months(m0, 4))
+    with psycopg.connect(schema_url) as writer:  # an open transaction that inserted a row
+        uid = add_user(writer)
+        writer.execute("INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                       "VALUES (%s, now(), 'session_started')", (uid,))
+        result, data = run_json(cli, ["create", "--ahead", "4", "--lock-timeout", "100ms",
+                                      "--attempts", "2"], schema_url)
+        assert result.exit_code == 1
+        assert data["errors"][0]["step"] == f"create {target}"
+        assert "lock" in data["errors"][0]["error"] and data["retries"] == 1
+        assert f"create {target} failed" in result.stderr
+        assert q(schema_url, "SELECT to_regclass(%s)", (target,)) == [(None,)]
+
+        release = threading.Timer(0.3, writer.rollback)
+        release.start()
+        result, data = run_json(cli, ["create", "--ahead", "4", "--lock-timeout", "200ms",
+                                      "--attempts", "10"], schema_url)
+        release.join()
+    assert result.exit_code == 0, result.stderr
+    assert [c["name"] for c in data["created"]] == [target] and data["retries"] >= 1
+
+
+@pytest.mark.parametrize("args", [
+    ["rollover", "--retain", "3"],
+    ["rollover", "--retain", "3", "--archive-schema", "a", "--drop"],
+    ["rollover", "--drop"],
+    ["create", "--from", "2026-13"],
+    ["create", "--ahead", "-1"],
+    ["create", "--lock-timeout", "soon"],
+    ["create", "--table", "knowledge_states"],
+    ["create", "--table", "no_such_table"],
+    ["cron", "--schedule", "every hour"],
+])
+def test_usage_errors_exit_2(cli, schema_url, args):
+    result = cli(["partitions", *args], url=schema_url)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith("dmdb: error: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_cron_renders_crontab_and_systemd_units(cli, tmp_path):
+    args = ["partitions", "cron", "--schedule", "5 * * * *", "--ahead", "4", "--retain", "12",
+            "--drop", "--dmdb-path", "/usr/local/bin/dmdb", "--workdir", str(tmp_path)]
+    result = cli(args)
+    assert result.exit_code == 0, result.stderr
+    assert (f"5 * * * * cd {tmp_path} && /usr/local/bin/dmdb partitions rollover --ahead 4 "
+            "--retain 12 --drop --quiet") in result.stdout
+    assert "ExecStart=/usr/local/bin/dmdb partitions rollover" in result.stdout
+    assert "OnCalendar=*-*-* *:05:00" in result.stdout
+    crontab = cli([*args, "--format", "crontab"])
+    assert "[Timer]" not in crontab.stdout and "5 * * * * cd" in crontab.stdout
+    data = json.loads(cli([*args, "--json"]).stdout)
+    assert set(data) >= {"command", "schedule", "on_calendar", "crontab", "service", "timer"}
+    assert data["command"][0] == "/usr/local/bin/dmdb"
