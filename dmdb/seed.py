@@ -298,21 +298,18 @@ def create_users(conn, random_seed: int, abilities: list[float]) -> list[int]:
     return [r[0] for r in rows]
 
 
-def month_range(first: datetime, last: datetime) -> list[datetime]:
-    months = []
-    cursor = datetime(first.year, first.month, 1, tzinfo=timezone.utc)
-    while cursor <= last:
-        months.append(cursor)
-        cursor = datetime(cursor.year + cursor.month // 12, cursor.month % 12 + 1, 1,
-                          tzinfo=timezone.utc)
-    return months
-
-
 def ensure_partitions(conn, since: datetime, now: datetime) -> None:
     """Monthly learning_events partitions for the history's months (idempotent)."""
     from dmdb import partitions
 
-    partitions.create_months(conn, months=month_range(since, now))
+    first = partitions.month_of(since)
+    span = (now.year - first.year) * 12 + now.month - first.month
+    result = partitions.run(conn, action="create", start=first, ahead=max(span, 0),
+                            lock_wait=30.0)
+    if result.skipped:
+        raise DmdbError("another dmdb partitions run holds its lock; seed again when it is done")
+    if result.errors:
+        raise DmdbError(f"creating the history's partitions failed: {result.errors[0]['error']}")
 
 
 def seed(
