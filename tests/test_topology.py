@@ -128,7 +128,8 @@ def pgbouncer(schema_db, databases, tmp_path, embedded_only):
         shutil.chown(out, user)
         for f in out.iterdir():
             shutil.chown(f, user)
-        tmp_path.chmod(0o755)
+        for parent in out.parents:  # let the unprivileged user reach its files
+            parent.chmod(parent.stat().st_mode | 0o001)
         cmd = [binary, "-u", user, str(out / "pgbouncer.ini")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     bouncer_url = f"postgresql://postgres@127.0.0.1:{port}/{name}"
@@ -183,7 +184,7 @@ def test_application_path_through_pgbouncer_transaction_pooling(pgbouncer):
 
 def test_migrations_refuse_a_transaction_pooler(pgbouncer, tmp_path):
     bouncer_url, _ = pgbouncer
-    for args in (["up"], ["rollback", "--dry-run"]):
+    for args in (["up"], ["rollback", "--dry-run"], ["partitions", "rollover", "--ahead", "3"]):
         done = run_dmdb(args, {"DATABASE_URL": bouncer_url}, cwd=tmp_path)
         assert done.returncode == 1, (args, done.stderr)
         assert "pooler" in done.stderr and "connect" in done.stderr

@@ -190,7 +190,7 @@ def _size(n: int) -> str:
 
 def _run(ctx, *, action: str, **kwargs):
     from dmdb import partitions
-    from dmdb.db import connect
+    from dmdb.db import connect, require_session
 
     settings = ctx.obj.settings()
     quiet, as_json = kwargs.pop("quiet"), kwargs.pop("as_json")
@@ -202,6 +202,8 @@ def _run(ctx, *, action: str, **kwargs):
                                 drop=kwargs.get("drop", False))
     partitions.check_lock_timeout(kwargs["lock_timeout"])
     with connect(settings, autocommit=True) as conn:
+        if not kwargs.get("dry_run"):
+            require_session(conn, f"dmdb partitions {action}")
         result = partitions.run(conn, action=action, progress=_progress(quiet or as_json),
                                 **kwargs)
     if result.skipped and action == "create":
