@@ -1,0 +1,467 @@
+"""`dmdb monitor` against a real PostgreSQL: each check against a situation made for it,
+then the output formats and the exit code of --check."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+
+from dmdb import monitor
+from dmdb.monitor import CheckResult, Status, Thresholds
+
+
+def run_json(cli, url, *args):
+    result = cli(["monitor", "--json", *args], url=url)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    return data, {c["name"]: c for c in data["checks"]}
+
+
+def one(cli, url, name, *args):
+    _, checks = run_json(cli, url, "--only", name, *args)
+    assert list(checks) == [name]
+    return checks[name]
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def add_user(conn) -> int:
+    return conn.execute(
+        "INSERT INTO users (email, display_name) VALUES (%s, 'Monitor') RETURNING user_id",
+        (f"m{time.monotonic_ns()}@example.com",)).fetchone()[0]
+
+
+# ------------------------------------------------------------------ a fresh schema
+
+def test_fresh_schema_is_healthy_and_json_is_stable(cli, schema_url):
+    data, checks = run_json(cli, schema_url)
+    assert set(data) == {"checks", "status", "generated_at"}
+    assert list(checks) == list(monitor.CHECKS)
+    for c in data["checks"]:
+        assert set(c) >= {"name", "status", "summary", "metrics", "rows"}
+        assert c["status"] in ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+    for name in ("sequences", "invalid_indexes", "not_valid_constraints", "duplicate_indexes",
+                 "partitions", "replication", "xid_wraparound", "long_running_queries"):
+        assert checks[name]["status"] == "OK", checks[name]
+    assert checks["replication"]["summary"] == "no replicas"
+    assert checks["partitions"]["metrics"]["months_ahead"] == {"public.learning_events": 3}
+    assert checks["partitions"]["metrics"]["default_partition_rows"] == {
+        "public.learning_events_default": 0}
+    # sequences behind identity columns are included, with their owning column
+    seqs = {r["sequencename"]: r for r in checks["sequences"]["rows"]}
+    assert "users_user_id_seq" in seqs and "learning_events_event_id_seq" in seqs
+    assert seqs["users_user_id_seq"]["owned_by"] == "users.user_id"
+    # the embedded server preloads pg_stat_statements and 0001 installs it
+    top = checks["top_queries"]
+    assert top["status"] == "OK" and top["metrics"]["available"] is True
+
+
+def test_pg_stat_statements_missing_is_a_note_not_a_failure(cli, empty_url):
+    check = one(cli, empty_url, "top_queries")
+    assert check["status"] == "OK"
+    assert check["summary"].startswith("pg_stat_statements not installed")
+    assert "shared_preload_libraries" in check["summary"]
+
+
+# ------------------------------------------------------------------------ sessions
+
+def test_idle_in_transaction_session(cli, schema_url):
+    with psycopg.connect(schema_url) as idle:
+        idle.execute("SELECT 1")  # psycopg opened a transaction: now idle in it
+        pid = idle.info.backend_pid
+        check = one(cli, schema_url, "connections", "--idle-in-transaction-warn", "1")
+        assert check["status"] == "WARNING"
+        assert check["metrics"]["idle_in_transaction"] >= 1
+        assert pid in [r["pid"] for r in check["rows"]]
+        assert "idle in transaction" in check["summary"]
+        relaxed = one(cli, schema_url, "connections", "--idle-in-transaction-warn", "1000")
+        assert relaxed["status"] == "OK"
+        idle.rollback()
+
+
+def test_blocked_query_and_its_blocker(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as setup:
+        uid = add_user(setup)
+    holder = psycopg.connect(schema_url)
+    waiter = psycopg.connect(schema_url, autocommit=True)
+    waiter.execute("SET statement_timeout = '30s'")
+    errors: list[Exception] = []
+
+    def update():
+        try:
+            waiter.execute("UPDATE users SET xp = xp + 1 WHERE user_id = %s", (uid,))
+        except psycopg.Error as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    try:
+        holder.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (uid,))
+        thread = threading.Thread(target=update)
+        thread.start()
+        with psycopg.connect(schema_url, autocommit=True) as probe:
+            assert wait_for(lambda: probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                (waiter.info.backend_pid,)).fetchone()[0] == 1)
+        check = one(cli, schema_url, "blocked_queries", "--blocked-seconds", "0")
+        assert check["status"] == "WARNING"
+        pairs = {(r["blocked_pid"], r["blocking_pid"]) for r in check["rows"]}
+        assert (waiter.info.backend_pid, holder.info.backend_pid) in pairs
+        row = next(r for r in check["rows"] if r["blocked_pid"] == waiter.info.backend_pid)
+        assert row["blocked_query"].startswith("UPDATE users")
+        assert row["blocking_state"] == "idle in transaction"
+        # a short wait under the default 5 s threshold is shown but not a WARNING yet
+        lenient = one(cli, schema_url, "blocked_queries", "--blocked-seconds", "3600")
+        assert lenient["status"] == "OK" and lenient["metrics"]["count"] >= 1
+        holder.rollback()
+        thread.join(30)
+        assert not errors
+    finally:
+        holder.close()
+        waiter.close()
+    assert one(cli, schema_url, "blocked_queries")["metrics"]["count"] == 0
+
+
+def test_long_running_query(cli, schema_url):
+    slow = psycopg.connect(schema_url, autocommit=True)
+    cancelled: list[Exception] = []
+
+    def sleep():
+        try:
+            slow.execute("SELECT pg_sleep(60)")
+        except psycopg.errors.QueryCanceled as exc:
+            cancelled.append(exc)
+
+    thread = threading.Thread(target=sleep)
+    thread.start()
+    try:
+        pid = slow.info.backend_pid
+        seen = {}
+
+        def listed():
+            seen.update(one(cli, schema_url, "long_running_queries", "--long-query-seconds", "0.5"))
+            return pid in [r["pid"] for r in seen["rows"]]
+
+        assert wait_for(listed, timeout=20)
+        assert seen["status"] == "WARNING"
+        assert "pg_sleep" in next(r["query"] for r in seen["rows"] if r["pid"] == pid)
+    finally:
+        slow.cancel_safe()
+        thread.join(10)
+        slow.close()
+    assert cancelled
+
+
+# -------------------------------------------------------------------------- schema
+
+def test_sequence_near_its_maximum(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE tiny_seq MAXVALUE 100")
+        conn.execute("SELECT setval('tiny_seq', 90)")
+    check = one(cli, schema_url, "sequences")
+    row = next(r for r in check["rows"] if r["sequencename"] == "tiny_seq")
+    assert check["status"] == "WARNING" and row["status"] == "WARNING"
+    assert row["used_pct"] == pytest.approx(100 * 89 / 99, abs=0.01)
+    assert "tiny_seq" in check["summary"]
+    assert one(cli, schema_url, "sequences", "--seq-warn", "95")["status"] == "OK"
+
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("SELECT setval('tiny_seq', 97)")
+    assert one(cli, schema_url, "sequences")["status"] == "CRITICAL"
+    result = cli(["monitor", "--check", "--only", "sequences"], url=schema_url)
+    assert result.exit_code == 2
+    assert result.stdout.startswith("CRITICAL: sequences: ")
+    assert result.stdout.count("\n") == 1
+
+
+def test_bigint_sequence_capped_by_its_integer_column(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE narrow (id integer PRIMARY KEY)")
+        conn.execute("CREATE SEQUENCE narrow_id_seq AS bigint OWNED BY narrow.id")
+        conn.execute("ALTER TABLE narrow ALTER id SET DEFAULT nextval('narrow_id_seq')")
+        conn.execute("SELECT setval('narrow_id_seq', 1900000000)")
+    check = one(cli, schema_url, "sequences")
+    row = next(r for r in check["rows"] if r["owned_by"] == "narrow.id")
+    assert row["max_value"] == 2147483647
+    assert row["status"] == "WARNING"  # 88.5 % of the integer column, not of bigint
+    assert one(cli, schema_url, "sequences", "--seq-critical", "88")["status"] == "CRITICAL"
+
+
+def test_invalid_index_and_not_valid_constraint(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE dup (a int)")
+        conn.execute("INSERT INTO dup VALUES (1), (1)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY dup_a_uidx ON dup (a)")
+        conn.execute("ALTER TABLE dup ADD CONSTRAINT dup_a_positive CHECK (a > 0) NOT VALID")
+    _, checks = run_json(cli, schema_url, "--only", "invalid_indexes,not_valid_constraints")
+    invalid = checks["invalid_indexes"]
+    assert invalid["status"] == "WARNING"
+    assert [r["indexrelname"] for r in invalid["rows"]] == ["dup_a_uidx"]
+    assert "dup_a_uidx" in invalid["summary"]
+    constraints = checks["not_valid_constraints"]
+    assert constraints["status"] == "WARNING"
+    assert [r["conname"] for r in constraints["rows"]] == ["dup_a_positive"]
+
+
+def test_unused_and_duplicate_indexes(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE idx_t (a int, b int, c int)")
+        conn.execute("CREATE INDEX idx_t_a ON idx_t (a)")
+        conn.execute("CREATE INDEX idx_t_a_b ON idx_t (a, b)")
+        conn.execute("CREATE INDEX idx_t_a_partial ON idx_t (a) WHERE c > 0")
+        conn.execute("CREATE UNIQUE INDEX idx_t_b_uniq ON idx_t (b)")
+        conn.execute("CREATE INDEX idx_t_b ON idx_t (b)")
+    unused = one(cli, schema_url, "unused_indexes", "--unused-min-size", "0")
+    names = {r["indexrelname"] for r in unused["rows"]}
+    assert unused["status"] == "WARNING"
+    assert {"idx_t_a", "idx_t_a_b", "idx_t_b"} <= names
+    assert "idx_t_b_uniq" not in names and "users_pkey" not in names
+    assert "stats_reset" in unused["metrics"]
+    # the default 10 MB floor hides these tiny ones
+    assert one(cli, schema_url, "unused_indexes")["status"] == "OK"
+
+    dup = one(cli, schema_url, "duplicate_indexes")
+    pairs = {(r["indexrelname"], r["covered_by"]) for r in dup["rows"]}
+    assert dup["status"] == "WARNING"
+    assert pairs == {("idx_t_a", "idx_t_a_b"), ("idx_t_b", "idx_t_b_uniq")}
+
+
+def test_rows_in_default_partition_and_missing_months(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        uid = add_user(conn)
+        conn.execute("INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                     "VALUES (%s, '2001-01-01', 'session_started')", (uid,))
+        check = one(cli, schema_url, "partitions")
+        assert check["status"] == "WARNING"
+        assert check["metrics"]["default_partition_rows"] == {"public.learning_events_default": 1}
+        assert "DEFAULT partition" in check["summary"]
+
+        conn.execute("DELETE FROM learning_events_default")
+        months = conn.execute(
+            "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') "
+            "+ make_interval(months => g), 'YYYY_MM') FROM generate_series(0, 3) g").fetchall()
+        conn.execute(f"DROP TABLE learning_events_{months[2][0]}")
+        check = one(cli, schema_url, "partitions")
+        assert check["status"] == "WARNING"
+        assert check["metrics"]["months_ahead"] == {"public.learning_events": 1}
+        assert one(cli, schema_url, "partitions", "--partition-months-ahead", "1")["status"] == "OK"
+
+        conn.execute(f"DROP TABLE learning_events_{months[0][0]}")
+        check = one(cli, schema_url, "partitions")
+        assert check["status"] == "CRITICAL"
+        assert "current month" in check["summary"]
+
+
+def test_dead_tuples_after_mass_delete(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE churn (id int, pad text) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO churn SELECT g, repeat('x', 50) FROM generate_series(1, 5000) g")
+        conn.execute("ANALYZE churn")
+        conn.execute("DELETE FROM churn")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    check = one(cli, schema_url, "dead_tuples")
+    row = next(r for r in check["rows"] if r["relname"] == "churn")
+    assert check["status"] == "WARNING" and row["status"] == "WARNING"
+    assert row["n_dead_tup"] == 5000
+    assert row["vacuum_trigger"] == pytest.approx(50 + 0.2 * 5000)
+    assert row["autovacuum_enabled"] is False
+    assert "autovacuum is off for churn" in check["summary"]
+    assert one(cli, schema_url, "dead_tuples", "--dead-tuples-factor", "10")["status"] == "OK"
+
+
+def test_bloat_estimate_after_deleting_most_rows(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE swiss (id int, pad text) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO swiss SELECT g, repeat('y', 100) FROM generate_series(1, 30000) g")
+        conn.execute("DELETE FROM swiss WHERE id % 10 <> 0")
+        conn.execute("VACUUM ANALYZE swiss")
+    check = one(cli, schema_url, "bloat", "--bloat-min-size", "0")
+    row = next(r for r in check["rows"] if r["relname"] == "swiss")
+    assert check["status"] == "WARNING" and row["status"] == "WARNING"
+    assert 5 <= row["bloat_ratio"] <= 15  # ~10x, give or take the estimate's error
+    assert row["wasted_bytes"] > 0
+    assert one(cli, schema_url, "bloat")["status"] == "OK"  # under the 100 MB floor
+
+
+def test_xid_age_thresholds_are_flags(cli, schema_url):
+    assert one(cli, schema_url, "xid_wraparound", "--xid-warn", "1",
+               "--xid-critical", "2e9")["status"] == "WARNING"
+    assert one(cli, schema_url, "xid_wraparound", "--xid-warn", "1",
+               "--xid-critical", "1")["status"] == "CRITICAL"
+    bad = cli(["monitor", "--xid-warn", "5", "--xid-critical", "1"], url=schema_url)
+    assert bad.exit_code == 2 and "--xid-warn" in bad.stderr
+
+
+# ------------------------------------------------------------------ failure & output
+
+def test_a_failing_check_is_unknown_and_the_others_still_run(schema_url, monkeypatch):
+    def broken(conn, t):
+        raise psycopg.OperationalError("lost postgresql://u:hunter2@h/db\nsecond line")
+
+    monkeypatch.setitem(monitor.CHECKS, "bloat", broken)
+    with psycopg.connect(schema_url) as conn:
+        monitor.prepare(conn)
+        report = monitor.run_checks(conn, Thresholds(), only=["sequences", "bloat", "cache_hit"])
+    by = {c.name: c for c in report.checks}
+    assert by["bloat"].status is Status.UNKNOWN
+    assert by["bloat"].summary.startswith("check failed: ")
+    assert "hunter2" not in by["bloat"].summary
+    assert by["sequences"].status is Status.OK and by["cache_hit"].status is Status.OK
+
+
+def test_monitor_session_is_read_only(schema_url):
+    with psycopg.connect(schema_url) as conn:
+        monitor.prepare(conn)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE nope (a int)")
+
+
+def test_check_exit_code_follows_the_worst_verdict(cli, schema_url):
+    data, _ = run_json(cli, schema_url)
+    result = cli(["monitor", "--check"], url=schema_url)
+    assert result.exit_code == Status[data["status"]].value
+    assert result.stdout.startswith(data["status"] + ":")
+
+    ok = cli(["monitor", "--check", "--only", "sequences,invalid_indexes"], url=schema_url)
+    assert (ok.exit_code, ok.stdout) == (0, "OK: 2 checks OK\n")
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE half_seq MAXVALUE 100")
+        conn.execute("SELECT setval('half_seq', 90)")
+    warn = cli(["monitor", "--check", "--only", "sequences,invalid_indexes"], url=schema_url)
+    assert warn.exit_code == 1 and warn.stdout.startswith("WARNING: sequences: ")
+
+
+def test_worst_orders_critical_warning_unknown_ok():
+    assert monitor.worst([Status.OK, Status.UNKNOWN]) is Status.UNKNOWN
+    assert monitor.worst([Status.UNKNOWN, Status.WARNING]) is Status.WARNING
+    assert monitor.worst([Status.WARNING, Status.CRITICAL, Status.UNKNOWN]) is Status.CRITICAL
+    assert monitor.worst([]) is Status.OK
+
+
+def test_check_unreachable_server_is_unknown(cli):
+    result = cli(["monitor", "--check"],
+                 url="postgresql://nobody:pw@127.0.0.1:1/nowhere?sslmode=disable")
+    assert result.exit_code == 3
+    assert result.stdout.startswith("UNKNOWN: cannot connect")
+    assert ":pw@" not in result.stdout
+
+
+def test_prometheus_exposition_parses(cli, schema_url):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE prom (id int) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO prom SELECT generate_series(1, 100)")
+        conn.execute("DELETE FROM prom")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    result = cli(["monitor", "--format", "prometheus"], url=schema_url)
+    assert result.exit_code == 0, result.stderr
+    families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
+    status = {s.labels["check"]: s.value for s in families["dmdb_check_status"].samples}
+    assert set(status) == set(monitor.CHECKS) and set(status.values()) <= {0, 1, 2, 3}
+    for name in ("pg_stat_activity_count", "pg_settings_max_connections",
+                 "pg_database_xid_age", "dmdb_sequence_used_ratio", "dmdb_default_partition_rows",
+                 "dmdb_partition_months_ahead", "pg_stat_user_tables_n_dead_tup",
+                 "dmdb_connections_used_ratio", "dmdb_monitor_status"):
+        assert name in families, name
+        assert families[name].type == "gauge"
+    assert families["dmdb_statements_seconds"].type == "counter"
+    assert families["dmdb_statements_seconds"].samples[0].name == "dmdb_statements_seconds_total"
+    dead = {s.labels["relname"]: s.value
+            for s in families["pg_stat_user_tables_n_dead_tup"].samples}
+    assert dead["prom"] == 100
+    assert "# HELP dmdb_check_status " in result.stdout
+    assert "# TYPE dmdb_check_status gauge" in result.stdout
+    for line in result.stdout.splitlines():  # `_total` only on counters
+        if line.startswith("# TYPE") and line.split()[2].endswith("_total"):
+            assert line.split()[3] == "counter", line
+
+
+def test_dashboard_shows_a_verdict_per_check(cli, schema_url):
+    result = cli(["monitor"], url=schema_url, env={"NO_COLOR": "1", "COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    assert "verdict" in result.stdout
+    for name in monitor.CHECKS:
+        assert name in result.stdout
+
+
+def test_flag_validation(cli, schema_url):
+    for args, needle in (
+        (["--watch", "0"], "--watch"),
+        (["--watch", "-1"], "--watch"),
+        (["--watch", "2", "--json"], "--watch"),
+        (["--only", "nonsense"], "unknown check"),
+        (["--format", "xml"], "--format"),
+        (["--cache-hit-warn", "1.5"], "--cache-hit-warn"),
+        (["--seq-warn", "96", "--seq-critical", "95"], "--seq-warn"),
+    ):
+        result = cli(["monitor", *args], url=schema_url)
+        assert result.exit_code == 2, (args, result.stdout)
+        assert needle in result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+def test_watch_renders_in_place_for_the_given_iterations():
+    from rich.text import Text
+
+    from dmdb.cli.monitor import watch
+
+    calls = []
+    shown = watch(lambda: calls.append(1) or Text(f"render {len(calls)}"), 1.0,
+                  iterations=3, sleep=lambda s: None)
+    assert shown == 3 and len(calls) == 3
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    assert watch(lambda: Text("x"), 5.0, sleep=interrupted) == 1
+
+
+def test_check_result_to_dict_keys():
+    d = CheckResult("x", Status.WARNING, "s", {"a": 1}, [{"b": 2}]).to_dict()
+    assert d == {"name": "x", "status": "WARNING", "summary": "s", "metrics": {"a": 1},
+                 "rows": [{"b": 2}], "notes": []}
+
+
+def test_reads_from_the_replica_and_reports_its_lag(cli, schema_url, pg_settings, embedded_only):
+    """With DB_READ_REPLICA_HOST set the checks run on the standby; replication is
+    answered by the primary too (pg_stat_replication lists replicas only there)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dmdb.embedded import EmbeddedReplica
+
+    replica = EmbeddedReplica(pg_settings.home, fast=True)
+    info = replica.start(dbname="postgres")
+    try:
+        with psycopg.connect(schema_url, autocommit=True) as primary:
+            assert wait_for(lambda: primary.execute(
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+            ).fetchone()[0] >= 1, timeout=30)
+        env = {"DB_READ_REPLICA_HOST": str(info.socket_dir), "DB_READ_REPLICA_PORT": str(info.port)}
+        result = cli(["monitor", "--json"], url=schema_url, env=env)
+        assert result.exit_code == 0, result.stderr
+        assert "replica unreachable" not in result.stderr
+        checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+        assert [n for n, c in checks.items() if c["status"] == "UNKNOWN"] == []
+        replication = checks["replication"]
+        assert {r["role"] for r in replication["rows"]} == {"standby (read connection)", "replica"}
+        assert replication["metrics"]["replicas"] == 2
+        assert all(r["lag_seconds"] is not None for r in replication["rows"])
+
+        prom = cli(["monitor", "--format", "prometheus", "--only", "replication"],
+                   url=schema_url, env=env)
+        families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+        assert len(families["pg_replication_lag_seconds"].samples) == 2
+        assert len(families["pg_replication_lag_bytes"].samples) == 2
+    finally:
+        replica.stop()
