@@ -1,0 +1,408 @@
+-- record_answers: the batch form of record_answer, for an event pipeline.
+--
+-- p_answers is a JSON array of objects, applied in array order, each with the
+-- keys of record_answer's parameters (without p_):
+--   {"user_id": 1, "content_id": 7, "is_correct": true, "response_time_ms": 4200,
+--    "hints_used": 0, "quality": null, "answered_at": "2025-11-25T10:00:00Z",
+--    "session_id": null, "context": {}}
+-- hints_used defaults to 0, quality to the derived one, answered_at to now(),
+-- context to {}. Unknown keys are ignored.
+--
+-- The result, and every row written, is exactly what calling record_answer once
+-- per element in the same order would give (tests/test_record_answer.py checks
+-- this property); only the event ids may interleave differently with concurrent
+-- writers. One row per answer is returned, in input order.
+--
+-- How it is fast (≥ 20,000 answers/s for batches of 1,000 on 2 cores): the
+-- JSON is parsed once by jsonb_to_recordset; the per-user state (users,
+-- knowledge_states, review_schedule rows) is read once per distinct key into
+-- arrays; the sequential part (BKT/SM-2/streak chains, which depend on the
+-- previous answer of the same key) runs as a PL/pgSQL loop over those arrays
+-- with only inlined arithmetic; then each table is written with ONE set-based
+-- statement (INSERT … SELECT FROM unnest, UPDATE … FROM unnest).
+-- SET enable_hashjoin/enable_mergejoin = off: every join here is "≤ 1,000 keys from
+-- an array → their rows by primary key"; the planner cannot see the array's size
+-- and, on a mid-sized table, picks a hash join over a sequential scan of all of
+-- knowledge_states/review_schedule for each batch (measured: 25 ms of a 67 ms batch
+-- at 36,000 rows, growing with the table). Nested loops over the primary keys keep
+-- a batch's cost independent of the table size.
+--
+-- Locking: users rows FOR NO KEY UPDATE in user_id order (the same per-user lock
+-- record_answer's UPDATE of users takes first, so batches and single answers
+-- serialise per user and cannot deadlock each other); the user's
+-- knowledge_states/review_schedule rows are then only written by the holder.
+-- learning_events is locked (ROW EXCLUSIVE, as any INSERT would) BEFORE the event ids are drawn from the sequence: rollup_learning_events()
+-- relies on "whoever holds an event id not yet committed holds a lock on
+-- learning_events" (see rollup.sql).
+--
+-- Errors (nothing written; the message names the element, 1-based): as
+-- record_answer, plus 22023 when p_answers is not a JSON array of objects.
+CREATE OR REPLACE FUNCTION record_answers(p_answers jsonb)
+RETURNS TABLE (
+    ordinal integer,
+    event_id bigint,
+    concept_id bigint,
+    mastery double precision,
+    mastery_before double precision,
+    predicted_correct double precision,
+    quality smallint,
+    next_review_at timestamptz,
+    newly_mastered boolean
+)
+LANGUAGE plpgsql VOLATILE
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_n integer;
+    v_now timestamptz := now();
+    v_bad integer;
+    v_bad_msg text;
+    v_bad_code text;
+    v_has_sessions boolean;
+    i integer;
+    k integer;
+    r integer;
+    u integer;
+    -- per answer (input, parsed and looked up once)
+    a_user bigint[];
+    a_content bigint[];
+    a_correct boolean[];
+    a_rt integer[];
+    a_hints integer[];
+    a_q smallint[];
+    a_at timestamptz[];
+    a_day date[];
+    a_session bigint[];
+    a_context jsonb[];
+    a_concept bigint[];
+    a_k integer[];
+    a_r integer[];
+    a_u integer[];
+    -- per answer (output)
+    o_id bigint[];
+    o_before double precision[];
+    o_after double precision[];
+    o_pred double precision[];
+    o_next timestamptz[];
+    o_mastered boolean[];
+    -- per (user, concept): knowledge_states, index = a_k
+    k_user bigint[];
+    k_concept bigint[];
+    k_m double precision[];
+    k_init double precision[];
+    k_decay double precision[];
+    k_guess double precision[];
+    k_slip double precision[];
+    k_rate double precision[];
+    k_vel double precision[];
+    k_last timestamptz[];
+    k_mastered_at timestamptz[];
+    k_n integer[];
+    k_nc integer[];
+    -- per (user, item): review_schedule, index = a_r
+    r_user bigint[];
+    r_content bigint[];
+    r_ef double precision[];
+    r_int integer[];
+    r_reps integer[];
+    r_q smallint[];
+    r_next timestamptz[];
+    r_last timestamptz[];
+    -- per user, index = a_u
+    u_id bigint[];
+    u_xp integer[];
+    u_streak integer[];
+    u_longest integer[];
+    u_last date[];
+    -- scratch
+    v_at timestamptz;
+    v_m double precision;
+    v_p0 double precision;
+    v_q integer;
+    v_day date;
+    v_ef double precision;
+    v_int integer;
+    v_reps integer;
+BEGIN
+    IF p_answers IS NULL OR jsonb_typeof(p_answers) <> 'array' THEN
+        RAISE EXCEPTION 'record_answers: p_answers must be a JSON array, got %',
+            coalesce(jsonb_typeof(p_answers), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+
+    -- Parse once (jsonb_to_recordset itself refuses elements that are not
+    -- objects, 22023); look the items up; derive quality and the UTC day; number
+    -- the distinct keys (dense_rank in key order = the index into the per-key
+    -- arrays loaded below in the same order); find the first invalid element.
+    SELECT count(*)::integer,
+           array_agg(x.user_id ORDER BY x.ord),
+           array_agg(x.content_id ORDER BY x.ord),
+           array_agg(x.is_correct ORDER BY x.ord),
+           array_agg(x.response_time_ms ORDER BY x.ord),
+           array_agg(x.hints ORDER BY x.ord),
+           array_agg(coalesce(x.quality::smallint,
+                              answer_quality(x.is_correct, x.hints, x.response_time_ms, x.avg_rt))
+                     ORDER BY x.ord),
+           array_agg(x.at ORDER BY x.ord),
+           array_agg((x.at AT TIME ZONE 'UTC')::date ORDER BY x.ord),
+           array_agg(x.session_id ORDER BY x.ord),
+           array_agg(x.ctx ORDER BY x.ord),
+           array_agg(x.concept_id ORDER BY x.ord),
+           array_agg(x.k ORDER BY x.ord),
+           array_agg(x.r ORDER BY x.ord),
+           array_agg(x.u ORDER BY x.ord),
+           bool_or(x.session_id IS NOT NULL),
+           min(x.ord) FILTER (WHERE x.bad IS NOT NULL),
+           (array_agg(x.bad ORDER BY x.ord) FILTER (WHERE x.bad IS NOT NULL))[1]
+      INTO v_n, a_user, a_content, a_correct, a_rt, a_hints, a_q, a_at, a_day, a_session,
+           a_context, a_concept, a_k, a_r, a_u, v_has_sessions, v_bad, v_bad_msg
+      FROM (
+          SELECT j.user_id, j.content_id, j.is_correct, j.response_time_ms, j.quality,
+                 j.session_id, j.ord, c.concept_id, c.average_response_time_ms AS avg_rt,
+                 coalesce(j.hints_used, 0) AS hints,
+                 coalesce(j.answered_at, v_now) AS at,
+                 coalesce(j.context, '{}'::jsonb) AS ctx,
+                 dense_rank() OVER (ORDER BY j.user_id, c.concept_id)::integer AS k,
+                 dense_rank() OVER (ORDER BY j.user_id, j.content_id)::integer AS r,
+                 dense_rank() OVER (ORDER BY j.user_id)::integer AS u,
+                 CASE
+                     WHEN j.user_id IS NULL THEN '22004user_id must not be NULL'
+                     WHEN j.content_id IS NULL THEN '22004content_id must not be NULL'
+                     WHEN j.is_correct IS NULL THEN '22004is_correct must not be NULL'
+                     WHEN j.response_time_ms IS NULL THEN '22004response_time_ms must not be NULL'
+                     WHEN j.response_time_ms < 0 THEN
+                         '22023response_time_ms ' || j.response_time_ms || ' is negative'
+                     WHEN j.hints_used < 0 THEN
+                         '22023hints_used ' || j.hints_used || ' is negative'
+                     WHEN j.quality NOT BETWEEN 0 AND 5 THEN
+                         '22023quality ' || j.quality || ' is outside 0..5'
+                     WHEN c.concept_id IS NULL THEN 'P0002unknown content_id ' || j.content_id
+                     WHEN j.context IS NOT NULL AND jsonb_typeof(j.context) <> 'object' THEN
+                         '22023context must be a JSON object, got ' || jsonb_typeof(j.context)
+                 END AS bad
+            FROM ROWS FROM (jsonb_to_recordset(p_answers) AS (
+                     user_id bigint, content_id bigint, is_correct boolean,
+                     response_time_ms integer, hints_used integer, quality integer,
+                     answered_at timestamptz, session_id bigint, context jsonb))
+                 WITH ORDINALITY AS j(user_id, content_id, is_correct, response_time_ms,
+                                      hints_used, quality, answered_at, session_id, context, ord)
+            LEFT JOIN content c ON c.content_id = j.content_id
+      ) AS x;
+    IF v_n = 0 THEN
+        RETURN;
+    END IF;
+    IF v_bad IS NOT NULL THEN
+        v_bad_code := left(v_bad_msg, 5);
+        RAISE EXCEPTION 'record_answers: element %: %', v_bad, substr(v_bad_msg, 6)
+            USING ERRCODE = v_bad_code;
+    END IF;
+
+    -- Sessions: must exist and belong to the answer's user.
+    IF v_has_sessions THEN
+        SELECT t.i, CASE WHEN s.session_id IS NULL THEN 'P0002unknown session_id ' || t.sid
+                         ELSE format('22023session_id %s belongs to user %s, not to user %s',
+                                     t.sid, s.user_id, t.uid) END
+          INTO v_bad, v_bad_msg
+          FROM unnest(a_session, a_user) WITH ORDINALITY AS t(sid, uid, i)
+          LEFT JOIN learning_sessions s ON s.session_id = t.sid
+         WHERE t.sid IS NOT NULL AND (s.session_id IS NULL OR s.user_id <> t.uid)
+         ORDER BY t.i LIMIT 1;
+        IF FOUND THEN
+            v_bad_code := left(v_bad_msg, 5);
+            RAISE EXCEPTION 'record_answers: element %: %', v_bad, substr(v_bad_msg, 6)
+                USING ERRCODE = v_bad_code;
+        END IF;
+    END IF;
+
+    -- Users: lock in user_id order (the per-user serialisation point; the
+    -- knowledge_states and review_schedule rows of these users are written by
+    -- lock holders only, so they are read below without further row locks).
+    SELECT array_agg(l.user_id ORDER BY l.user_id),
+           array_agg(l.current_streak ORDER BY l.user_id),
+           array_agg(l.longest_streak ORDER BY l.user_id),
+           array_agg(l.last_active_date ORDER BY l.user_id)
+      INTO u_id, u_streak, u_longest, u_last
+      FROM (SELECT us.user_id, us.current_streak, us.longest_streak, us.last_active_date
+              FROM users us
+             WHERE us.user_id = ANY (a_user)
+             ORDER BY us.user_id
+               FOR NO KEY UPDATE) AS l;
+    IF coalesce(cardinality(u_id), 0) <> (SELECT max(x) FROM unnest(a_u) AS x) THEN
+        SELECT t.i, t.uid INTO v_bad, v_bad_msg
+          FROM unnest(a_user) WITH ORDINALITY AS t(uid, i)
+         WHERE NOT (t.uid = ANY (coalesce(u_id, '{}')))
+         ORDER BY t.i LIMIT 1;
+        RAISE EXCEPTION 'record_answers: element %: unknown user_id %', v_bad, v_bad_msg
+            USING ERRCODE = 'P0002';
+    END IF;
+
+    -- knowledge_states: load the rows in (user, concept) order; create the missing
+    -- ones (column defaults) and load again only when some were missing.
+    FOR i IN 1 .. 2 LOOP
+        SELECT array_agg(ks.user_id ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.concept_id ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.mastery_probability ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.initial_knowledge ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.temporal_decay ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.guess_parameter ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.slip_parameter ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.learning_rate ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.personal_learning_velocity ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.last_interaction ORDER BY ks.user_id, ks.concept_id),
+               array_agg(ks.mastered_at ORDER BY ks.user_id, ks.concept_id)
+          INTO k_user, k_concept, k_m, k_init, k_decay, k_guess, k_slip, k_rate, k_vel, k_last,
+               k_mastered_at
+          FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
+          JOIN knowledge_states ks ON ks.user_id = p.uid AND ks.concept_id = p.cid;
+        EXIT WHEN coalesce(cardinality(k_user), 0) = (SELECT max(x) FROM unnest(a_k) AS x);
+        INSERT INTO knowledge_states (user_id, concept_id)
+        SELECT DISTINCT t.uid, t.cid
+          FROM unnest(a_user, a_concept) AS t(uid, cid)
+         ORDER BY 1, 2
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+    IF coalesce(cardinality(k_user), 0) <> (SELECT max(x) FROM unnest(a_k) AS x) THEN
+        RAISE EXCEPTION 'record_answers: knowledge_states rows missing after insert'
+            USING ERRCODE = 'XX000';
+    END IF;
+
+    -- review_schedule: current rows (or the SM-2 start state) in (user, item) order.
+    SELECT array_agg(p.uid ORDER BY p.uid, p.iid),
+           array_agg(p.iid ORDER BY p.uid, p.iid),
+           array_agg(coalesce(rs.easiness, 2.5) ORDER BY p.uid, p.iid),
+           array_agg(coalesce(rs.interval_days, 0) ORDER BY p.uid, p.iid),
+           array_agg(coalesce(rs.repetitions, 0) ORDER BY p.uid, p.iid),
+           array_agg(rs.last_reviewed_at ORDER BY p.uid, p.iid)
+      INTO r_user, r_content, r_ef, r_int, r_reps, r_last
+      FROM (SELECT DISTINCT t.uid, t.iid FROM unnest(a_user, a_content) AS t(uid, iid)) AS p
+      LEFT JOIN review_schedule rs ON rs.user_id = p.uid AND rs.content_id = p.iid;
+    r_q := array_fill(NULL::smallint, ARRAY[cardinality(r_user)]);
+    r_next := array_fill(NULL::timestamptz, ARRAY[cardinality(r_user)]);
+
+    k_n := array_fill(0, ARRAY[cardinality(k_user)]);
+    k_nc := k_n;
+    u_xp := array_fill(0, ARRAY[cardinality(u_id)]);
+    o_before := array_fill(NULL::double precision, ARRAY[v_n]);
+    o_after := o_before;
+    o_pred := o_before;
+    o_next := array_fill(NULL::timestamptz, ARRAY[v_n]);
+    o_mastered := array_fill(false, ARRAY[v_n]);
+
+    -- The sequential part, in input order: the same arithmetic as record_answer
+    -- (the BKT/SM-2 chains of a key depend on its previous answer).
+    FOR i IN 1 .. v_n LOOP
+        v_at := a_at[i];
+        k := a_k[i];
+        -- BKT (first interaction: mastery = initial_knowledge, Δdays = 0)
+        IF k_last[k] IS NULL THEN
+            v_p0 := k_init[k];
+            k_last[k] := v_at;
+        ELSE
+            v_p0 := bkt_forget(k_m[k], k_decay[k],
+                               greatest(0::double precision,
+                                        date_part('epoch', v_at - k_last[k]) / 86400.0));
+            k_last[k] := greatest(k_last[k], v_at);
+        END IF;
+        o_pred[i] := v_p0 * (1 - k_slip[k]) + (1 - v_p0) * k_guess[k];
+        o_before[i] := v_p0;
+        v_m := bkt_posterior(v_p0, a_correct[i], k_guess[k], k_slip[k], k_rate[k], k_vel[k]);
+        o_after[i] := v_m;
+        k_m[k] := v_m;
+        k_n[k] := k_n[k] + 1;
+        IF v_m >= 0.95 AND k_mastered_at[k] IS NULL THEN
+            k_mastered_at[k] := v_at;
+            o_mastered[i] := true;
+        END IF;
+        -- SM-2
+        v_q := a_q[i];
+        r := a_r[i];
+        v_ef := r_ef[r];
+        v_reps := r_reps[r];
+        v_int := sm2_next_interval(v_ef, r_int[r], v_reps, v_q);
+        r_int[r] := v_int;
+        r_reps[r] := sm2_next_repetitions(v_reps, v_q);
+        r_ef[r] := sm2_next_easiness(v_ef, v_q);
+        o_next[i] := v_at + v_int * interval '24 hours';
+        r_next[r] := o_next[i];
+        r_q[r] := v_q;
+        r_last[r] := greatest(r_last[r], v_at);
+        -- XP and the daily streak (UTC days)
+        u := a_u[i];
+        IF a_correct[i] THEN
+            k_nc[k] := k_nc[k] + 1;
+            u_xp[u] := u_xp[u] + 10;
+        ELSE
+            u_xp[u] := u_xp[u] + 2;
+        END IF;
+        v_day := a_day[i];
+        IF u_last[u] IS NULL OR v_day > u_last[u] + 1 THEN
+            u_streak[u] := 1;
+            u_last[u] := v_day;
+        ELSIF v_day = u_last[u] + 1 THEN
+            u_streak[u] := u_streak[u] + 1;
+            u_last[u] := v_day;
+        END IF;
+        IF u_streak[u] > u_longest[u] THEN
+            u_longest[u] := u_streak[u];
+        END IF;
+    END LOOP;
+
+    -- Writes, one statement per table.
+    UPDATE users us
+       SET xp = us.xp + t.xp, current_streak = t.streak, longest_streak = t.longest,
+           last_active_date = t.last_day
+      FROM unnest(u_id, u_xp, u_streak, u_longest, u_last)
+               AS t(uid, xp, streak, longest, last_day)
+     WHERE us.user_id = t.uid;
+
+    UPDATE knowledge_states ks
+       SET mastery_probability = t.m,
+           last_interaction = t.last_at,
+           attempts = ks.attempts + t.n,
+           correct_attempts = ks.correct_attempts + t.nc,
+           mastered_at = t.mastered_at
+      FROM unnest(k_user, k_concept, k_m, k_last, k_mastered_at, k_n, k_nc)
+               AS t(uid, cid, m, last_at, mastered_at, n, nc)
+     WHERE ks.user_id = t.uid AND ks.concept_id = t.cid;
+
+    INSERT INTO review_schedule AS rs (user_id, content_id, easiness, interval_days, repetitions,
+                                       next_review_at, last_quality, last_reviewed_at)
+    SELECT * FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last)
+    ON CONFLICT (user_id, content_id) DO UPDATE
+       SET easiness = EXCLUDED.easiness, interval_days = EXCLUDED.interval_days,
+           repetitions = EXCLUDED.repetitions, next_review_at = EXCLUDED.next_review_at,
+           last_quality = EXCLUDED.last_quality, last_reviewed_at = EXCLUDED.last_reviewed_at;
+
+    -- Lock learning_events before drawing ids (see the header and rollup.sql).
+    LOCK TABLE ONLY learning_events IN ROW EXCLUSIVE MODE;
+    o_id := ARRAY(SELECT nextval('learning_events_event_id_seq') FROM generate_series(1, v_n));
+    INSERT INTO learning_events (event_id, user_id, occurred_at, event_type, concept_id,
+                                 content_id, session_id, is_correct, response_time_ms, hints_used,
+                                 quality, mastery_before, mastery_after, response_data, context_data)
+    SELECT t.id, t.uid, t.at, 'question_answered', t.cid, t.iid, t.sid, t.ok, t.rt, t.hints,
+           t.q, t.before, t.after, jsonb_build_object('predicted_correct', t.pred), t.ctx
+      FROM unnest(o_id, a_user, a_at, a_concept, a_content, a_session, a_correct, a_rt, a_hints,
+                  a_q, o_before, o_after, o_pred, a_context)
+           AS t(id, uid, at, cid, iid, sid, ok, rt, hints, q, before, after, pred, ctx);
+
+    IF true = ANY (o_mastered) THEN
+        INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, content_id,
+                                     session_id, mastery_before, mastery_after, context_data)
+        SELECT t.uid, t.at, 'concept_mastered', t.cid, t.iid, t.sid, t.before, t.after, t.ctx
+          FROM unnest(a_user, a_at, a_concept, a_content, a_session, o_before, o_after, a_context,
+                      o_mastered) WITH ORDINALITY AS t(uid, at, cid, iid, sid, before, after, ctx, m, i)
+         WHERE t.m
+         ORDER BY t.i;
+    END IF;
+
+    RETURN QUERY
+    SELECT t.i::integer, t.id, t.cid, t.after, t.before, t.pred, t.q, t.nxt, t.m
+      FROM unnest(o_id, a_concept, o_after, o_before, o_pred, a_q, o_next, o_mastered)
+           WITH ORDINALITY AS t(id, cid, after, before, pred, q, nxt, m, i);
+END;
+$$;
+
+COMMENT ON FUNCTION record_answers(jsonb) IS
+    'Batch of answers (JSON array, applied in order): same effects as record_answer per element.';
