@@ -21,10 +21,11 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from dmdb import resources
 from dmdb.errors import ConfigError, LockNotAvailable, MigrationError

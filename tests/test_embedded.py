@@ -39,7 +39,8 @@ def test_up_on_nothing_configured_starts_embedded_and_applies_schema(home, tmp_p
     again = run_dmdb(["status", "--json"], env, cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads(again.stdout)["summary"]["up_to_date"] is True
-    assert json.loads(run_dmdb(["server", "status", "--json"], env, cwd=tmp_path).stdout)["pid"] == info["pid"]
+    status_again = run_dmdb(["server", "status", "--json"], env, cwd=tmp_path)
+    assert json.loads(status_again.stdout)["pid"] == info["pid"]
 
 
 def test_server_url_stop_and_restart(home, tmp_path):

@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from conftest import popen_dmdb, run_dmdb
 
+from conftest import popen_dmdb, run_dmdb
 from dmdb.partitions import PARTITION_LOCK_KEY, add_months, month_bounds, partition_name
 
 UTC = timezone.utc

@@ -11,8 +11,6 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
-
 
 import typer
 from typer.core import TyperGroup
@@ -51,12 +49,12 @@ class DmdbGroup(TyperGroup):
 
 @dataclass
 class AppState:
-    database_url: Optional[str] = None
-    host: Optional[str] = None
-    port: Optional[int] = None
-    dbname: Optional[str] = None
-    user: Optional[str] = None
-    sql_dir: Optional[Path] = None
+    database_url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    user: str | None = None
+    sql_dir: Path | None = None
     debug: bool = False
     _settings: object = field(default=None, repr=False)
 
@@ -81,7 +79,8 @@ class AppState:
 
         from dmdb.migrations import Project
 
-        sql_dir = self.sql_dir or (Path(os.environ["DMDB_SQL_DIR"]) if os.environ.get("DMDB_SQL_DIR") else None)
+        env_dir = os.environ.get("DMDB_SQL_DIR")
+        sql_dir = self.sql_dir or (Path(env_dir) if env_dir else None)
         return Project(sql_dir)
 
 
@@ -105,16 +104,16 @@ app = typer.Typer(
 @app.callback()
 def root(
     ctx: typer.Context,
-    database_url: Optional[str] = typer.Option(
+    database_url: str | None = typer.Option(
         None, "--database-url", metavar="URL",
         help="postgresql://user@host:port/db; overrides DATABASE_URL and DB_* (prefer the "
         "environment for passwords).",
     ),
-    host: Optional[str] = typer.Option(None, "--host", help="Server host or socket directory (DB_HOST)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Server port (DB_PORT)."),
-    dbname: Optional[str] = typer.Option(None, "--dbname", help="Database name (DB_NAME)."),
-    user: Optional[str] = typer.Option(None, "--user", help="Role to connect as (DB_USER)."),
-    sql_dir: Optional[Path] = typer.Option(
+    host: str | None = typer.Option(None, "--host", help="Server host or socket directory (DB_HOST)."),
+    port: int | None = typer.Option(None, "--port", help="Server port (DB_PORT)."),
+    dbname: str | None = typer.Option(None, "--dbname", help="Database name (DB_NAME)."),
+    user: str | None = typer.Option(None, "--user", help="Role to connect as (DB_USER)."),
+    sql_dir: Path | None = typer.Option(
         None, "--sql-dir", metavar="DIR",
         help="SQL tree with migrations/, rollbacks/, functions/ (DMDB_SQL_DIR); default: "
         "the one shipped with dmdb.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @app.command("backup")
     def backup_cmd(
         ctx: typer.Context,
-        out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="FILE",
+        out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE",
                                            help="Dump file (default dmdb-<db>-<UTC time>.dump)."),
         as_json: bool = JSON,
     ):
@@ -37,7 +36,7 @@ def register(app: typer.Typer) -> None:
     def restore_cmd(
         ctx: typer.Context,
         file: Path = typer.Argument(..., help="A file written by `dmdb backup`."),
-        into: Optional[str] = typer.Option(None, "--into", metavar="DB",
+        into: str | None = typer.Option(None, "--into", metavar="DB",
                                            help="Target database (created if missing; must be "
                                            "empty). Default: the configured database."),
         as_json: bool = JSON,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import typer
 
@@ -60,7 +59,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def up(
         ctx: typer.Context,
-        to: Optional[str] = typer.Option(None, "--to", metavar="ID",
+        to: str | None = typer.Option(None, "--to", metavar="ID",
                                          help="Apply up to and including this migration id."),
         dry_run: bool = DRY_RUN,
         as_json: bool = JSON,
@@ -90,9 +89,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def rollback(
         ctx: typer.Context,
-        steps: Optional[int] = typer.Option(None, "--steps", metavar="N",
+        steps: int | None = typer.Option(None, "--steps", metavar="N",
                                             help="Roll back the last N migrations (default 1)."),
-        to: Optional[str] = typer.Option(None, "--to", metavar="ID",
+        to: str | None = typer.Option(None, "--to", metavar="ID",
                                          help="Roll back every migration applied after ID."),
         dry_run: bool = DRY_RUN,
         as_json: bool = JSON,
@@ -218,7 +217,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def repair(
         ctx: typer.Context,
-        ids: Optional[List[str]] = typer.Argument(
+        ids: list[str] | None = typer.Argument(
             None, help="Migration ids to accept (default: every edited one)."),
         as_json: bool = JSON,
     ):

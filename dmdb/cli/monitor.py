@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
         except ConnectError as exc:
             if check:  # a monitoring system expects UNKNOWN, not a failure
                 sys.stdout.write(f"UNKNOWN: {exc}\n")
-                raise typer.Exit(3)
+                raise typer.Exit(3) from None
             raise
 
         if fmt == "json":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,8 +20,8 @@ def config_cmd(
     listen_port: int = typer.Option(6432, "--listen-port", min=1, max=65535),
     pool_mode: str = typer.Option("transaction", "--pool-mode",
                                   help="transaction (the app path), session or statement."),
-    unix_socket_dir: Optional[str] = typer.Option(None, "--unix-socket-dir"),
-    admin_users: Optional[str] = typer.Option(None, "--admin-users",
+    unix_socket_dir: str | None = typer.Option(None, "--unix-socket-dir"),
+    admin_users: str | None = typer.Option(None, "--admin-users",
                                               help="Users allowed on the admin console."),
     stdout: bool = typer.Option(False, "--stdout", help="Print pgbouncer.ini instead of writing."),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
