@@ -7,7 +7,6 @@ Debian's serve other majors). Passwords reach the tools through the environment
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from pathlib import Path
 from dmdb.config import Settings
 from dmdb.db import connect, redact, resolve
 from dmdb.errors import ConfigError, DmdbError
+from dmdb.pgtools import tool_env
 
 
 @dataclass
@@ -37,23 +37,11 @@ class RestoreResult:
     database: str
     created: bool
     seconds: float
+    dry_run: bool = False
+    entries: int = 0  # objects in the archive's table of contents
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def tool_env(settings: Settings, dbname: str) -> dict:
-    info = settings.conninfo(dbname=dbname)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update({"PGHOST": str(info["host"]), "PGPORT": str(info["port"]), "PGDATABASE": dbname,
-                "PGAPPNAME": "dmdb", "PGCONNECT_TIMEOUT": str(settings.connect_timeout)})
-    if info.get("user"):
-        env["PGUSER"] = info["user"]
-    if info.get("password"):
-        env["PGPASSWORD"] = info["password"]
-    if info.get("sslmode"):
-        env["PGSSLMODE"] = info["sslmode"]
-    return env
 
 
 def _tool(name: str, major: int, *, exact: bool = False) -> str:
@@ -97,7 +85,21 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
                         server_version, _version(binary))
 
 
-def restore(settings: Settings, file: Path, into: str | None = None) -> RestoreResult:
+def _archive_entries(tool: str, file: Path, settings: Settings) -> int:
+    done = subprocess.run([tool, "--list", str(file)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise DmdbError(f"{file} is not a dump pg_restore can read ({_last_line(done)}); "
+                        "give a file written by `dmdb backup` (pg_dump -Fc)")
+    return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit {done.returncode}"
+
+
+def restore(settings: Settings, file: Path, into: str | None = None, *,
+            dry_run: bool = False) -> RestoreResult:
     import psycopg
     from psycopg import sql
 
@@ -111,15 +113,24 @@ def restore(settings: Settings, file: Path, into: str | None = None) -> RestoreR
     with connect(settings, autocommit=True, dbname="postgres") as admin:
         major = int(admin.execute("SHOW server_version_num").fetchone()[0]) // 10000
         restore_tool = _tool("pg_restore", major, exact=True)  # before anything is created
+        entries = _archive_entries(restore_tool, file, settings)
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
+        if dry_run:
+            exists_tables = 0
+            if exists:
+                with connect(settings, dbname=target) as conn:
+                    exists_tables = _table_count(conn)
+            if exists_tables:
+                raise DmdbError(f"database {target} already holds {exists_tables} tables; restore "
+                                "into a new one with --into NAME")
+            return RestoreResult(str(file.absolute()), target, not exists, 0.0, dry_run=True,
+                                 entries=entries)
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
             created = True
     if not created:
         with connect(settings, dbname=target) as conn:
-            tables = conn.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')").fetchone()[0]
+            tables = _table_count(conn)
         if tables:
             raise DmdbError(
                 f"database {target} already holds {tables} tables; restore into a new one with "
@@ -140,4 +151,11 @@ def restore(settings: Settings, file: Path, into: str | None = None) -> RestoreR
                     pass
         raise _fail("pg_restore", done, settings)
     return RestoreResult(str(file.absolute()), target, created,
-                         round((datetime.now(timezone.utc) - started).total_seconds(), 2))
+                         round((datetime.now(timezone.utc) - started).total_seconds(), 2),
+                         entries=entries)
+
+
+def _table_count(conn) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')").fetchone()[0]

@@ -7,6 +7,7 @@ configured, dmdb uses its embedded PostgreSQL under `.dmdb/` (or `DMDB_HOME`).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -31,6 +32,14 @@ ENV_KEYS = (
 )
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_DURATION = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h)?\s*")
+
+
+def check_duration(value: str, name: str) -> str:
+    """A PostgreSQL duration such as 2s, 500ms or 1min (a bare number is milliseconds)."""
+    if not _DURATION.fullmatch(value or ""):
+        raise ConfigError(f"{name} {value!r} is not a duration; write e.g. 2s or 500ms")
+    return value.strip()
 
 
 @dataclass(frozen=True)
@@ -123,11 +132,16 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
+_EXAMPLES = {"DB_PORT": "5432", "DB_READ_REPLICA_PORT": "5432", "DB_MAX_CONNECTIONS": "20",
+             "DB_IDLE_TIMEOUT": "600", "DB_CONNECT_TIMEOUT": "5"}
+
+
 def _int(key: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not a whole number; set it to e.g. {key}=5432") from None
+        example = _EXAMPLES.get(key, "10")
+        raise ConfigError(f"{key}={raw!r} is not a whole number; set e.g. {key}={example}") from None
 
 
 def _parse_url(url: str) -> dict:
@@ -216,7 +230,13 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
         raise ConfigError(
             f"DB_SSLMODE={values['sslmode']!r} is not a libpq sslmode; use one of {', '.join(SSLMODES)}"
         )
-    for attr in ("port", "read_replica_port"):
+    for attr, key in (("port", "DB_PORT"), ("read_replica_port", "DB_READ_REPLICA_PORT")):
         if attr in values and not (0 < values[attr] < 65536):
-            raise ConfigError(f"{attr} {values[attr]} is out of range; use a port from 1 to 65535")
+            raise ConfigError(f"{key}={values[attr]} is out of range; use a port from 1 to 65535")
+    for attr, key in (("max_connections", "DB_MAX_CONNECTIONS"),
+                      ("connect_timeout", "DB_CONNECT_TIMEOUT"), ("idle_timeout", "DB_IDLE_TIMEOUT")):
+        if attr in values and values[attr] < 1:
+            raise ConfigError(f"{key}={values[attr]} must be 1 or more")
+    if "lock_timeout" in values:
+        values["lock_timeout"] = check_duration(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
     return Settings(**values, sources=sources)

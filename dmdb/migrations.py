@@ -208,6 +208,7 @@ class Project:
                 f"{self.sql_dir}/migrations is not a directory; "
                 "pass --sql-dir (or DMDB_SQL_DIR) pointing at a tree with migrations/"
             )
+        self.migrations()  # misnamed or duplicate files are usage errors, found up front
 
     def migrations(self) -> list[Migration]:
         out = []
@@ -532,7 +533,7 @@ def _pending(project: Project, state: Status, to: str | None) -> list[Migration]
     missing = [m for m in pending if m.rollback is None]
     if missing:
         raise MigrationError(
-            f"{missing[0].id}: no rollback file sql/rollbacks/{missing[0].id}.sql; "
+            f"{missing[0].id}: no rollback file {project.sql_dir / 'rollbacks' / missing[0].id}.sql; "
             "write its rollback before applying it"
         )
     return pending
@@ -647,7 +648,8 @@ def rollback(
             mig = by_id[m.id]
             if mig.rollback is None:
                 raise MigrationError(
-                    f"{m.id}: no rollback file sql/rollbacks/{m.id}.sql; write one to roll back"
+                    f"{m.id}: no rollback file {project.sql_dir / 'rollbacks' / m.id}.sql; "
+                    "write one to roll back"
                 )
             if m.rollback_edited:
                 raise MigrationError(
@@ -677,8 +679,15 @@ def rollback(
 
 
 def repair(conn: psycopg.Connection, project: Project, ids: list[str] | None = None,
-           lock_wait: float = 60.0) -> list[str]:
-    """Accept edited files: record the current checksums of applied migrations (all, or `ids`)."""
+           lock_wait: float = 60.0, dry_run: bool = False) -> list[str]:
+    """Accept edited files: record the current checksums of applied migrations (all, or `ids`).
+
+    With dry_run, only say which would be accepted."""
+    if dry_run:
+        state = status(conn, project)
+        return [m.id for m in state.migrations
+                if m.state == "applied" and not m.missing_file and (m.edited or m.rollback_edited)
+                and (not ids or m.id in ids)]
     acquire_lock(conn, lock_wait)
     try:
         state = status(conn, project)

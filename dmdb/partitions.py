@@ -513,9 +513,9 @@ def db_now(conn: psycopg.Connection) -> datetime:
 
 
 def check_lock_timeout(value: str) -> str:
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h)?\s*", value or ""):
-        raise ConfigError(f"--lock-timeout {value!r} is not a duration; write e.g. 2s or 500ms")
-    return value.strip()
+    from dmdb.config import check_duration
+
+    return check_duration(value, "--lock-timeout")
 
 
 def make_plan(

@@ -79,6 +79,7 @@ def write_config(config: PgBouncerConfig, out_dir: Path) -> tuple[Path, Path]:
     ini, users = out_dir / "pgbouncer.ini", out_dir / "userlist.txt"
     ini.write_text(config.ini)
     fd = os.open(users, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise, password and all
     with os.fdopen(fd, "w") as handle:
         handle.write(config.userlist)
     return ini, users

@@ -18,8 +18,28 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dmdb.errors import DmdbError
+
+if TYPE_CHECKING:
+    from dmdb.config import Settings
+
+
+def tool_env(settings: Settings, dbname: str) -> dict:
+    """Environment for a libpq tool: connection from the settings, the password in
+    PGPASSWORD (never on a command line), and no PG* variables inherited from the caller."""
+    info = settings.conninfo(dbname=dbname)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update({"PGHOST": str(info["host"]), "PGPORT": str(info["port"]), "PGDATABASE": dbname,
+                "PGAPPNAME": "dmdb", "PGCONNECT_TIMEOUT": str(settings.connect_timeout)})
+    if info.get("user"):
+        env["PGUSER"] = info["user"]
+    if info.get("password"):
+        env["PGPASSWORD"] = info["password"]
+    if info.get("sslmode"):
+        env["PGSSLMODE"] = info["sslmode"]
+    return env
 
 
 @dataclass(frozen=True)

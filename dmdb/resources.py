@@ -1,31 +1,35 @@
-"""Where the packaged SQL and templates are, in a checkout and in an installed wheel."""
+"""Where the packaged SQL, templates and data are, in a checkout and in an installed wheel.
+
+In a checkout they sit beside the package (sql/, templates/) or in it (dmdb/data); the
+wheel maps them to dmdb/sql, dmdb/templates and dmdb/data (pyproject's package-dir).
+"""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE.parent
 
 
-def _package_dir(package: str, checkout_name: str) -> Path:
-    candidate = _CHECKOUT / checkout_name
-    if (_CHECKOUT / "pyproject.toml").exists() and candidate.is_dir():
-        return candidate
-    return Path(str(resources.files(package)))
+def _package_dir(name: str) -> Path:
+    in_checkout = _CHECKOUT / name
+    if (_CHECKOUT / "pyproject.toml").is_file() and in_checkout.is_dir():
+        return in_checkout
+    return _PACKAGE / name
 
 
 def sql_dir() -> Path:
     """The packaged sql/ tree: migrations/, rollbacks/, functions/, queries/."""
-    return _package_dir("dmdb.sql", "sql")
+    return _package_dir("sql")
 
 
 def templates_dir() -> Path:
-    return _package_dir("dmdb.templates", "templates")
+    return _package_dir("templates")
 
 
 def data_dir() -> Path:
-    return _package_dir("dmdb.data", "dmdb/data")
+    return _PACKAGE / "data"
 
 
 def query(name: str) -> str:

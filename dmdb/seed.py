@@ -87,6 +87,9 @@ class SeedResult:
     seconds: float = 0.0
     events_per_second: float = 0.0
     random_seed: int = 0
+    dry_run: bool = False
+    partitions_to_create: list[str] = field(default_factory=list)
+    tables_to_clear: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -323,8 +326,12 @@ def seed(
     jobs: int = 2,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    dry_run: bool = False,
+    _clearing: bool = False,
 ) -> SeedResult:
-    """Seed an empty, up-to-date database. `progress(done, total)` reports answers written."""
+    """Seed an empty, up-to-date database. `progress(done, total)` reports answers written.
+
+    With dry_run: check the database and say what would be written; change nothing."""
     from dmdb.db import connect
 
     if users < 1 or answers_per_user < 1 or days < 1 or jobs < 1:
@@ -338,10 +345,13 @@ def seed(
 
     with connect(settings, autocommit=True) as conn:
         check_schema(conn, project)
-        if existing_users(conn):
+        if existing_users(conn) and not _clearing:
             raise DmdbError(
                 "the database already holds users; `dmdb seed reset` clears the data and seeds again"
             )
+        if dry_run:
+            return _plan_only(conn, catalogue, users, answers_per_user, days, random_seed, now,
+                              clearing=_clearing)
         _, item_ids = load_reference(conn, catalogue)
         abilities = plan_learners(random_seed, users)
         user_ids = create_users(conn, random_seed, abilities)
@@ -411,6 +421,23 @@ def seed(
     )
 
 
+def _plan_only(conn, catalogue: Catalogue, users: int, answers: int, days: int,
+               random_seed: int, now: datetime, *, clearing: bool) -> SeedResult:
+    from dmdb import partitions
+
+    first = partitions.month_of(now - timedelta(days=days))
+    span = (now.year - first.year) * 12 + now.month - first.month
+    plan = partitions.run(conn, action="create", start=first, ahead=max(span, 0), dry_run=True)
+    return SeedResult(
+        users=users, concepts=len(catalogue.concepts), items=len(catalogue.items), events=0,
+        answers=users * answers, random_seed=random_seed, dry_run=True,
+        partitions_to_create=[s.partition for s in plan.steps],
+        tables_to_clear=[t for t in DATA_TABLES
+                         if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
+        if clearing else [],
+    )
+
+
 def _rollup(conn) -> None:
     """Bring content counters and bandit arms up to date (the functions' rollup)."""
     fn = conn.execute("SELECT to_regproc('rollup_learning_events')").fetchone()[0]
@@ -419,10 +446,12 @@ def _rollup(conn) -> None:
     conn.execute("SELECT rollup_learning_events()")
 
 
-def reset(settings, project, **options) -> SeedResult:
+def reset(settings, project, *, dry_run: bool = False, **options) -> SeedResult:
     """Clear the data (the schema stays) and seed again."""
     from dmdb.db import connect
 
+    if dry_run:
+        return seed(settings, project, dry_run=True, _clearing=True, **options)
     with connect(settings, autocommit=True) as conn:
         check_schema(conn, project)
         clear(conn)

@@ -8,7 +8,6 @@ whose rollback leaves a different schema is named, with the first lines that dif
 from __future__ import annotations
 
 import difflib
-import os
 import subprocess
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -46,16 +45,9 @@ class VerifyResult:
 def dump_schema(settings: Settings, dbname: str) -> list[str]:
     """The schema as pg_dump prints it, less comments and per-run noise."""
     from dmdb.embedded import pg_tool
+    from dmdb.pgtools import tool_env
 
-    info = settings.conninfo(dbname=dbname)
-    env = dict(os.environ)
-    env.update({"PGHOST": str(info["host"]), "PGPORT": str(info["port"]), "PGDATABASE": dbname})
-    if info.get("user"):
-        env["PGUSER"] = info["user"]
-    if info.get("password"):
-        env["PGPASSWORD"] = info["password"]  # never on the command line
-    if info.get("sslmode"):
-        env["PGSSLMODE"] = info["sslmode"]
+    env = tool_env(settings, dbname)
     done = subprocess.run(
         [str(pg_tool("pg_dump")), "--schema-only", "--no-comments",
          "--exclude-table=_yoyo_*", "--exclude-table=_dmdb_*"],

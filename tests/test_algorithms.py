@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests import reference_algorithms as ref
+import reference_algorithms as ref
 
 TOL = 1e-9
 EXAMPLES = settings(max_examples=150, deadline=None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,12 +15,15 @@ from conftest import REPO, run_dmdb
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    path = tmp_path_factory.mktemp("embedded") / "home"
+def home():
+    # Not under pytest's tmp dirs: another pytest run resets those to 0700, out of reach
+    # of the server's system user.
+    path = Path(tempfile.mkdtemp(prefix="dmdb-embedded-")) / "home"
     yield path
     from dmdb.embedded import EmbeddedServer
 
     EmbeddedServer(path).destroy()
+    shutil.rmtree(path.parent, ignore_errors=True)
 
 
 def test_up_on_nothing_configured_starts_embedded_and_applies_schema(home, tmp_path):
@@ -61,12 +66,13 @@ def test_server_url_stop_and_restart(home, tmp_path):
     assert json.loads(back.stdout)["summary"]["applied"] > 0
 
 
-def test_default_home_is_dot_dmdb_in_the_working_directory(tmp_path):
-    done = run_dmdb(["server", "start", "--json"], {}, cwd=tmp_path, timeout=300)
+def test_default_home_is_dot_dmdb_in_the_working_directory():
+    workdir = Path(tempfile.mkdtemp(prefix="dmdb-cwd-"))
+    done = run_dmdb(["server", "start", "--json"], {}, cwd=workdir, timeout=300)
     try:
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["home"] == str(tmp_path / ".dmdb")
-        assert (tmp_path / ".dmdb" / "data" / "PG_VERSION").exists()
+        assert json.loads(done.stdout)["home"] == str(workdir / ".dmdb")
+        assert (workdir / ".dmdb" / "data" / "PG_VERSION").exists()
     finally:
-        run_dmdb(["server", "stop"], {}, cwd=tmp_path)
-        shutil.rmtree(tmp_path / ".dmdb", ignore_errors=True)
+        run_dmdb(["server", "stop"], {}, cwd=workdir)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -421,3 +421,10 @@ def test_hostile_table_name_is_refused_and_nothing_injected(cli, schema_url):
         assert result.stderr.startswith("dmdb: error: no table named 'x; DROP TABLE users'")
         assert result.stderr.count("\n") == 1
     assert run(schema_url, "SELECT to_regclass('users') IS NOT NULL")[0][0]
+
+
+def test_build_on_a_database_without_the_schema_is_an_error(cli, empty_url):
+    result = cli(["indexes", "build"], url=empty_url)
+    assert result.exit_code == 1
+    assert "dmdb up" in result.stderr and "does not exist" in result.stderr
+    assert "Nothing to do" not in result.stdout

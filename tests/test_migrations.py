@@ -141,8 +141,11 @@ def test_edited_applied_migration_is_refused_until_repaired(cli, empty_url, two)
     assert "0001_t1" in result.stderr and "dmdb repair" in result.stderr
     assert ledger(empty_url) == ["0001_t1"]  # 0002 not applied either
 
+    preview = cli(["--sql-dir", two.root, "repair", "--dry-run", "--json"], url=empty_url)
+    assert json.loads(preview.stdout) == {"accepted": ["0001_t1"], "dry_run": True}
+    assert cli(["--sql-dir", two.root, "up"], url=empty_url).exit_code == 1  # still refused
     repaired = cli(["--sql-dir", two.root, "repair", "--json"], url=empty_url)
-    assert json.loads(repaired.stdout) == {"accepted": ["0001_t1"]}
+    assert json.loads(repaired.stdout) == {"accepted": ["0001_t1"], "dry_run": False}
     assert cli(["--sql-dir", two.root, "up"], url=empty_url).exit_code == 0
     assert ledger(empty_url) == ["0001_t1", "0002_t2"]
 

@@ -177,3 +177,28 @@ def test_data_files_ship_with_the_package():
 
     assert (resources.data_dir() / "concepts.csv").exists()
     assert (REPO / "dmdb" / "data" / "content.csv").exists()
+
+
+def test_dry_run_plans_and_changes_nothing(cli, schema_url):
+    result = cli(["seed", "seed", *SMALL, "--dry-run", "--json"], url=schema_url)
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["dry_run"] is True and plan["answers"] == 40 * 30 and plan["events"] == 0
+    # 100 days before 2026-11-20 is in August: the months August to November the
+    # migration did not create (it made the current month and three ahead)
+    with psycopg.connect(schema_url) as conn:
+        months = [f"learning_events_2026_{m:02d}" for m in (8, 9, 10, 11)]
+        absent = [m for m in months
+                  if conn.execute("SELECT to_regclass(%s) IS NULL", (m,)).fetchone()[0]]
+    assert absent and plan["partitions_to_create"] == absent
+    with psycopg.connect(schema_url) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM concepts").fetchone()[0] == 0
+        assert conn.execute(
+            "SELECT to_regclass('learning_events_2026_08') IS NULL").fetchone()[0]
+    _seed(cli, schema_url)
+    reset_plan = cli(["seed", "reset", *SMALL, "--dry-run", "--json"], url=schema_url)
+    assert reset_plan.exit_code == 0, reset_plan.stderr
+    assert "learning_events" in json.loads(reset_plan.stdout)["tables_to_clear"]
+    with psycopg.connect(schema_url) as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 40

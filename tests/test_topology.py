@@ -8,8 +8,10 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,9 +22,13 @@ from conftest import PASSWORD, PASSWORD_ROLE, run_dmdb
 
 
 @pytest.fixture(scope="module")
-def replica_home(tmp_path_factory):
-    """An embedded primary with the schema, and its streaming standby."""
-    home = tmp_path_factory.mktemp("topology") / "home"
+def replica_home():
+    """An embedded primary with the schema, and its streaming standby.
+
+    Under a directory of our own, not pytest's: another pytest run on the machine resets
+    /tmp/pytest-of-<user> to 0700, which the server's system user could then not reach.
+    """
+    home = Path(tempfile.mkdtemp(prefix="dmdb-topology-")) / "home"
     env = {"DMDB_HOME": str(home)}
     cwd = home.parent
     done = run_dmdb(["up", "--quiet"], env, cwd=cwd, timeout=300)
@@ -34,6 +40,7 @@ def replica_home(tmp_path_factory):
     from dmdb.embedded import EmbeddedServer
 
     EmbeddedServer(home).destroy()
+    shutil.rmtree(home.parent, ignore_errors=True)
 
 
 def test_write_on_primary_appears_on_replica(replica_home):
@@ -219,6 +226,16 @@ def test_backup_restore_round_trip_on_seeded_data(schema_db, databases, tmp_path
 
     target = f"{name}_restored"
     databases.created.append(target)
+    plan = run_dmdb(["restore", dump, "--into", target, "--dry-run", "--json"], env, cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["entries"] > 50 and json.loads(plan.stdout)["created"] is True
+    with psycopg.connect(url) as conn:
+        assert not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
+    not_a_dump = tmp_path / "notes.txt"
+    not_a_dump.write_text("hello")
+    bad = run_dmdb(["restore", not_a_dump, "--into", target], env, cwd=tmp_path)
+    assert bad.returncode == 1 and "dmdb backup" in bad.stderr
+
     done = run_dmdb(["restore", dump, "--into", target, "--json"], env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["created"] is True

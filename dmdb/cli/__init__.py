@@ -18,6 +18,11 @@ from typer.core import TyperGroup
 from dmdb.errors import DmdbError
 from dmdb.render import error_line
 
+try:  # Typer >= 0.26 vendors click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer on click
+    from click.exceptions import UsageError
+
 
 class DmdbGroup(TyperGroup):
     """Turns DmdbError (and connection/database errors) into one line and an exit code."""
@@ -25,6 +30,11 @@ class DmdbGroup(TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            # One line, like every other user error, instead of Click's usage block.
+            path = exc.ctx.command_path if exc.ctx is not None else "dmdb"
+            error_line(f"{exc.format_message()} (see `{path} --help`)")
+            ctx.exit(2)
         except DmdbError as exc:
             state = ctx.find_object(AppState)
             if state is not None and state.debug:
@@ -42,7 +52,11 @@ class DmdbGroup(TyperGroup):
                 from dmdb.db import redact
 
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                error_line(f"database error: {redact(first)}")
+                try:
+                    settings = state.settings() if state is not None else None
+                except DmdbError:
+                    settings = None
+                error_line(f"database error: {redact(first, settings)}")
                 ctx.exit(1)
             raise
 

@@ -40,6 +40,8 @@ def register(app: typer.Typer) -> None:
                                            help="Target database (created if missing; must be "
                                            "empty). Default: the configured database."),
         as_json: bool = JSON,
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="Check the archive and the target; change nothing."),
     ):
         """Restore a backup into an empty (or new) database, in one transaction.
 
@@ -47,9 +49,14 @@ def register(app: typer.Typer) -> None:
         """
         from dmdb.backup import restore
 
-        result = restore(ctx.obj.settings(), file, into)
+        result = restore(ctx.obj.settings(), file, into, dry_run=dry_run)
         if as_json:
             print_json(result.to_dict())
+        elif dry_run:
+            console().print(f"-- dry run: would restore {result.entries} archive entries from "
+                            f"{result.file} into {result.database}"
+                            f"{' (to be created)' if result.created else ' (empty)'}; "
+                            "nothing was changed")
         else:
             console().print(f"Restored {result.file} into {result.database}"
                             f"{' (created)' if result.created else ''} in {result.seconds:.1f}s")

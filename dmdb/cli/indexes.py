@@ -115,6 +115,11 @@ def build_cmd(
         else:
             result = indexes.build(conn, declared, table=table_name, dry_run=dry_run,
                                    lock_timeout=lock_timeout)
+    missing = [plan for plan in result.indexes if plan.status == "table_missing"]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DmdbError(f"{missing[0].index}: its table {missing[0].table} does not exist{more}; "
+                        "the schema is not up to date — run `dmdb up` first")
     if as_json:
         print_json(result.to_dict())
     else:
@@ -139,12 +144,6 @@ def build_cmd(
                     out.print(f"Built {plan.index} on {plan.table}{extra}")
             if result.built:
                 out.print(f"{len(result.built)} index(es) built in {result.seconds:.1f}s")
-        for plan in result.indexes:
-            if plan.status == "table_missing":
-                from dmdb.render import warning_line
-
-                warning_line(f"{plan.index}: its table {plan.table} does not exist; "
-                             "run `dmdb up` first")
     if result.failed:
         first = result.failed[0]
         more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""

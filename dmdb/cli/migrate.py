@@ -36,7 +36,8 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     out = console()
     if result.dry_run:
         if not result.sql:
-            out.print("Nothing to do: the database is up to date.")
+            out.print("Nothing to do: the database is up to date." if result.action == "up"
+                      else "Nothing to roll back: no migration is applied.")
             return
         verb = "apply" if result.action == "up" else "roll back"
         out.print(f"-- dry run: would {verb} {len(result.sql)} file(s); nothing was changed")
@@ -46,7 +47,8 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     if quiet:
         return
     if not result.migrations and not result.functions:
-        out.print("Nothing to do: the database is up to date.")
+        out.print("Nothing to do: the database is up to date." if result.action == "up"
+                  else "Nothing to roll back: no migration is applied.")
         return
     verb = "Applied" if result.action == "up" else "Rolled back"
     for file_id in result.migrations:
@@ -133,8 +135,9 @@ def register(app: typer.Typer) -> None:
         from dmdb.render import warning_line
 
         state = ctx.obj
+        project = state.project()  # a bad --sql-dir fails before anything starts
         with connect_read(state.settings(), warn=warning_line, autocommit=True) as conn:
-            result = migrations.status(conn, state.project())
+            result = migrations.status(conn, project)
         data = result.to_dict()
         if as_json:
             print_json(data)
@@ -220,6 +223,8 @@ def register(app: typer.Typer) -> None:
         ids: list[str] | None = typer.Argument(
             None, help="Migration ids to accept (default: every edited one)."),
         as_json: bool = JSON,
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="List what would be accepted; change nothing."),
     ):
         """Accept edits to applied migration/rollback files: record their current checksums.
 
@@ -232,12 +237,14 @@ def register(app: typer.Typer) -> None:
         from dmdb.db import connect, require_session
 
         state = ctx.obj
+        project = state.project()
         with connect(state.settings(), autocommit=True) as conn:
             require_session(conn, "dmdb repair")
-            accepted = migrations.repair(conn, state.project(), ids or None)
+            accepted = migrations.repair(conn, project, ids or None, dry_run=dry_run)
         if as_json:
-            print_json({"accepted": accepted})
+            print_json({"accepted": accepted, "dry_run": dry_run})
         elif accepted:
-            console().print("Accepted the current content of: " + ", ".join(accepted))
+            verb = "Would accept" if dry_run else "Accepted"
+            console().print(f"{verb} the current content of: " + ", ".join(accepted))
         else:
             console().print("Nothing to repair: no applied file was edited.")

@@ -19,6 +19,8 @@ JOBS = typer.Option(2, "--jobs", min=1, max=16,
                     help="Connections writing in parallel (learners split by user).")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar, no summary.")
+DRY_RUN = typer.Option(False, "--dry-run", help="Check the database and print the plan; "
+                       "change nothing.")
 NOW = typer.Option(None, "--now", metavar="ISO-TIME",
                    help="End of the simulated history (default: now); fix it for byte-identical "
                    "reseeds, e.g. 2026-11-25T00:00:00Z.")
@@ -44,6 +46,15 @@ def _bar(enabled: bool):
 def _summary(result, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json(result.to_dict())
+    elif result.dry_run:
+        out = console()
+        out.print("-- dry run: nothing was changed")
+        if result.tables_to_clear:
+            out.print("would delete every row of: " + ", ".join(result.tables_to_clear))
+        out.print(f"would load {result.concepts} concepts and {result.items} items, simulate "
+                  f"{result.users} learners and record {result.answers} answers "
+                  f"(random seed {result.random_seed})")
+        out.print("would create partitions: " + (", ".join(result.partitions_to_create) or "none"))
     elif not quiet:
         console().print(
             f"Seeded {result.users} learners, {result.concepts} concepts, {result.items} items: "
@@ -66,32 +77,35 @@ def _parse_now(raw):
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_json, quiet, now):
+def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_json, quiet, now,
+         dry_run=False):
     state = ctx.obj
     when = _parse_now(now)
-    with _bar(show_progress(quiet or as_json)) as progress:
-        result = fn(state.settings(), state.project(), users=users, answers_per_user=answers,
-                    days=days, random_seed=random_seed, jobs=jobs, progress=progress, now=when)
+    project = state.project()
+    with _bar(show_progress(quiet or as_json or dry_run)) as progress:
+        result = fn(state.settings(), project, users=users, answers_per_user=answers,
+                    days=days, random_seed=random_seed, jobs=jobs, progress=progress, now=when,
+                    dry_run=dry_run)
     _summary(result, as_json, quiet)
 
 
 @app.command("seed")
 def seed_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-             quiet: bool = QUIET, now: str = NOW):
+             quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN):
     """Load the catalogue and simulate learners into an empty, up-to-date database.
 
     Example: dmdb seed seed --users 10000 --answers 100 --random-seed 7
     """
     from dmdb.seed import seed
 
-    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now)
+    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
 
 
 @app.command("reset")
 def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
               random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-              quiet: bool = QUIET, now: str = NOW,
+              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN,
               yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
     """Delete all data (the schema stays), then seed again.
 
@@ -99,7 +113,7 @@ def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, da
     """
     from dmdb.seed import reset
 
-    if not yes:
+    if not yes and not dry_run:
         import sys
 
         if not sys.stdin.isatty():
@@ -107,7 +121,7 @@ def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, da
 
             raise ConfigError("seed reset deletes every row; pass --yes to confirm")
         typer.confirm("Delete every learner, event and catalogue row, then reseed?", abort=True)
-    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now)
+    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
 
 
 def register(main: typer.Typer) -> None:
