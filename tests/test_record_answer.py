@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from tests import reference_algorithms as ref
+import reference_algorithms as ref
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=timezone.utc)
 
@@ -104,6 +104,22 @@ def test_bkt_sequence_by_hand(db):
         (r["mastery_before"], r["mastery"], c)
         for r, c in ((r1, True), (r2, False), (r3, True), (r4, True))]
     assert events[0][3] == pytest.approx(0.27, abs=1e-15)
+
+
+def test_new_knowledge_state_has_the_column_defaults(db):
+    # record_answer writes a new (user, concept) row once, already updated, with the
+    # parameters copied from knowledge_states' column defaults: they must still agree.
+    user, concept = add_user(db), add_concept(db, "defaults")
+    other = add_concept(db, "defaults-other")
+    item = add_item(db, concept)
+    answer(db, user, item, True, p_answered_at=T0)
+    params = ("initial_knowledge, learning_rate, guess_parameter, slip_parameter, temporal_decay, "
+              "personal_learning_velocity")
+    created = db.execute(f"SELECT {params} FROM knowledge_states WHERE user_id = %s "
+                         "AND concept_id = %s", (user, concept)).fetchone()
+    defaults = db.execute(f"INSERT INTO knowledge_states (user_id, concept_id) VALUES (%s, %s) "
+                          f"RETURNING {params}", (user, other)).fetchone()
+    assert created == defaults
 
 
 def test_sm2_sequence_through_failure_and_recovery(db):

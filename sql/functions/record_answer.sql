@@ -4,9 +4,9 @@
 --   1. learning_events: one question_answered row (mastery_before = the mastery
 --      at answer time, i.e. after forgetting; mastery_after = the BKT result;
 --      quality; response_data = {"predicted_correct": P}).
---   2. knowledge_states (user, the item's concept): created with the column
---      defaults if missing, then the BKT update of DESIGN.md. On the first
---      interaction (last_interaction NULL) mastery = initial_knowledge and
+--   2. knowledge_states (user, the item's concept): the BKT update of DESIGN.md; a
+--      missing row is created with the column defaults, already updated (one INSERT).
+--      On the first interaction (last_interaction NULL) mastery = initial_knowledge and
 --      Δdays = 0. An answer older than last_interaction (out-of-order delivery)
 --      gets Δdays = 0, and last_interaction keeps the later time.
 --   3. review_schedule (user, item): SM-2 (start EF 2.5, interval 0, reps 0);
@@ -30,6 +30,19 @@
 -- COMMITTED each statement after the lock sees what the previous holder committed:
 -- no lost update. Under REPEATABLE READ/SERIALIZABLE a concurrent answer makes the
 -- UPDATE of users fail with a serialization error (retry), never a lost update.
+--
+-- Cost (one answer per transaction, the benchmark): every statement pays executor
+-- start-up, and every INSERT/UPDATE re-prepares all CHECK constraints of its table
+-- (26 per answer here, ~2-3 µs each) and queues its foreign-key checks, whatever the
+-- columns it sets. So the function runs as few statements as it can: the UPDATE of
+-- users (lock + gamification), ONE read of the item with this user's knowledge_states
+-- and review_schedule rows, then exactly one write per table: UPDATE an existing
+-- row or INSERT the new one already computed (inserting the defaults and updating
+-- them would prepare the CHECKs twice and re-run both foreign-key checks, as the
+-- row was inserted by this transaction). The arithmetic stays in PL/pgSQL
+-- variables, where the BKT/SM-2 SQL functions are inlined (~2 µs per expression).
+-- Measured (embedded PG 18, fast settings, fresh benchmark database): 280 → 225 µs
+-- per call.
 --
 -- SET plan_cache_mode = force_generic_plan: knowledge_states is hash partitioned,
 -- so the plan cache would otherwise re-plan its statements on every call (a custom
@@ -71,10 +84,10 @@ DECLARE
     v_hints integer := coalesce(p_hints_used, 0);
     v_context jsonb := coalesce(p_context, '{}'::jsonb);
     v_day date;
-    v_concept_id bigint;
     v_avg_rt double precision;
     v_session_user bigint;
-    -- knowledge_states
+    -- knowledge_states (NULL columns: no row yet)
+    v_ks_found boolean;
     v_mastery double precision;
     v_initial double precision;
     v_decay double precision;
@@ -84,48 +97,41 @@ DECLARE
     v_velocity double precision;
     v_last timestamptz;
     v_mastered_at timestamptz;
-    v_delta double precision;
     v_p0 double precision;
-    -- review_schedule
+    -- review_schedule (NULL columns: no row yet)
+    v_rs_found boolean;
     v_ef double precision;
     v_interval integer;
     v_reps integer;
-    v_rs_found boolean;
 BEGIN
+    -- One test on the normal path; the detailed checks only when something is wrong.
     IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
-       OR p_response_time_ms IS NULL OR p_answered_at IS NULL THEN
-        RAISE EXCEPTION 'record_answer: % must not be NULL',
-            CASE WHEN p_user_id IS NULL THEN 'user_id'
-                 WHEN p_content_id IS NULL THEN 'content_id'
-                 WHEN p_is_correct IS NULL THEN 'is_correct'
-                 WHEN p_response_time_ms IS NULL THEN 'response_time_ms'
-                 ELSE 'answered_at' END
-            USING ERRCODE = '22004';
-    END IF;
-    IF p_response_time_ms < 0 THEN
-        RAISE EXCEPTION 'record_answer: response_time_ms % is negative', p_response_time_ms
-            USING ERRCODE = '22023';
-    END IF;
-    IF v_hints < 0 THEN
-        RAISE EXCEPTION 'record_answer: hints_used % is negative', v_hints
-            USING ERRCODE = '22023';
-    END IF;
-    IF p_quality < 0 OR p_quality > 5 THEN
-        RAISE EXCEPTION 'record_answer: quality % is outside 0..5', p_quality
-            USING ERRCODE = '22023';
-    END IF;
-    IF jsonb_typeof(v_context) <> 'object' THEN
+       OR p_response_time_ms IS NULL OR p_answered_at IS NULL OR p_response_time_ms < 0
+       OR v_hints < 0 OR p_quality < 0 OR p_quality > 5 OR jsonb_typeof(v_context) <> 'object' THEN
+        IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
+           OR p_response_time_ms IS NULL OR p_answered_at IS NULL THEN
+            RAISE EXCEPTION 'record_answer: % must not be NULL',
+                CASE WHEN p_user_id IS NULL THEN 'user_id'
+                     WHEN p_content_id IS NULL THEN 'content_id'
+                     WHEN p_is_correct IS NULL THEN 'is_correct'
+                     WHEN p_response_time_ms IS NULL THEN 'response_time_ms'
+                     ELSE 'answered_at' END
+                USING ERRCODE = '22004';
+        END IF;
+        IF p_response_time_ms < 0 THEN
+            RAISE EXCEPTION 'record_answer: response_time_ms % is negative', p_response_time_ms
+                USING ERRCODE = '22023';
+        END IF;
+        IF v_hints < 0 THEN
+            RAISE EXCEPTION 'record_answer: hints_used % is negative', v_hints
+                USING ERRCODE = '22023';
+        END IF;
+        IF p_quality < 0 OR p_quality > 5 THEN
+            RAISE EXCEPTION 'record_answer: quality % is outside 0..5', p_quality
+                USING ERRCODE = '22023';
+        END IF;
         RAISE EXCEPTION 'record_answer: context must be a JSON object, got %', jsonb_typeof(v_context)
             USING ERRCODE = '22023';
-    END IF;
-
-    SELECT c.concept_id, c.average_response_time_ms
-      INTO v_concept_id, v_avg_rt
-      FROM content c
-     WHERE c.content_id = p_content_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
-            USING ERRCODE = 'P0002';
     END IF;
 
     IF p_session_id IS NOT NULL THEN
@@ -159,85 +165,103 @@ BEGIN
      WHERE u.user_id = p_user_id
     RETURNING u.xp, u.current_streak INTO xp, current_streak;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'record_answer: unknown user_id %', p_user_id
+        -- An unknown item is reported first, whatever the user.
+        PERFORM FROM content c WHERE c.content_id = p_content_id;
+        IF FOUND THEN
+            RAISE EXCEPTION 'record_answer: unknown user_id %', p_user_id
+                USING ERRCODE = 'P0002';
+        END IF;
+    END IF;
+
+    -- The item, and this user's state for it, in one statement (after the lock: this
+    -- statement's snapshot sees what the previous holder committed).
+    SELECT c.concept_id, c.average_response_time_ms,
+           ks.user_id IS NOT NULL, ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay,
+           ks.guess_parameter, ks.slip_parameter, ks.learning_rate, ks.personal_learning_velocity,
+           ks.last_interaction, ks.mastered_at,
+           rs.user_id IS NOT NULL, rs.easiness, rs.interval_days, rs.repetitions
+      INTO concept_id, v_avg_rt,
+           v_ks_found, v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity,
+           v_last, v_mastered_at,
+           v_rs_found, v_ef, v_interval, v_reps
+      FROM content c
+      LEFT JOIN knowledge_states ks ON ks.user_id = p_user_id AND ks.concept_id = c.concept_id
+      LEFT JOIN review_schedule rs ON rs.user_id = p_user_id AND rs.content_id = c.content_id
+     WHERE c.content_id = p_content_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
             USING ERRCODE = 'P0002';
     END IF;
 
     -- BKT on (user, concept).
-    SELECT ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay, ks.guess_parameter,
-           ks.slip_parameter, ks.learning_rate, ks.personal_learning_velocity,
-           ks.last_interaction, ks.mastered_at
-      INTO v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity, v_last, v_mastered_at
-      FROM knowledge_states ks
-     WHERE ks.user_id = p_user_id AND ks.concept_id = v_concept_id;
-    IF NOT FOUND THEN
-        INSERT INTO knowledge_states (user_id, concept_id)
-        VALUES (p_user_id, v_concept_id)
-        ON CONFLICT DO NOTHING;
-        SELECT ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay, ks.guess_parameter,
-               ks.slip_parameter, ks.learning_rate, ks.personal_learning_velocity,
-               ks.last_interaction, ks.mastered_at
-          INTO STRICT v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity, v_last,
-               v_mastered_at
-          FROM knowledge_states ks
-         WHERE ks.user_id = p_user_id AND ks.concept_id = v_concept_id;
+    IF NOT v_ks_found THEN
+        -- The column defaults of knowledge_states (0003), so that the new row is written
+        -- once, already updated; tests/test_record_answer.py checks they still agree.
+        v_initial := 0.1;
+        v_guess := 0.2;
+        v_slip := 0.1;
+        v_rate := 0.15;
+        v_velocity := 1;
+        v_decay := 0.98;
     END IF;
-
     IF v_last IS NULL THEN
-        v_mastery := v_initial;
-        v_delta := 0;
+        v_p0 := v_initial;
     ELSE
-        v_delta := greatest(0::double precision,
-                            date_part('epoch', p_answered_at - v_last) / 86400.0);
+        v_p0 := bkt_forget(v_mastery, v_decay,
+                           greatest(0::double precision,
+                                    date_part('epoch', p_answered_at - v_last) / 86400.0));
     END IF;
-    v_p0 := bkt_forget(v_mastery, v_decay, v_delta);
     predicted_correct := v_p0 * (1 - v_slip) + (1 - v_p0) * v_guess;
     mastery_before := v_p0;
     mastery := bkt_posterior(v_p0, p_is_correct, v_guess, v_slip, v_rate, v_velocity);
     newly_mastered := v_mastered_at IS NULL AND mastery >= 0.95;
 
-    UPDATE knowledge_states ks
-       SET mastery_probability = record_answer.mastery,
-           last_interaction = greatest(ks.last_interaction, p_answered_at),
-           attempts = ks.attempts + 1,
-           correct_attempts = ks.correct_attempts + CASE WHEN p_is_correct THEN 1 ELSE 0 END,
-           mastered_at = CASE WHEN record_answer.newly_mastered THEN p_answered_at
-                              ELSE ks.mastered_at END
-     WHERE ks.user_id = p_user_id AND ks.concept_id = v_concept_id;
-
-    -- SM-2 on (user, item).
-    quality := coalesce(p_quality, answer_quality(p_is_correct, v_hints, p_response_time_ms, v_avg_rt));
-    SELECT rs.easiness, rs.interval_days, rs.repetitions
-      INTO v_ef, v_interval, v_reps
-      FROM review_schedule rs
-     WHERE rs.user_id = p_user_id AND rs.content_id = p_content_id;
-    v_rs_found := FOUND;
-    IF NOT v_rs_found THEN
-        v_ef := 2.5;
-        v_interval := 0;
-        v_reps := 0;
+    IF v_ks_found THEN
+        UPDATE knowledge_states ks
+           SET mastery_probability = record_answer.mastery,
+               last_interaction = greatest(ks.last_interaction, p_answered_at),
+               attempts = ks.attempts + 1,
+               correct_attempts = ks.correct_attempts + CASE WHEN p_is_correct THEN 1 ELSE 0 END,
+               mastered_at = CASE WHEN record_answer.newly_mastered THEN p_answered_at
+                                  ELSE ks.mastered_at END
+         WHERE ks.user_id = p_user_id AND ks.concept_id = record_answer.concept_id;
+    ELSE
+        INSERT INTO knowledge_states (user_id, concept_id, initial_knowledge, learning_rate,
+                                      guess_parameter, slip_parameter, mastery_probability,
+                                      temporal_decay, personal_learning_velocity, last_interaction,
+                                      attempts, correct_attempts, mastered_at)
+        VALUES (p_user_id, record_answer.concept_id, v_initial, v_rate, v_guess, v_slip,
+                record_answer.mastery, v_decay, v_velocity, p_answered_at,
+                1, CASE WHEN p_is_correct THEN 1 ELSE 0 END,
+                CASE WHEN record_answer.newly_mastered THEN p_answered_at END);
     END IF;
-    v_interval := sm2_next_interval(v_ef, v_interval, v_reps, quality);
-    v_reps := sm2_next_repetitions(v_reps, quality);
-    v_ef := sm2_next_easiness(v_ef, quality);
-    next_review_at := p_answered_at + v_interval * interval '24 hours';
+
+    -- SM-2 on (user, item); a new row starts at EF 2.5, interval 0, repetitions 0.
+    quality := coalesce(p_quality, answer_quality(p_is_correct, v_hints, p_response_time_ms, v_avg_rt));
     IF v_rs_found THEN
+        v_interval := sm2_next_interval(v_ef, v_interval, v_reps, quality);
+        next_review_at := p_answered_at + v_interval * interval '24 hours';
         UPDATE review_schedule rs
-           SET easiness = v_ef, interval_days = v_interval, repetitions = v_reps,
+           SET easiness = sm2_next_easiness(v_ef, record_answer.quality),
+               interval_days = v_interval,
+               repetitions = sm2_next_repetitions(v_reps, record_answer.quality),
                next_review_at = record_answer.next_review_at, last_quality = record_answer.quality,
                last_reviewed_at = greatest(rs.last_reviewed_at, p_answered_at)
          WHERE rs.user_id = p_user_id AND rs.content_id = p_content_id;
     ELSE
-        INSERT INTO review_schedule AS rs (user_id, content_id, easiness, interval_days, repetitions,
-                                           next_review_at, last_quality, last_reviewed_at)
-        VALUES (p_user_id, p_content_id, v_ef, v_interval, v_reps,
-                record_answer.next_review_at, record_answer.quality, p_answered_at);
+        v_interval := sm2_next_interval(2.5, 0, 0, quality);
+        next_review_at := p_answered_at + v_interval * interval '24 hours';
+        INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
+                                     next_review_at, last_quality, last_reviewed_at)
+        VALUES (p_user_id, p_content_id, sm2_next_easiness(2.5, record_answer.quality), v_interval,
+                sm2_next_repetitions(0, record_answer.quality), record_answer.next_review_at,
+                record_answer.quality, p_answered_at);
     END IF;
 
     INSERT INTO learning_events AS e (user_id, occurred_at, event_type, concept_id, content_id,
                                       session_id, is_correct, response_time_ms, hints_used, quality,
                                       mastery_before, mastery_after, response_data, context_data)
-    VALUES (p_user_id, p_answered_at, 'question_answered', v_concept_id, p_content_id,
+    VALUES (p_user_id, p_answered_at, 'question_answered', record_answer.concept_id, p_content_id,
             p_session_id, p_is_correct, p_response_time_ms, v_hints, record_answer.quality,
             v_p0, record_answer.mastery,
             jsonb_build_object('predicted_correct', record_answer.predicted_correct), v_context)
@@ -246,11 +270,9 @@ BEGIN
     IF newly_mastered THEN
         INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, content_id,
                                      session_id, mastery_before, mastery_after, context_data)
-        VALUES (p_user_id, p_answered_at, 'concept_mastered', v_concept_id, p_content_id,
+        VALUES (p_user_id, p_answered_at, 'concept_mastered', record_answer.concept_id, p_content_id,
                 p_session_id, v_p0, record_answer.mastery, v_context);
     END IF;
-
-    concept_id := v_concept_id;
 END;
 $$;
 

@@ -110,6 +110,7 @@ DECLARE
     r_q smallint[];
     r_next timestamptz[];
     r_last timestamptz[];
+    r_found boolean[];
     -- per user, index = a_u
     u_id bigint[];
     u_xp integer[];
@@ -274,8 +275,9 @@ BEGIN
            array_agg(coalesce(rs.easiness, 2.5) ORDER BY p.uid, p.iid),
            array_agg(coalesce(rs.interval_days, 0) ORDER BY p.uid, p.iid),
            array_agg(coalesce(rs.repetitions, 0) ORDER BY p.uid, p.iid),
-           array_agg(rs.last_reviewed_at ORDER BY p.uid, p.iid)
-      INTO r_user, r_content, r_ef, r_int, r_reps, r_last
+           array_agg(rs.last_reviewed_at ORDER BY p.uid, p.iid),
+           array_agg(rs.user_id IS NOT NULL ORDER BY p.uid, p.iid)
+      INTO r_user, r_content, r_ef, r_int, r_reps, r_last, r_found
       FROM (SELECT DISTINCT t.uid, t.iid FROM unnest(a_user, a_content) AS t(uid, iid)) AS p
       LEFT JOIN review_schedule rs ON rs.user_id = p.uid AND rs.content_id = p.iid;
     r_q := array_fill(NULL::smallint, ARRAY[cardinality(r_user)]);
@@ -367,13 +369,22 @@ BEGIN
                AS t(uid, cid, m, last_at, mastered_at, n, nc)
      WHERE ks.user_id = t.uid AND ks.concept_id = t.cid;
 
-    INSERT INTO review_schedule AS rs (user_id, content_id, easiness, interval_days, repetitions,
-                                       next_review_at, last_quality, last_reviewed_at)
-    SELECT * FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last)
-    ON CONFLICT (user_id, content_id) DO UPDATE
-       SET easiness = EXCLUDED.easiness, interval_days = EXCLUDED.interval_days,
-           repetitions = EXCLUDED.repetitions, next_review_at = EXCLUDED.next_review_at,
-           last_quality = EXCLUDED.last_quality, last_reviewed_at = EXCLUDED.last_reviewed_at;
+    -- review_schedule: UPDATE the rows that exist, INSERT the new ones (an upsert would
+    -- also lock each existing row first: one more WAL record and page change per row).
+    UPDATE review_schedule rs
+       SET easiness = t.ef, interval_days = t.ival, repetitions = t.reps, next_review_at = t.nxt,
+           last_quality = t.q, last_reviewed_at = t.last_at
+      FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found)
+               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found)
+     WHERE t.found AND rs.user_id = t.uid AND rs.content_id = t.iid;
+    IF false = ANY (r_found) THEN
+        INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
+                                     next_review_at, last_quality, last_reviewed_at)
+        SELECT t.uid, t.iid, t.ef, t.ival, t.reps, t.nxt, t.q, t.last_at
+          FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found)
+               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found)
+         WHERE NOT t.found;
+    END IF;
 
     -- Lock learning_events before drawing ids (see the header and rollup.sql).
     LOCK TABLE ONLY learning_events IN ROW EXCLUSIVE MODE;
