@@ -263,15 +263,7 @@ def read_ledger(conn: psycopg.Connection) -> tuple[dict[str, LedgerRow], dict[st
     if not ledger_exists(conn):
         return {}, {}
     migrations: dict[str, LedgerRow] = {}
-    rows = conn.execute(
-        """
-        SELECT y.migration_id, coalesce(c.sha256, ''), c.rollback_sha256,
-               coalesce(c.applied_at, y.applied_at_utc AT TIME ZONE 'utc')
-        FROM _yoyo_migration y
-        LEFT JOIN _dmdb_checksum c ON c.kind = 'migration' AND c.file_id = y.migration_id
-        ORDER BY y.migration_id
-        """
-    ).fetchall()
+    rows = conn.execute(resources.query("ledger_applied")).fetchall()
     for file_id, sha, rsha, at in rows:
         migrations[file_id] = LedgerRow(file_id, sha, rsha, at)
     functions = {
@@ -344,15 +336,7 @@ def acquire_lock(conn: psycopg.Connection, wait_seconds: float, key: int = MIGRA
             return time.monotonic() - started
         waited = time.monotonic() - started
         if waited >= wait_seconds:
-            holder = conn.execute(
-                """
-                SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start
-                FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                WHERE l.locktype = 'advisory' AND l.granted
-                  AND ((l.classid::bigint << 32) | l.objid::bigint) = %s
-                """,
-                (key,),
-            ).fetchone()
+            holder = conn.execute(resources.query("ledger_lock_holder"), (key,)).fetchone()
             who = f" (held by backend pid {holder[0]}, {holder[1] or 'no name'})" if holder else ""
             raise LockNotAvailable(
                 f"another dmdb run holds the migration lock{who}; waited {waited:.0f}s — "
@@ -399,11 +383,7 @@ def _describe_failure(sql_file: SqlFile, stmt: Statement, exc: Exception) -> str
 
 def _log_row(conn: psycopg.Connection, migration: Migration, operation: str) -> None:
     conn.execute(
-        """
-        INSERT INTO _yoyo_log (id, migration_hash, migration_id, operation, username,
-                               hostname, created_at_utc)
-        VALUES (%s, %s, %s, %s, %s, %s, now() AT TIME ZONE 'utc')
-        """,
+        resources.query("ledger_log"),
         (str(uuid.uuid4()), migration.hash, migration.id, operation, _username(),
          socket.gethostname()),
     )
@@ -418,18 +398,11 @@ def _username() -> str:
 
 def _record_applied(conn: psycopg.Connection, migration: Migration) -> None:
     conn.execute(
-        "INSERT INTO _yoyo_migration (migration_hash, migration_id, applied_at_utc) "
-        "VALUES (%s, %s, now() AT TIME ZONE 'utc')",
+        resources.query("ledger_mark"),
         (migration.hash, migration.id),
     )
     conn.execute(
-        """
-        INSERT INTO _dmdb_checksum (kind, file_id, sha256, rollback_sha256)
-        VALUES ('migration', %s, %s, %s)
-        ON CONFLICT (kind, file_id) DO UPDATE
-        SET sha256 = EXCLUDED.sha256, rollback_sha256 = EXCLUDED.rollback_sha256,
-            applied_at = now(), applied_by = current_user
-        """,
+        resources.query("ledger_checksum_migration"),
         (migration.id, migration.forward.sha256,
          migration.rollback.sha256 if migration.rollback else None),
     )
@@ -444,6 +417,17 @@ def _record_rolled_back(conn: psycopg.Connection, migration: Migration) -> None:
     _log_row(conn, migration, "rollback")
 
 
+def _execute_each(conn: psycopg.Connection, sql_file: SqlFile, note: str) -> None:
+    """Autocommit, statement by statement (for `-- transactional: false` files)."""
+    import psycopg
+
+    for stmt in sql_file.statements:
+        try:
+            conn.execute(stmt.sql)
+        except psycopg.Error as exc:
+            raise MigrationError(_describe_failure(sql_file, stmt, exc) + note) from exc
+
+
 def apply_migration(conn: psycopg.Connection, migration: Migration, *, record: bool = True) -> None:
     """Apply one migration. Transactional ones run and are recorded in a single transaction."""
     if migration.forward.transactional:
@@ -454,15 +438,8 @@ def apply_migration(conn: psycopg.Connection, migration: Migration, *, record: b
         return
     # Non-transactional (e.g. CREATE INDEX CONCURRENTLY): each statement on its own,
     # recorded only once every statement succeeded. Such files must be re-runnable.
-    for stmt in migration.forward.statements:
-        try:
-            conn.execute(stmt.sql)
-        except Exception as exc:
-            raise MigrationError(
-                _describe_failure(migration.forward, stmt, exc)
-                + " (non-transactional: statements before this one stay applied; "
-                "fix it and run `dmdb up` again)"
-            ) from exc
+    _execute_each(conn, migration.forward, " (non-transactional: statements before this one "
+                  "stay applied; fix it and run `dmdb up` again)")
     if record:
         with conn.transaction():
             _record_applied(conn, migration)
@@ -476,11 +453,8 @@ def rollback_migration(conn: psycopg.Connection, migration: Migration, *, record
             if record:
                 _record_rolled_back(conn, migration)
         return
-    for stmt in migration.rollback.statements:
-        try:
-            conn.execute(stmt.sql)
-        except Exception as exc:
-            raise MigrationError(_describe_failure(migration.rollback, stmt, exc)) from exc
+    _execute_each(conn, migration.rollback, " (non-transactional: statements before this one "
+                  "stay rolled back; fix it and run `dmdb rollback` again)")
     if record:
         with conn.transaction():
             _record_rolled_back(conn, migration)
@@ -490,11 +464,7 @@ def apply_function_file(conn: psycopg.Connection, sql_file: SqlFile) -> None:
     with conn.transaction():
         _execute_file(conn, sql_file)
         conn.execute(
-            """
-            INSERT INTO _dmdb_checksum (kind, file_id, sha256) VALUES ('function', %s, %s)
-            ON CONFLICT (kind, file_id) DO UPDATE
-            SET sha256 = EXCLUDED.sha256, applied_at = now(), applied_by = current_user
-            """,
+            resources.query("ledger_checksum_function"),
             (sql_file.id, sql_file.sha256),
         )
 
@@ -704,10 +674,7 @@ def repair(conn: psycopg.Connection, project: Project, ids: list[str] | None = N
                 mig = by_id[m.id]
                 with conn.transaction():
                     conn.execute(
-                        """
-                        UPDATE _dmdb_checksum SET sha256 = %s, rollback_sha256 = %s
-                        WHERE kind = 'migration' AND file_id = %s
-                        """,
+                        resources.query("ledger_repair"),
                         (mig.forward.sha256, mig.rollback.sha256 if mig.rollback else None, m.id),
                     )
                     _log_row(conn, mig, "mark")

@@ -6,6 +6,7 @@ wheel maps them to dmdb/sql, dmdb/templates and dmdb/data (pyproject's package-d
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -32,6 +33,7 @@ def data_dir() -> Path:
     return _PACKAGE / "data"
 
 
+@cache
 def query(name: str) -> str:
     """The text of sql/queries/<name>.sql (the queries the library runs)."""
     return (sql_dir() / "queries" / f"{name}.sql").read_text()
