@@ -296,7 +296,7 @@ class RefreshTarget:
 class RefreshResult:
     dry_run: bool
     views: list[RefreshTarget]
-    rollup: dict  # {"function", "present", "called", "result", "error", "seconds"}
+    rollup: dict  # {"function", "present", "command", "called", "result", "error", "seconds"}
     seconds: float = 0.0
 
     @property
@@ -354,6 +354,7 @@ def refresh(
     present = bool(conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
                                 (ROLLUP_SIGNATURE,)).fetchone()[0])
     roll = {"function": ROLLUP_FUNCTION, "present": present,
+            "command": f"SELECT * FROM {ROLLUP_FUNCTION}()",  # a constant name, for --dry-run
             "called": False, "result": None, "error": None, "seconds": None}
     result = RefreshResult(dry_run, views, roll)
     if dry_run:

@@ -147,7 +147,7 @@ def refresh_cmd(
             for v in result.views:
                 print(f"{v.command};  -- {v.reason}")
             if roll["present"]:
-                print(f"SELECT * FROM {roll['function']}();")
+                print(f"{roll['command']};")
             else:
                 out.print(f"-- {roll['function']}() is not installed: no rollup")
         elif not quiet:
