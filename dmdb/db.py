@@ -18,9 +18,11 @@ def resolve(settings: Settings) -> Settings:
     """Settings that point at a real server: for the embedded default, start it first."""
     if not settings.embedded:
         return settings
-    from dmdb.embedded import SUPERUSER, EmbeddedServer
+    from dmdb.embedded import DEFAULT_DBNAME, SUPERUSER, EmbeddedServer
 
-    info = EmbeddedServer(settings.home).start(dbname=settings.dbname)
+    # Only the default database is created implicitly: a mistyped DB_NAME must be an
+    # error, not a new empty database (`dmdb server start` creates a named one on purpose).
+    info = EmbeddedServer(settings.home).start(dbname=DEFAULT_DBNAME)
     return replace(settings, host=info.socket_dir, port=info.port, user=SUPERUSER)
 
 

@@ -76,3 +76,17 @@ def test_default_home_is_dot_dmdb_in_the_working_directory():
     finally:
         run_dmdb(["server", "stop"], {}, cwd=workdir)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_a_mistyped_database_name_is_an_error_not_a_new_database(home, tmp_path):
+    env = {"DMDB_HOME": str(home), "DB_NAME": "dmdb_typo"}
+    done = run_dmdb(["status"], env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "dmdb_typo" in done.stderr and "does not exist" in done.stderr
+    url = run_dmdb(["server", "url"], {"DMDB_HOME": str(home)}, cwd=tmp_path).stdout.strip()
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'dmdb_typo'")
+        assert found.fetchone()[0] == 0
+    # `dmdb server start` creates the configured database on purpose
+    assert run_dmdb(["server", "start"], env, cwd=tmp_path).returncode == 0
+    assert run_dmdb(["status"], env, cwd=tmp_path).returncode == 0
