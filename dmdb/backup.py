@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dmdb import pgtools
 from dmdb.config import Settings
 from dmdb.db import connect, redact, resolve
 from dmdb.errors import ConfigError, DmdbError
@@ -44,27 +45,26 @@ class RestoreResult:
         return asdict(self)
 
 
-def _tool(name: str, major: int, *, exact: bool = False) -> str:
-    from dmdb import pgtools
-
-    return pgtools.find(name, major, exact=exact).path
-
-
-def _version(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-    return out.strip().split()[-1] if out.strip() else "unknown"
+def _last_line(done: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit {done.returncode}"
 
 
 def _fail(what: str, done: subprocess.CompletedProcess, settings: Settings) -> DmdbError:
-    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
-    return DmdbError(f"{what} failed: {redact(lines[-1] if lines else f'exit {done.returncode}', settings)}")
+    return DmdbError(f"{what} failed: {redact(_last_line(done), settings)}")
+
+
+def _server_version(conn) -> tuple[str, int]:
+    """(server_version, major) in one round trip."""
+    text, num = conn.execute("SELECT current_setting('server_version'), "
+                             "current_setting('server_version_num')::int").fetchone()
+    return text, num // 10000
 
 
 def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     settings = resolve(settings)
     with connect(settings) as conn:
-        server_version = conn.execute("SHOW server_version").fetchone()[0]
-        major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+        server_version, major = _server_version(conn)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(out or f"dmdb-{settings.dbname}-{stamp}.dump").absolute()
     if out.is_dir():
@@ -72,9 +72,9 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
     partial = out.with_name(out.name + ".partial")
-    binary = _tool("pg_dump", major)
+    tool = pgtools.find("pg_dump", major)
     started = datetime.now(timezone.utc)
-    done = subprocess.run([binary, "--format=custom", "--file", str(partial)],
+    done = subprocess.run([tool.path, "--format=custom", "--file", str(partial)],
                           capture_output=True, text=True, env=tool_env(settings, settings.dbname))
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
@@ -82,7 +82,7 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     partial.replace(out)  # a crash never leaves a truncated file under the final name
     return BackupResult(str(out), settings.dbname, out.stat().st_size,
                         round((datetime.now(timezone.utc) - started).total_seconds(), 2),
-                        server_version, _version(binary))
+                        server_version, tool.version)
 
 
 def _archive_entries(tool: str, file: Path, settings: Settings) -> int:
@@ -91,11 +91,6 @@ def _archive_entries(tool: str, file: Path, settings: Settings) -> int:
         raise DmdbError(f"{file} is not a dump pg_restore can read ({_last_line(done)}); "
                         "give a file written by `dmdb backup` (pg_dump -Fc)")
     return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(";"))
-
-
-def _last_line(done: subprocess.CompletedProcess) -> str:
-    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else f"exit {done.returncode}"
 
 
 def restore(settings: Settings, file: Path, into: str | None = None, *,
@@ -111,31 +106,23 @@ def restore(settings: Settings, file: Path, into: str | None = None, *,
     created = False
     started = datetime.now(timezone.utc)
     with connect(settings, autocommit=True, dbname="postgres") as admin:
-        major = int(admin.execute("SHOW server_version_num").fetchone()[0]) // 10000
-        restore_tool = _tool("pg_restore", major, exact=True)  # before anything is created
+        _, major = _server_version(admin)
+        # Found before anything is created: no pg_restore, no new database.
+        restore_tool = pgtools.find("pg_restore", major, exact=True).path
         entries = _archive_entries(restore_tool, file, settings)
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
-        if dry_run:
-            exists_tables = 0
-            if exists:
-                with connect(settings, dbname=target) as conn:
-                    exists_tables = _table_count(conn)
-            if exists_tables:
-                raise DmdbError(f"database {target} already holds {exists_tables} tables; restore "
+        if exists:
+            with connect(settings, dbname=target) as conn:
+                tables = _table_count(conn)
+            if tables:
+                raise DmdbError(f"database {target} already holds {tables} tables; restore "
                                 "into a new one with --into NAME")
+        if dry_run:
             return RestoreResult(str(file.absolute()), target, not exists, 0.0, dry_run=True,
                                  entries=entries)
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
             created = True
-    if not created:
-        with connect(settings, dbname=target) as conn:
-            tables = _table_count(conn)
-        if tables:
-            raise DmdbError(
-                f"database {target} already holds {tables} tables; restore into a new one with "
-                "--into NAME"
-            )
     done = subprocess.run(
         [restore_tool, "--exit-on-error", "--single-transaction", "--dbname", target,
          str(file)],

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dmdb.config import Settings
-from dmdb.errors import ConnectError
+from dmdb.errors import ConnectError, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -58,8 +58,7 @@ def connect(
             **settings.conninfo(replica=replica, dbname=dbname), autocommit=autocommit
         )
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        first = redact(first, settings)
+        first = redact(first_line(exc), settings)
         target = describe_target(settings, replica=replica)
         if "password" in first.lower() or "authentication" in first.lower():
             hint = "check DB_USER / DB_PASSWORD (or the URL's credentials)"
@@ -109,6 +108,31 @@ def retry_on_lock_timeout(action, *, attempts: int = 5, base_delay: float = 0.2,
             if on_retry is not None:
                 on_retry(attempt, delay, exc)
             time.sleep(delay)
+
+
+def try_advisory_lock(conn: psycopg.Connection, key: int, wait_seconds: float = 0.0) -> bool:
+    """Take a session advisory lock, polling with backoff for up to `wait_seconds`.
+
+    False when another session still holds it. A session lock is freed by PostgreSQL when
+    its session ends, so a killed run never leaves it behind.
+    """
+    import time
+
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.05
+    while True:
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.5)
+
+
+def advisory_unlock(conn: psycopg.Connection, key: int) -> None:
+    if not conn.closed:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
 
 def behind_pooler(conn: psycopg.Connection) -> bool:

@@ -73,20 +73,24 @@ class ServerInfo:
 
 
 class EmbeddedServer:
+    # Names under `home` (the replica has its own); the port only for a second server.
+    _data_name, _log_name, _run_name, _lock_name = "data", "postgres.log", "run", ".lock"
+    _short_run_prefix, _port, _what = "dmdb-", None, "the embedded PostgreSQL"
+
     def __init__(self, home: Path, *, fast: bool = False):
         self.home = Path(home).expanduser().absolute()
-        self.data_dir = self.home / "data"
-        self.log_file = self.home / "postgres.log"
+        self.data_dir = self.home / self._data_name
+        self.log_file = self.home / self._log_name
         self.fast = fast
 
     # -- paths ---------------------------------------------------------------
     @property
     def socket_dir(self) -> Path:
-        preferred = self.home / "run"
+        preferred = self.home / self._run_name
         if len(str(preferred)) <= _MAX_SOCKET_DIR:
             return preferred
         digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"dmdb-{digest}"
+        return Path(tempfile.gettempdir()) / f"{self._short_run_prefix}{digest}"
 
     # -- state ---------------------------------------------------------------
     def _postmaster(self) -> tuple[int, int, str] | None:
@@ -125,7 +129,7 @@ class EmbeddedServer:
     @contextmanager
     def _lock(self):
         self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / ".lock", "w") as handle:
+        with open(self.home / self._lock_name, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
@@ -212,23 +216,29 @@ class EmbeddedServer:
         with self._lock():
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
-            if self._postmaster() is None:
-                sock = self.socket_dir
-                self._grant_paths(sock)
-                self.log_file.touch()
-                if os.geteuid() == 0:
-                    self._grant_paths(self.log_file.parent)
-                    shutil.chown(self.log_file, SYSTEM_USER, SYSTEM_USER)
-                self._run(
-                    [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
-                     "-w", "-t", "60", "-o", f"-k {sock}", "start"],
-                    "starting the embedded PostgreSQL",
-                )
-            info = self.info()
-            if not info.running:
-                raise DmdbError(f"the embedded PostgreSQL did not start; see {self.log_file}")
+            info = self._start_postmaster()
             self._ensure_database(info, dbname)
             return info
+
+    def _start_postmaster(self) -> ServerInfo:
+        """pg_ctl start unless it runs already (call under the lock)."""
+        if self._postmaster() is None:
+            sock = self.socket_dir
+            self._grant_paths(sock)
+            self.log_file.touch()
+            if os.geteuid() == 0:
+                self._grant_paths(self.log_file.parent)
+                shutil.chown(self.log_file, SYSTEM_USER, SYSTEM_USER)
+            options = f"-k {sock}" + (f" -p {self._port}" if self._port else "")
+            self._run(
+                [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
+                 "-w", "-t", "60", "-o", options, "start"],
+                f"starting {self._what}",
+            )
+        info = self.info()
+        if not info.running:
+            raise DmdbError(f"{self._what} did not start; see {self.log_file}")
+        return info
 
     def _ensure_database(self, info: ServerInfo, dbname: str) -> None:
         import psycopg
@@ -263,7 +273,7 @@ class EmbeddedServer:
             self._run(
                 [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", "60", "-m", "fast",
                  "stop"],
-                "stopping the embedded PostgreSQL",
+                f"stopping {self._what}",
             )
             return True
 
@@ -287,23 +297,16 @@ class EmbeddedReplica(EmbeddedServer):
     primary_conninfo), under `<home>/replica`, on its own socket directory and port.
     """
 
+    _data_name, _log_name, _run_name, _lock_name = "replica", "replica.log", "replica-run", ".replica.lock"
+    _short_run_prefix, _port, _what = "dmdb-r-", REPLICA_PORT, "the embedded replica"
+
     def __init__(self, home: Path, *, fast: bool = False):
         super().__init__(home, fast=fast)
         self.primary = EmbeddedServer(home, fast=fast)
-        self.data_dir = self.home / "replica"
-        self.log_file = self.home / "replica.log"
-
-    @property
-    def socket_dir(self) -> Path:
-        preferred = self.home / "replica-run"
-        if len(str(preferred)) <= _MAX_SOCKET_DIR:
-            return preferred
-        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"dmdb-r-{digest}"
 
     def start(self, *, dbname: str = DEFAULT_DBNAME) -> ServerInfo:
         primary = self.primary.start(dbname=dbname)
-        with self._lock_replica():
+        with self._lock():
             if not (self.data_dir / "PG_VERSION").exists():
                 if self.data_dir.exists():
                     shutil.rmtree(self.data_dir)
@@ -315,39 +318,4 @@ class EmbeddedReplica(EmbeddedServer):
                     "pg_basebackup of the embedded primary",
                 )
                 (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
-            if self._postmaster() is None:
-                sock = self.socket_dir
-                self._grant_paths(sock)
-                self.log_file.touch()
-                if os.geteuid() == 0:
-                    shutil.chown(self.log_file, SYSTEM_USER, SYSTEM_USER)
-                self._run(
-                    [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
-                     "-w", "-t", "60", "-o", f"-k {sock} -p {REPLICA_PORT}", "start"],
-                    "starting the embedded replica",
-                )
-            info = self.info()
-            if not info.running:
-                raise DmdbError(f"the embedded replica did not start; see {self.log_file}")
-            return info
-
-    @contextmanager
-    def _lock_replica(self):
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / ".replica.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def stop(self) -> bool:
-        with self._lock_replica():
-            if self._postmaster() is None:
-                return False
-            self._run(
-                [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", "60", "-m", "fast",
-                 "stop"],
-                "stopping the embedded replica",
-            )
-            return True
+            return self._start_postmaster()

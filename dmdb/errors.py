@@ -7,6 +7,12 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """The first line of an exception's message (PostgreSQL adds DETAIL/HINT lines)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else (default if default is not None else type(exc).__name__)
+
+
 class DmdbError(Exception):
     """An error to report as one line on stderr, with `exit_code`."""
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dmdb import resources
-from dmdb.errors import ConfigError, DmdbError
+from dmdb.errors import ConfigError, DmdbError, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -274,18 +274,7 @@ def resolve_table(conn: psycopg.Connection, name: str) -> TableRow:
         schema, rel = None, name
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            """
-            SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name,
-                   c.relkind::text AS kind, inh.inhparent::bigint AS parent_oid
-            FROM pg_class c
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            LEFT JOIN pg_inherits inh ON inh.inhrelid = c.oid AND c.relispartition
-            WHERE c.relkind IN ('r', 'p', 'm')
-              AND ((%(schema)s::text IS NULL AND c.relname = %(raw)s AND pg_table_is_visible(c.oid))
-                   OR (n.nspname = %(schema)s AND c.relname = %(rel)s))
-            ORDER BY (c.relname = %(raw)s) DESC
-            LIMIT 1
-            """,
+            resources.query("indexes_resolve_table"),
             {"schema": schema, "rel": rel, "raw": raw},
         ).fetchone()
     if not conn.autocommit:
@@ -592,26 +581,22 @@ def build(
     which pg_stat_progress_create_index is polled for `progress` while an index builds.
     """
     import psycopg
-    from psycopg import sql
 
-    from dmdb.db import retry_on_lock_timeout
+    from dmdb.config import check_duration
+    from dmdb.db import advisory_unlock, retry_on_lock_timeout, try_advisory_lock
 
     if not conn.autocommit:
         raise DmdbError("indexes build needs an autocommit connection (CONCURRENTLY cannot "
                         "run inside a transaction block)")
+    lock_timeout = check_duration(lock_timeout, "--lock-timeout")
     started = time.monotonic()
     target = resolve_table(conn, table) if table else None
-    try:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
-    except psycopg.errors.InvalidParameterValue:
-        raise ConfigError(f"--lock-timeout {lock_timeout!r} is not a duration; use e.g. 1s "
-                          "or 500ms") from None
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     if dry_run:
         plans = plan_build(declared, read_catalog(conn), target)
         return BuildResult(True, plans, seconds=time.monotonic() - started)
 
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK_KEY,)).fetchone()[0]
-    if not got:
+    if not try_advisory_lock(conn, BUILD_LOCK_KEY):
         raise DmdbError("another `dmdb indexes build` is running against this database; "
                         "wait for it to finish, then run this one again")
     poller = None
@@ -658,7 +643,7 @@ def build(
                                               attempts=attempts, on_retry=on_retry)
                 except psycopg.Error as exc:
                     failed = True
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    first = first_line(exc)
                     result.failed.append({"index": plan.index, "step": step.action,
                                           "on": step.index, "error": first})
                     continue
@@ -682,8 +667,7 @@ def build(
         if poller is not None:
             poller.close()
         try:
-            conn.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(
-                sql.Literal(BUILD_LOCK_KEY)))
+            advisory_unlock(conn, BUILD_LOCK_KEY)
         except psycopg.Error:
             pass
 

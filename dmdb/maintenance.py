@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from dmdb import resources
-from dmdb.errors import DmdbError
+from dmdb.errors import DmdbError, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -261,7 +261,7 @@ def vacuum(
         try:
             retry_on_lock_timeout(lambda t=target: conn.execute(t._statement))
         except psycopg.Error as exc:
-            target.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            target.error = first_line(exc)
         target.seconds = round(time.monotonic() - t0, 3)
         if target.kind != "p":
             target.dead_after, target.live_after = _dead_tuples(conn, target.oid)
@@ -328,6 +328,18 @@ def plan_refresh(matviews: list[dict]) -> list[RefreshTarget]:
     return out
 
 
+def run_rollup(conn: psycopg.Connection) -> dict | None:
+    """Bring content counters and bandit arms up to date from learning_events.
+
+    `conn` in autocommit: the call is its own READ COMMITTED transaction, as the function
+    requires."""
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM public.rollup_learning_events()").fetchone()
+    return dict(row) if row else None
+
+
 def refresh(
     conn: psycopg.Connection,
     *,
@@ -368,7 +380,7 @@ def refresh(
         try:
             retry_on_lock_timeout(lambda v=view: conn.execute(v._statement))
         except psycopg.Error as exc:
-            view.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            view.error = first_line(exc)
         view.seconds = round(time.monotonic() - t0, 3)
         if progress is not None:
             progress(number, total, view.view, True)
@@ -377,13 +389,10 @@ def refresh(
             progress(total, total, ROLLUP_FUNCTION, False)
         t0 = time.monotonic()
         try:
-            with conn.cursor(row_factory=dict_row) as cur:
-                # Its own transaction in READ COMMITTED, as the function requires.
-                row = cur.execute("SELECT * FROM public.rollup_learning_events()").fetchone()
+            roll["result"] = run_rollup(conn)
             roll["called"] = True
-            roll["result"] = dict(row) if row else None
         except psycopg.Error as exc:
-            roll["error"] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            roll["error"] = first_line(exc)
         roll["seconds"] = round(time.monotonic() - t0, 3)
         if progress is not None:
             progress(total, total, ROLLUP_FUNCTION, True)

@@ -199,7 +199,10 @@ def read_sql_file(path: Path) -> SqlFile:
 
 
 class Project:
-    """The SQL files of one project: sql_dir/{migrations,rollbacks,functions}."""
+    """The SQL files of one project: sql_dir/{migrations,rollbacks,functions}.
+
+    The files are read and parsed once, when the project is made; a run works on that
+    snapshot (make a new Project to see edits)."""
 
     def __init__(self, sql_dir: Path | None = None):
         self.sql_dir = Path(sql_dir) if sql_dir else resources.sql_dir()
@@ -208,9 +211,21 @@ class Project:
                 f"{self.sql_dir}/migrations is not a directory; "
                 "pass --sql-dir (or DMDB_SQL_DIR) pointing at a tree with migrations/"
             )
-        self.migrations()  # misnamed or duplicate files are usage errors, found up front
+        # Misnamed or duplicate files are usage errors, found up front.
+        self._migrations = self._read_migrations()
+        self._functions: list[SqlFile] | None = None
 
     def migrations(self) -> list[Migration]:
+        return self._migrations
+
+    def functions(self) -> list[SqlFile]:
+        if self._functions is None:
+            folder = self.sql_dir / "functions"
+            self._functions = ([read_sql_file(p) for p in sorted(folder.glob("*.sql"))]
+                               if folder.is_dir() else [])
+        return self._functions
+
+    def _read_migrations(self) -> list[Migration]:
         out = []
         for path in sorted((self.sql_dir / "migrations").glob("*.sql")):
             if not MIGRATION_NAME.match(path.stem):
@@ -225,12 +240,6 @@ class Project:
         if dupes:
             raise ConfigError(f"two migrations share the number {dupes[0]}; renumber one of them")
         return out
-
-    def functions(self) -> list[SqlFile]:
-        folder = self.sql_dir / "functions"
-        if not folder.is_dir():
-            return []
-        return [read_sql_file(p) for p in sorted(folder.glob("*.sql"))]
 
 
 # -- the ledger ----------------------------------------------------------------
@@ -328,27 +337,24 @@ def status(conn: psycopg.Connection, project: Project) -> Status:
 
 def acquire_lock(conn: psycopg.Connection, wait_seconds: float, key: int = MIGRATION_LOCK_KEY) -> float:
     """Take the session advisory lock, waiting up to wait_seconds. Returns seconds waited."""
+    from dmdb.db import try_advisory_lock
+
     started = time.monotonic()
-    delay = 0.05
-    while True:
-        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
-        if got:
-            return time.monotonic() - started
-        waited = time.monotonic() - started
-        if waited >= wait_seconds:
-            holder = conn.execute(resources.query("ledger_lock_holder"), (key,)).fetchone()
-            who = f" (held by backend pid {holder[0]}, {holder[1] or 'no name'})" if holder else ""
-            raise LockNotAvailable(
-                f"another dmdb run holds the migration lock{who}; waited {waited:.0f}s — "
-                "retry later or raise --lock-timeout"
-            )
-        time.sleep(min(delay, max(0.0, wait_seconds - waited)))
-        delay = min(delay * 2, 0.5)
+    if try_advisory_lock(conn, key, wait_seconds):
+        return time.monotonic() - started
+    waited = time.monotonic() - started
+    holder = conn.execute(resources.query("ledger_lock_holder"), (key,)).fetchone()
+    who = f" (held by backend pid {holder[0]}, {holder[1] or 'no name'})" if holder else ""
+    raise LockNotAvailable(
+        f"another dmdb run holds the migration lock{who}; waited {waited:.0f}s — "
+        "retry later or raise --lock-timeout"
+    )
 
 
 def release_lock(conn: psycopg.Connection, key: int = MIGRATION_LOCK_KEY) -> None:
-    if not conn.closed:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    from dmdb.db import advisory_unlock
+
+    advisory_unlock(conn, key)
 
 
 # -- executing -----------------------------------------------------------------
@@ -653,32 +659,29 @@ def repair(conn: psycopg.Connection, project: Project, ids: list[str] | None = N
     """Accept edited files: record the current checksums of applied migrations (all, or `ids`).
 
     With dry_run, only say which would be accepted."""
-    if dry_run:
-        state = status(conn, project)
-        return [m.id for m in state.migrations
+    by_id = {m.id: m for m in project.migrations()}
+    unknown = [i for i in ids or () if i not in by_id]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: no such migration; `dmdb status` lists the ids")
+
+    def edited(state: Status) -> list[Migration]:
+        return [by_id[m.id] for m in state.migrations
                 if m.state == "applied" and not m.missing_file and (m.edited or m.rollback_edited)
                 and (not ids or m.id in ids)]
+
+    if dry_run:
+        return [m.id for m in edited(status(conn, project))]
     acquire_lock(conn, lock_wait)
     try:
-        state = status(conn, project)
-        by_id = {m.id: m for m in project.migrations()}
-        if ids:
-            unknown = [i for i in ids if i not in by_id]
-            if unknown:
-                raise ConfigError(f"{unknown[0]}: no such migration; `dmdb status` lists the ids")
         accepted = []
-        for m in state.migrations:
-            if m.state != "applied" or m.missing_file or (ids and m.id not in ids):
-                continue
-            if m.edited or m.rollback_edited:
-                mig = by_id[m.id]
-                with conn.transaction():
-                    conn.execute(
-                        resources.query("ledger_repair"),
-                        (mig.forward.sha256, mig.rollback.sha256 if mig.rollback else None, m.id),
-                    )
-                    _log_row(conn, mig, "mark")
-                accepted.append(m.id)
+        for mig in edited(status(conn, project)):
+            with conn.transaction():
+                conn.execute(
+                    resources.query("ledger_repair"),
+                    (mig.forward.sha256, mig.rollback.sha256 if mig.rollback else None, mig.id),
+                )
+                _log_row(conn, mig, "mark")
+            accepted.append(mig.id)
         return accepted
     finally:
         release_lock(conn)

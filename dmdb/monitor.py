@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dmdb.errors import ConfigError
+from dmdb.errors import ConfigError, first_line
+from dmdb.resources import query
 
 if TYPE_CHECKING:
     import psycopg
@@ -161,9 +161,7 @@ class Thresholds:
 # --------------------------------------------------------------------------- helpers
 
 def _sql(name: str) -> str:
-    from dmdb.resources import sql_dir
-
-    return (Path(sql_dir()) / "queries" / "monitor" / f"{name}.sql").read_text()
+    return query(f"monitor/{name}")
 
 
 def _plain(value: Any) -> Any:
@@ -409,8 +407,7 @@ def check_not_valid_constraints(conn, t: Thresholds) -> CheckResult:
 def check_unused_indexes(conn, t: Thresholds) -> CheckResult:
     rows = _rows(conn, "unused_indexes", {"min_bytes": t.unused_min_bytes})
     reset = rows[0]["stats_reset"] if rows else conn.execute(
-        "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
-    ).fetchone()[0]
+        query("indexes_stats_reset")).fetchone()[0]
     reset = _plain(reset)
     since = f"since statistics reset at {reset}" if reset else "since statistics began"
     total = sum(r["size_bytes"] for r in rows)
@@ -697,7 +694,7 @@ def run_checks(conn, thresholds: Thresholds | None = None, *, only: list[str] | 
             else:
                 result = fn(conn, t)
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             result = CheckResult(name, Status.UNKNOWN,
                                  f"check failed: {redact(f'{type(exc).__name__}: {first}', settings)}")
             if not conn.autocommit and not conn.closed:

@@ -46,7 +46,6 @@ it implicitly and, unlike DETACH + DROP, does not need an ACCESS EXCLUSIVE lock 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
@@ -55,7 +54,7 @@ from typing import TYPE_CHECKING
 from psycopg import sql
 
 from dmdb import resources
-from dmdb.errors import ConfigError, DmdbError
+from dmdb.errors import ConfigError, DmdbError, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -460,7 +459,7 @@ def read_table(conn: psycopg.Connection, name: str = DEFAULT_TABLE) -> TableInfo
             row = cur.execute(resources.query("partitions_table"), {"name": name}).fetchone()
         except (psycopg.errors.InvalidName, psycopg.errors.SyntaxError,
                 psycopg.errors.FeatureNotSupported) as exc:
-            first = (str(exc).strip().splitlines() or [""])[0]
+            first = first_line(exc, "")
             raise ConfigError(f"--table {name!r} is not a table name ({first})") from None
     if row is None:
         raise ConfigError(
@@ -584,24 +583,6 @@ def validate_options(*, ahead: int, retain: int | None, archive_schema: str | No
 # -- doing ---------------------------------------------------------------------
 
 
-def try_lock(conn: psycopg.Connection, wait_seconds: float = 0.0) -> bool:
-    """The partition runs' session advisory lock; False when another run holds it."""
-    deadline = time.monotonic() + wait_seconds
-    delay = 0.05
-    while True:
-        if conn.execute("SELECT pg_try_advisory_lock(%s)", (PARTITION_LOCK_KEY,)).fetchone()[0]:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 2, 0.5)
-
-
-def unlock(conn: psycopg.Connection) -> None:
-    if not conn.closed:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (PARTITION_LOCK_KEY,))
-
-
 def _iso(value: datetime | None):
     return value.astimezone(UTC).isoformat() if value is not None else None
 
@@ -649,7 +630,7 @@ def execute(
             moved = retry_on_lock_timeout(attempt, attempts=attempts, base_delay=base_delay,
                                           on_retry=count_retry)
         except psycopg.Error as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             hint = ""
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 hint = (f" (lock not granted within lock_timeout {plan.lock_timeout}, "
@@ -712,7 +693,9 @@ def run(
                   "lock_timeout": lock_timeout}
     if dry_run:
         return _result(make_plan(conn, **kwargs), dry_run=True)
-    if not try_lock(conn, lock_wait):
+    from dmdb.db import advisory_unlock, try_advisory_lock
+
+    if not try_advisory_lock(conn, PARTITION_LOCK_KEY, lock_wait):
         info = read_table(conn, table)
         return RunResult(action=action, table=info.qualified, dry_run=False,
                          today=today or db_now(conn).astimezone(UTC).date(), ahead=ahead, retain=retain,
@@ -723,7 +706,7 @@ def run(
         plan = make_plan(conn, **kwargs)
         return execute(conn, plan, attempts=attempts, base_delay=base_delay, progress=progress)
     finally:
-        unlock(conn)
+        advisory_unlock(conn, PARTITION_LOCK_KEY)
 
 
 # -- listing -------------------------------------------------------------------

@@ -46,6 +46,7 @@ def tool_env(settings: Settings, dbname: str) -> dict:
 class Tool:
     path: str
     major: int
+    version: str  # as the tool prints it, e.g. "18.6"
 
 
 def _package_bin(package: str) -> Path | None:
@@ -68,13 +69,14 @@ def _candidate_dirs() -> list[Path]:
 
 
 @lru_cache(maxsize=64)
-def _major(path: str) -> int | None:
+def _version(path: str) -> str | None:
+    """"18.6" from "pg_dump (PostgreSQL) 18.6"; None when it does not run."""
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
-    match = re.search(r"(\d+)(?:\.\d+)?", out.split(")")[-1] if ")" in out else out)
-    return int(match.group(1)) if match else None
+    match = re.search(r"(\d+(?:\.\d+)?)", out.split(")")[-1] if ")" in out else out)
+    return match.group(1) if match else None
 
 
 def candidates(name: str) -> list[Tool]:
@@ -89,9 +91,9 @@ def candidates(name: str) -> list[Tool]:
         if real in seen or not os.access(path, os.X_OK):
             continue
         seen.add(real)
-        major = _major(path)
-        if major is not None:
-            tools.append(Tool(path, major))
+        version = _version(path)
+        if version is not None:
+            tools.append(Tool(path, int(version.split(".")[0]), version))
     return tools
 
 

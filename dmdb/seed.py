@@ -223,18 +223,24 @@ def existing_users(conn) -> int:
     return conn.execute("SELECT count(*) FROM users").fetchone()[0]
 
 
+def data_tables(conn) -> list[str]:
+    """The data tables this database has: DATA_TABLES, then the rollup's own (watermarks)."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
+        "AND (c.relname = ANY(%s) OR c.relname LIKE 'rollup%%')", (list(DATA_TABLES),)
+    ).fetchall()
+    present = {r[0] for r in rows}
+    return [t for t in DATA_TABLES if t in present] + sorted(present - set(DATA_TABLES))
+
+
 def clear(conn) -> None:
     """Delete the data, keep the schema (and restart the ids, so a reseed is identical)."""
     from psycopg import sql
 
-    present = [t for t in DATA_TABLES if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
-    extra = [r[0] for r in conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname LIKE 'rollup%'"
-    ).fetchall()]
     with conn.transaction():
         conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in present + extra)))
+            sql.SQL(", ").join(sql.Identifier(t) for t in data_tables(conn))))
 
 
 def load_reference(conn, catalogue: Catalogue) -> tuple[dict[str, int], list[int]]:
@@ -301,18 +307,20 @@ def create_users(conn, random_seed: int, abilities: list[float]) -> list[int]:
     return [r[0] for r in rows]
 
 
-def ensure_partitions(conn, since: datetime, now: datetime) -> None:
-    """Monthly learning_events partitions for the history's months (idempotent)."""
+def ensure_partitions(conn, since: datetime, now: datetime, *, dry_run: bool = False):
+    """Monthly learning_events partitions for the history's months (idempotent); with
+    dry_run only the plan. Returns the partitions run's result."""
     from dmdb import partitions
 
     first = partitions.month_of(since)
     span = (now.year - first.year) * 12 + now.month - first.month
     result = partitions.run(conn, action="create", start=first, ahead=max(span, 0),
-                            lock_wait=30.0)
+                            lock_wait=30.0, dry_run=dry_run)
     if result.skipped:
         raise DmdbError("another dmdb partitions run holds its lock; seed again when it is done")
     if result.errors:
         raise DmdbError(f"creating the history's partitions failed: {result.errors[0]['error']}")
+    return result
 
 
 def seed(
@@ -327,11 +335,12 @@ def seed(
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
     dry_run: bool = False,
-    _clearing: bool = False,
+    reset: bool = False,
 ) -> SeedResult:
     """Seed an empty, up-to-date database. `progress(done, total)` reports answers written.
 
-    With dry_run: check the database and say what would be written; change nothing."""
+    `reset` first deletes the data (the schema stays). With dry_run: check the database
+    and say what would be written; change nothing."""
     from dmdb.db import connect
 
     if users < 1 or answers_per_user < 1 or days < 1 or jobs < 1:
@@ -345,13 +354,19 @@ def seed(
 
     with connect(settings, autocommit=True) as conn:
         check_schema(conn, project)
-        if existing_users(conn) and not _clearing:
+        if not reset and existing_users(conn):
             raise DmdbError(
                 "the database already holds users; `dmdb seed reset` clears the data and seeds again"
             )
         if dry_run:
-            return _plan_only(conn, catalogue, users, answers_per_user, days, random_seed, now,
-                              clearing=_clearing)
+            plan = ensure_partitions(conn, now - timedelta(days=days), now, dry_run=True)
+            return SeedResult(
+                users=users, concepts=len(catalogue.concepts), items=len(catalogue.items),
+                events=0, answers=users * answers_per_user, random_seed=random_seed,
+                dry_run=True, partitions_to_create=[s.partition for s in plan.steps],
+                tables_to_clear=data_tables(conn) if reset else [])
+        if reset:
+            clear(conn)
         _, item_ids = load_reference(conn, catalogue)
         abilities = plan_learners(random_seed, users)
         user_ids = create_users(conn, random_seed, abilities)
@@ -408,7 +423,9 @@ def seed(
         raise errors[0]
 
     with connect(settings, autocommit=True) as conn:
-        _rollup(conn)
+        from dmdb.maintenance import run_rollup
+
+        run_rollup(conn)
         events = conn.execute("SELECT count(*) FROM learning_events").fetchone()[0]
         touched = [r[0] for r in conn.execute(
             "SELECT DISTINCT tableoid::regclass::text FROM learning_events ORDER BY 1").fetchall()]
@@ -421,38 +438,6 @@ def seed(
     )
 
 
-def _plan_only(conn, catalogue: Catalogue, users: int, answers: int, days: int,
-               random_seed: int, now: datetime, *, clearing: bool) -> SeedResult:
-    from dmdb import partitions
-
-    first = partitions.month_of(now - timedelta(days=days))
-    span = (now.year - first.year) * 12 + now.month - first.month
-    plan = partitions.run(conn, action="create", start=first, ahead=max(span, 0), dry_run=True)
-    return SeedResult(
-        users=users, concepts=len(catalogue.concepts), items=len(catalogue.items), events=0,
-        answers=users * answers, random_seed=random_seed, dry_run=True,
-        partitions_to_create=[s.partition for s in plan.steps],
-        tables_to_clear=[t for t in DATA_TABLES
-                         if conn.execute("SELECT to_regclass(%s)", (t,)).fetchone()[0]]
-        if clearing else [],
-    )
-
-
-def _rollup(conn) -> None:
-    """Bring content counters and bandit arms up to date (the functions' rollup)."""
-    fn = conn.execute("SELECT to_regproc('rollup_learning_events')").fetchone()[0]
-    if fn is None:
-        raise DmdbError("rollup_learning_events() is missing; run `dmdb up` to apply sql/functions")
-    conn.execute("SELECT rollup_learning_events()")
-
-
-def reset(settings, project, *, dry_run: bool = False, **options) -> SeedResult:
+def reset(settings, project, **options) -> SeedResult:
     """Clear the data (the schema stays) and seed again."""
-    from dmdb.db import connect
-
-    if dry_run:
-        return seed(settings, project, dry_run=True, _clearing=True, **options)
-    with connect(settings, autocommit=True) as conn:
-        check_schema(conn, project)
-        clear(conn)
-    return seed(settings, project, **options)
+    return seed(settings, project, reset=True, **options)

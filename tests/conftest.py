@@ -9,7 +9,6 @@ audit and the embedded-only tests, which skip themselves elsewhere).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -84,9 +83,6 @@ class Databases:
 
     def url(self, dbname: str) -> str:
         return self.settings.url(redact=False, dbname=dbname)
-
-    def settings_for(self, dbname: str) -> Settings:
-        return replace(self.settings, dbname=dbname)
 
     def template(self) -> str:
         """A database with the whole schema applied, copied for each schema test."""
@@ -210,29 +206,41 @@ def cli(tmp_path, monkeypatch):
     return run
 
 
-def run_dmdb(args, env: dict, cwd: Path | None = None, timeout: float = 120):
-    """Run `python -m dmdb` in a subprocess (for concurrency and kill tests)."""
+def _dmdb_env(env: dict) -> dict:
+    """This process's environment without any dmdb setting, plus `env`."""
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("DB_", "DATABASE_URL", "DMDB_"))}
     full_env.update(env)
+    return full_env
+
+
+def run_dmdb(args, env: dict, cwd: Path | None = None, timeout: float = 120):
+    """Run `python -m dmdb` in a subprocess (for concurrency and kill tests)."""
     return subprocess.run(
         [sys.executable, "-m", "dmdb", *map(str, args)],
-        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+        capture_output=True, text=True, env=_dmdb_env(env), cwd=cwd, timeout=timeout,
     )
 
 
 def popen_dmdb(args, env: dict, cwd: Path | None = None) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("DB_", "DATABASE_URL", "DMDB_"))}
-    full_env.update(env)
     return subprocess.Popen(
         [sys.executable, "-m", "dmdb", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=cwd,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_dmdb_env(env), cwd=cwd,
     )
 
 
-def pg_tool(name: str) -> str:
-    from dmdb.embedded import pg_tool as tool
+def run_sql(url: str, query: str, params=None) -> list[tuple]:
+    """One statement on its own autocommit connection; its rows ([] when it returns none)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
 
-    path = tool(name)
-    return str(path) if path.exists() else (shutil.which(name) or name)
+
+DATA_TABLES = ("users", "concepts", "concept_prerequisites", "content", "knowledge_states",
+               "review_schedule", "learning_events", "bandit_arms")
+
+
+def row_counts(url: str) -> dict[str, int]:
+    """Rows of each data table (the tables are constants, not input)."""
+    with psycopg.connect(url) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DATA_TABLES}

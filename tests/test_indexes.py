@@ -11,6 +11,7 @@ import time
 import psycopg
 import pytest
 
+from conftest import run_sql
 from dmdb import indexes
 from dmdb.migrations import Project, up
 
@@ -44,21 +45,15 @@ def tree_db(sql_tree, empty_url):
     return sql_tree.root, empty_url
 
 
-def run(url: str, query: str, params=None):
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else None
-
-
 def index_state(url: str, name: str):
-    rows = run(url, "SELECT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(%s)",
+    rows = run_sql(url, "SELECT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(%s)",
                (name,))
     return rows[0][0] if rows else None
 
 
 def attached_children(url: str, parent: str) -> dict[str, str]:
     """{partition index: its table} of the indexes attached to `parent`."""
-    rows = run(url, """
+    rows = run_sql(url, """
         SELECT i.inhrelid::regclass::text, x.indrelid::regclass::text
         FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhrelid
         WHERE i.inhparent = to_regclass(%s)""", (parent,))
@@ -118,7 +113,7 @@ def test_shipped_schema_is_clean_and_a_dropped_index_comes_back(cli, schema_url)
     dry = cli(["indexes", "build", "--dry-run"], url=schema_url)
     assert dry.exit_code == 0 and "Nothing to do" in dry.stdout
 
-    run(schema_url, "DROP INDEX knowledge_states_user_mastery_idx")
+    run_sql(schema_url, "DROP INDEX knowledge_states_user_mastery_idx")
     check = cli(["indexes", "check", "--json"], url=schema_url)
     assert check.exit_code == 1
     data = json.loads(check.stdout)
@@ -138,8 +133,8 @@ def test_shipped_schema_is_clean_and_a_dropped_index_comes_back(cli, schema_url)
 
 def test_build_on_partitioned_table_with_data(cli, tree_db):
     sql_dir, url = tree_db
-    run(url, "DROP INDEX ev_k_idx")
-    run(url, "INSERT INTO ev SELECT g, g % 5000, 'n' || g FROM generate_series(0, 39999) g")
+    run_sql(url, "DROP INDEX ev_k_idx")
+    run_sql(url, "INSERT INTO ev SELECT g, g % 5000, 'n' || g FROM generate_series(0, 39999) g")
 
     dry = cli(["--sql-dir", sql_dir, "indexes", "build", "--dry-run"], url=url)
     assert dry.exit_code == 0, dry.stderr
@@ -177,9 +172,9 @@ def test_build_on_partitioned_table_with_data(cli, tree_db):
 
 def test_check_reports_unattached_partition_indexes_and_build_attaches(cli, tree_db):
     sql_dir, url = tree_db
-    run(url, "DROP INDEX ev_k_idx")
-    run(url, "CREATE INDEX ev_k_idx ON ONLY ev (k)")
-    run(url, "CREATE INDEX ev_p0_k_idx ON ev_p0 (k)")  # built, never attached
+    run_sql(url, "DROP INDEX ev_k_idx")
+    run_sql(url, "CREATE INDEX ev_k_idx ON ONLY ev (k)")
+    run_sql(url, "CREATE INDEX ev_p0_k_idx ON ev_p0 (k)")  # built, never attached
 
     result = cli(["--sql-dir", sql_dir, "indexes", "check", "--json"], url=url)
     assert result.exit_code == 1
@@ -205,8 +200,8 @@ def test_check_reports_unattached_partition_indexes_and_build_attaches(cli, tree
 
 def test_failed_unique_build_is_reported_and_repaired(cli, tree_db):
     sql_dir, url = tree_db
-    run(url, "DROP INDEX pt_code_uidx")
-    run(url, "INSERT INTO pt SELECT g, 'c' || (g % 900), g FROM generate_series(1, 1000) g")
+    run_sql(url, "DROP INDEX pt_code_uidx")
+    run_sql(url, "INSERT INTO pt SELECT g, 'c' || (g % 900), g FROM generate_series(1, 1000) g")
 
     failed = cli(["--sql-dir", sql_dir, "indexes", "build", "--table", "pt"], url=url)
     assert failed.exit_code == 1
@@ -218,7 +213,7 @@ def test_failed_unique_build_is_reported_and_repaired(cli, tree_db):
     assert check.exit_code == 1
     assert [i["index"] for i in json.loads(check.stdout)["invalid"]] == ["public.pt_code_uidx"]
 
-    run(url, "DELETE FROM pt WHERE id > 900")
+    run_sql(url, "DELETE FROM pt WHERE id > 900")
     dry = json.loads(cli(["--sql-dir", sql_dir, "indexes", "build", "--dry-run", "--json"],
                          url=url).stdout)
     plan = next(p for p in dry["indexes"] if p["index"] == "public.pt_code_uidx")
@@ -236,9 +231,9 @@ def test_failed_partition_build_resumes(cli, tree_db):
     """A unique build that fails on one partition leaves that partition's index INVALID
     and unattached; the next build drops it, builds it again and attaches it."""
     sql_dir, url = tree_db
-    run(url, "DROP INDEX ev_id_note_uidx")
-    run(url, "INSERT INTO ev SELECT g, g, 'n' FROM generate_series(0, 39999) g")
-    run(url, "INSERT INTO ev VALUES (15000, 1, 'n')")  # a duplicate (id, note) in ev_p1
+    run_sql(url, "DROP INDEX ev_id_note_uidx")
+    run_sql(url, "INSERT INTO ev SELECT g, g, 'n' FROM generate_series(0, 39999) g")
+    run_sql(url, "INSERT INTO ev VALUES (15000, 1, 'n')")  # a duplicate (id, note) in ev_p1
 
     failed = cli(["--sql-dir", sql_dir, "indexes", "build", "--json"], url=url)
     assert failed.exit_code == 1
@@ -252,7 +247,7 @@ def test_failed_partition_build_resumes(cli, tree_db):
     assert {"public.ev_id_note_uidx", "public.ev_p1_id_note_uidx"} <= {
         i["index"] for i in check["invalid"]}
 
-    run(url, "DELETE FROM ev WHERE id = 15000 AND k = 1")
+    run_sql(url, "DELETE FROM ev WHERE id = 15000 AND k = 1")
     resumed = cli(["--sql-dir", sql_dir, "indexes", "build", "--json"], url=url)
     assert resumed.exit_code == 0, resumed.stderr
     steps = [s["action"] for p in json.loads(resumed.stdout)["indexes"] for s in p["steps"]]
@@ -344,7 +339,7 @@ def test_build_does_not_block_writers(sql_tree, empty_url):
 
 def test_report_finds_unused_and_duplicate_indexes(cli, empty_url):
     url = empty_url
-    run(url, """
+    run_sql(url, """
         CREATE TABLE dup (id int PRIMARY KEY, a int, b int, c int, x text);
         INSERT INTO dup SELECT g, g % 100, g % 7, g, md5(g::text) FROM generate_series(1, 20000) g;
         CREATE INDEX dup_a_idx ON dup (a);
@@ -362,7 +357,7 @@ def test_report_finds_unused_and_duplicate_indexes(cli, empty_url):
         CREATE INDEX dup_x_hash_idx ON dup USING hash (x);
         ANALYZE dup;
     """)
-    run(url, "SELECT pg_stat_reset()")
+    run_sql(url, "SELECT pg_stat_reset()")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET enable_seqscan = off")
         conn.execute("SET enable_bitmapscan = off")
@@ -400,7 +395,7 @@ def test_report_finds_unused_and_duplicate_indexes(cli, empty_url):
 
 def test_report_sums_partitioned_indexes(cli, tree_db):
     _, url = tree_db
-    run(url, "INSERT INTO ev SELECT g, g, 'n' || g FROM generate_series(0, 39999) g")
+    run_sql(url, "INSERT INTO ev SELECT g, g, 'n' || g FROM generate_series(0, 39999) g")
     data = json.loads(cli(["indexes", "report", "--json", "--min-size-mb", "0"], url=url).stdout)
     ev = {i["index"]: i for i in data["indexes"]}["ev_k_idx"]
     assert ev["partitioned"] and ev["leaf_indexes"] == 4 and ev["size_bytes"] > 0
@@ -420,7 +415,7 @@ def test_hostile_table_name_is_refused_and_nothing_injected(cli, schema_url):
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
         assert result.stderr.startswith("dmdb: error: no table named 'x; DROP TABLE users'")
         assert result.stderr.count("\n") == 1
-    assert run(schema_url, "SELECT to_regclass('users') IS NOT NULL")[0][0]
+    assert run_sql(schema_url, "SELECT to_regclass('users') IS NOT NULL")[0][0]
 
 
 def test_build_on_a_database_without_the_schema_is_an_error(cli, empty_url):

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import PASSWORD, PASSWORD_ROLE, popen_dmdb, run_dmdb
+from conftest import PASSWORD, PASSWORD_ROLE, popen_dmdb, run_dmdb, run_sql
 
 T1 = "-- first table\nCREATE TABLE t1 (id int PRIMARY KEY, note text);\n"
 T1_BACK = "DROP TABLE t1;\n"
@@ -20,11 +20,7 @@ T2_BACK = "DROP TABLE t2;\n"
 
 
 def tables(url: str) -> set[str]:
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        ).fetchall()
-    return {r[0] for r in rows}
+    return {r[0] for r in run_sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
 
 
 def ledger(url: str) -> list[str]:

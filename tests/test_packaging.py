@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_dmdb
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,8 @@ def installed(tmp_path_factory):
 
 
 def _dmdb(site, args, cwd, env=None):
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL", "DMDB_"))}
-    full.update(env or {})
-    full["PYTHONPATH"] = str(site)  # the installed copy shadows the checkout
-    return subprocess.run([sys.executable, "-m", "dmdb", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=full, timeout=300)
+    # PYTHONPATH first: the installed copy shadows the checkout
+    return run_dmdb(args, {**(env or {}), "PYTHONPATH": str(site)}, cwd=cwd, timeout=300)
 
 
 def test_wheel_ships_sql_templates_and_data(installed):

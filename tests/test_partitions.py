@@ -12,16 +12,10 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from conftest import popen_dmdb, run_dmdb
+from conftest import popen_dmdb, run_dmdb, run_sql
 from dmdb.partitions import PARTITION_LOCK_KEY, add_months, month_bounds, partition_name
 
 UTC = timezone.utc
-
-
-def q(url: str, query: str, params=None) -> list[tuple]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
 def attached(url: str) -> dict[str, str]:
@@ -36,7 +30,7 @@ def attached(url: str) -> dict[str, str]:
 
 
 def this_month(url: str) -> date:
-    return q(url, "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date")[0][0]
+    return run_sql(url, "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date")[0][0]
 
 
 def name(month: date) -> str:
@@ -58,7 +52,7 @@ def insert_events(url: str, times: list[datetime]) -> None:
 
 
 def in_partition(url: str, table: str) -> int:
-    return q(url, f'SELECT count(*) FROM "{table}"')[0][0]
+    return run_sql(url, f'SELECT count(*) FROM "{table}"')[0][0]
 
 
 def run_json(cli, args, url):
@@ -108,7 +102,7 @@ def test_dry_run_changes_nothing_then_create_is_idempotent(cli, schema_url):
     assert f'CREATE TABLE "public"."{name(add_months(m0, 6))}"' in dry.stdout
     assert "ATTACH PARTITION" in dry.stdout and "WITH moved AS (DELETE FROM" in dry.stdout
     assert attached(schema_url) == before
-    assert q(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, 4)),)) == [(None,)]
+    assert run_sql(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, 4)),)) == [(None,)]
 
     result, data = run_json(cli, ["create", "--ahead", "6"], schema_url)
     assert result.exit_code == 0, result.stderr
@@ -142,18 +136,18 @@ def test_create_across_year_and_leap_february(cli, schema_url):
         datetime(2031, 1, 1, tzinfo=UTC),
         datetime(2032, 2, 29, 23, 59, tzinfo=UTC),
     ])
-    where = dict(q(schema_url, "SELECT occurred_at AT TIME ZONE 'UTC', tableoid::regclass::text "
+    where = dict(run_sql(schema_url, "SELECT occurred_at AT TIME ZONE 'UTC', tableoid::regclass::text "
                                "FROM learning_events"))
     assert where[datetime(2030, 12, 31, 23, 59, 59, 999999)] == "learning_events_2030_12"
     assert where[datetime(2031, 1, 1)] == "learning_events_2031_01"
     assert where[datetime(2032, 2, 29, 23, 59)] == "learning_events_2032_02"
     # Every index of a created partition is attached to the parent's index.
-    unattached = q(schema_url, """
+    unattached = run_sql(schema_url, """
         SELECT i.indexrelid::regclass::text FROM pg_index i
         WHERE i.indrelid = 'learning_events_2031_01'::regclass
           AND NOT EXISTS (SELECT FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)""")
     assert unattached == []
-    assert q(schema_url, "SELECT count(*) FROM pg_constraint WHERE conrelid = "
+    assert run_sql(schema_url, "SELECT count(*) FROM pg_constraint WHERE conrelid = "
                          "'learning_events_2031_01'::regclass AND conname = "
                          "'dmdb_partition_bounds'") == [(0,)]
 
@@ -164,7 +158,7 @@ def test_rows_in_default_move_into_the_new_partition(cli, schema_url):
     future = [m5_lo, m5_lo + timedelta(days=3), m5_hi - timedelta(microseconds=1)]
     stray = datetime(2045, 1, 1, tzinfo=UTC)  # no partition will cover it
     insert_events(schema_url, future + [stray])
-    total = q(schema_url, "SELECT count(*) FROM learning_events")[0][0]
+    total = run_sql(schema_url, "SELECT count(*) FROM learning_events")[0][0]
     assert in_partition(schema_url, "learning_events_default") == 4
 
     plan, data = run_json(cli, ["create", "--ahead", "5", "--dry-run"], schema_url)
@@ -180,9 +174,9 @@ def test_rows_in_default_move_into_the_new_partition(cli, schema_url):
     assert data["moved_rows"] == 3 and data["default_rows"] == 1
     assert in_partition(schema_url, name(add_months(m0, 5))) == 3
     assert in_partition(schema_url, "learning_events_default") == 1
-    assert q(schema_url, "SELECT count(*) FROM learning_events")[0][0] == total
+    assert run_sql(schema_url, "SELECT count(*) FROM learning_events")[0][0] == total
 
-    q(schema_url, "DELETE FROM learning_events WHERE occurred_at = %s", (stray,))
+    run_sql(schema_url, "DELETE FROM learning_events WHERE occurred_at = %s", (stray,))
     assert cli(["partitions", "create", "--ahead", "5"], url=schema_url).exit_code == 0
 
 
@@ -245,10 +239,10 @@ def test_rollover_while_two_connections_insert_across_the_month_boundary(schema_
                                                     name(add_months(m0, 5))]
     assert data["moved_rows"] >= 20 and data["default_rows"] == 0
     assert sum(counts) > started_with  # inserts went on while the rollover ran
-    total = q(schema_url, "SELECT count(*) FROM learning_events")[0][0]
+    total = run_sql(schema_url, "SELECT count(*) FROM learning_events")[0][0]
     assert total == 20 + sum(counts)
     assert in_partition(schema_url, "learning_events_default") == 0
-    misplaced = q(schema_url, """
+    misplaced = run_sql(schema_url, """
         SELECT count(*) FROM learning_events
         WHERE tableoid::regclass::text <> 'learning_events_' ||
               to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY_MM')""")
@@ -316,7 +310,7 @@ def test_retention_to_an_archive_schema(cli, schema_url):
                                "--dry-run"], schema_url)
     assert dry.exit_code == 0
     assert [s["partition"] for s in data["steps"]] == [name(m) for m in past[:4]]
-    assert q(schema_url, "SELECT to_regnamespace('dm_archive')") == [(None,)]
+    assert run_sql(schema_url, "SELECT to_regnamespace('dm_archive')") == [(None,)]
 
     result, data = run_json(cli, ["rollover", "--retain", "2", "--archive-schema", "dm_archive"],
                             schema_url)
@@ -326,7 +320,7 @@ def test_retention_to_an_archive_schema(cli, schema_url):
     assert not {name(m) for m in past[:4]} & set(parts)
     assert {name(past[4]), name(past[5]), name(m0)} <= set(parts)
     for m in past[:4]:
-        assert q(schema_url, f'SELECT count(*) FROM dm_archive."{name(m)}"') == [(1,)]
+        assert run_sql(schema_url, f'SELECT count(*) FROM dm_archive."{name(m)}"') == [(1,)]
     again, data = run_json(cli, ["rollover", "--retain", "2", "--archive-schema", "dm_archive"],
                            schema_url)
     assert again.exit_code == 0 and data["archived"] == [] and data["steps"] == []
@@ -341,7 +335,7 @@ def test_retention_with_drop_never_touches_the_current_month(cli, schema_url):
     result, data = run_json(cli, ["rollover", "--retain", "0", "--drop"], schema_url)
     assert result.exit_code == 0, result.stderr
     assert [d["name"] for d in data["dropped"]] == [name(add_months(m0, -i)) for i in (3, 2, 1)]
-    assert q(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, -1)),)) == [(None,)]
+    assert run_sql(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, -1)),)) == [(None,)]
     assert name(m0) in attached(schema_url)
     # Even planned from a date three months on, the database clock's month stays.
     later = add_months(m0, 3).replace(day=15).isoformat()
@@ -369,7 +363,7 @@ def test_lock_timeout_is_retried_then_fails_without_half_applying(cli, schema_ur
         assert data["errors"][0]["step"] == f"create {target}"
         assert "lock" in data["errors"][0]["error"] and data["retries"] == 1
         assert f"create {target} failed" in result.stderr
-        assert q(schema_url, "SELECT to_regclass(%s)", (target,)) == [(None,)]
+        assert run_sql(schema_url, "SELECT to_regclass(%s)", (target,)) == [(None,)]
 
         release = threading.Timer(0.3, writer.rollback)
         release.start()

@@ -20,7 +20,9 @@ import sqlparse
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from conftest import REPO
+
+SQL_DIR = REPO / "sql"
 MIGRATIONS = sorted((SQL_DIR / "migrations").glob("000[1-5]_*.sql"))
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from conftest import REPO
+from conftest import REPO, row_counts
 
 SMALL = ["--users", "40", "--answers", "30", "--days", "100", "--quiet",
          "--now", "2026-11-20T12:00:00Z"]
@@ -110,14 +110,7 @@ def test_reset_gives_the_same_counts_as_a_fresh_seed(cli, make_database):
         url=reseeded)
     again = cli(["seed", "reset", *SMALL, "--yes"], url=reseeded)
     assert again.exit_code == 0, again.stderr
-    tables = ("users", "concepts", "concept_prerequisites", "content", "knowledge_states",
-              "review_schedule", "learning_events", "bandit_arms")
-
-    def counts(url):
-        with psycopg.connect(url) as conn:
-            return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-
-    assert counts(fresh) == counts(reseeded)
+    assert row_counts(fresh) == row_counts(reseeded)
     assert _snapshot(fresh)["users"] == _snapshot(reseeded)["users"]  # ids restarted too
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import PASSWORD, PASSWORD_ROLE, run_dmdb
+from conftest import PASSWORD, PASSWORD_ROLE, row_counts, run_dmdb
 
 # -- read replica ---------------------------------------------------------------
 
@@ -114,7 +114,7 @@ def _pgbouncer_user() -> str:
 
 
 @pytest.fixture
-def pgbouncer(schema_db, databases, tmp_path, embedded_only):
+def pgbouncer(schema_db, tmp_path, embedded_only):
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not os.path.exists(binary):
         if os.environ.get("CI"):
@@ -200,22 +200,13 @@ def test_migrations_refuse_a_transaction_pooler(pgbouncer, tmp_path):
 
 # -- backup / restore ------------------------------------------------------------------
 
-COUNTED = ("users", "concepts", "concept_prerequisites", "content", "knowledge_states",
-           "review_schedule", "learning_events", "bandit_arms")
-
-
-def _counts(url: str) -> dict[str, int]:
-    with psycopg.connect(url) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}
-
-
 def test_backup_restore_round_trip_on_seeded_data(schema_db, databases, tmp_path):
     name, url = schema_db
     env = {"DATABASE_URL": url}
     seeded = run_dmdb(["seed", "seed", "--users", "30", "--answers", "20", "--quiet"], env,
                       cwd=tmp_path, timeout=300)
     assert seeded.returncode == 0, seeded.stderr
-    before = _counts(url)
+    before = row_counts(url)
     assert before["learning_events"] >= 600
 
     dump = tmp_path / "seeded.dump"
@@ -240,7 +231,7 @@ def test_backup_restore_round_trip_on_seeded_data(schema_db, databases, tmp_path
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["created"] is True
     restored_url = databases.url(target)
-    assert _counts(restored_url) == before
+    assert row_counts(restored_url) == before
     status = run_dmdb(["status", "--json", "--check"], {"DATABASE_URL": restored_url}, cwd=tmp_path)
     assert status.returncode == 0, status.stdout + status.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from dmdb.errors import DmdbError
+from dmdb.errors import DmdbError, first_line
 from dmdb.render import error_line
 
 try:  # Typer >= 0.26 vendors click
@@ -51,7 +51,7 @@ class DmdbGroup(TyperGroup):
                     traceback.print_exc()
                 from dmdb.db import redact
 
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                first = first_line(exc)
                 try:
                     settings = state.settings() if state is not None else None
                 except DmdbError:

@@ -29,6 +29,11 @@ def _progress(quiet: bool):
     return report
 
 
+def _nothing_to_do(result) -> str:
+    return ("Nothing to do: the database is up to date." if result.action == "up"
+            else "Nothing to roll back: no migration is applied.")
+
+
 def _print_run(result, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json(result.to_dict())
@@ -36,8 +41,7 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     out = console()
     if result.dry_run:
         if not result.sql:
-            out.print("Nothing to do: the database is up to date." if result.action == "up"
-                      else "Nothing to roll back: no migration is applied.")
+            out.print(_nothing_to_do(result))
             return
         verb = "apply" if result.action == "up" else "roll back"
         out.print(f"-- dry run: would {verb} {len(result.sql)} file(s); nothing was changed")
@@ -47,8 +51,7 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     if quiet:
         return
     if not result.migrations and not result.functions:
-        out.print("Nothing to do: the database is up to date." if result.action == "up"
-                  else "Nothing to roll back: no migration is applied.")
+        out.print(_nothing_to_do(result))
         return
     verb = "Applied" if result.action == "up" else "Rolled back"
     for file_id in result.migrations:

@@ -1,6 +1,6 @@
 -- Tables, partitioned tables and materialized views outside the system schemas, each with
--- the table it is a partition of (NULL for a top-level table). The partition tree of
--- `dmdb indexes build` and `dmdb maintenance vacuum` is read from here.
+-- the table it is a partition of (NULL for a top-level table): the partition tree that
+-- `dmdb indexes build` walks.
 SELECT
     c.oid::bigint          AS oid,
     n.nspname              AS schema,

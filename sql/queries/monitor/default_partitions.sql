@@ -9,6 +9,5 @@ FROM pg_catalog.pg_partitioned_table pt
 JOIN pg_catalog.pg_class p ON p.oid = pt.partrelid
 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 JOIN pg_catalog.pg_class c ON c.oid = pt.partdefid
-JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE pt.partdefid <> 0
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace  -- the join drops partdefid = 0
 ORDER BY 1, 2;
