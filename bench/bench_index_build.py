@@ -67,12 +67,9 @@ def main() -> None:
                 print(f"loaded {args.rows} rows in {time.perf_counter() - t0:.1f}s")
             declared = indexes.declared_indexes(tree)
 
-            waits: list[float] = []
-            stop = threading.Event()
-
-            def writer() -> None:
+            def writer(waits: list[float], stop: threading.Event, first_id: int) -> None:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    n = args.rows + 1_000_000
+                    n = first_id
                     while not stop.is_set():
                         n += 1
                         t = time.perf_counter()
@@ -81,21 +78,39 @@ def main() -> None:
                         waits.append(time.perf_counter() - t)
                         time.sleep(0.005)
 
-            thread = threading.Thread(target=writer)
-            thread.start()
-            try:
-                with psycopg.connect(url, autocommit=True) as conn:
+            def insert_while(action, first_id: int) -> tuple[list[float], object, float]:
+                waits: list[float] = []
+                stop = threading.Event()
+                thread = threading.Thread(target=writer, args=(waits, stop, first_id))
+                thread.start()
+                try:
                     t0 = time.perf_counter()
-                    result = indexes.build(conn, declared)
+                    outcome = action()
                     duration = time.perf_counter() - t0
-            finally:
-                stop.set()
-                thread.join()
-            ms = sorted(w * 1000 for w in waits)
+                finally:
+                    stop.set()
+                    thread.join()
+                return sorted(w * 1000 for w in waits), outcome, duration
+
+            def build():
+                with psycopg.connect(url, autocommit=True) as conn:
+                    return indexes.build(conn, declared)
+
+            # Baseline, same run: the same writer for 3 s with no build going on.
+            base, _, _ = insert_while(lambda: time.sleep(3), args.rows + 1_000_000)
+            ms, result, duration = insert_while(build, args.rows + 2_000_000)
+
+            def line(label: str, xs: list[float]) -> str:
+                return (f"{label:<22} {len(xs):>5} inserts: p50 {statistics.median(xs):6.2f} ms, "
+                        f"p99 {xs[int(len(xs) * 0.99) - 1]:6.2f} ms, max {xs[-1]:6.2f} ms")
+
             print(f"built {', '.join(result.built)} in {duration:.2f}s "
                   f"({len(result.steps)} steps, {result.retries} lock retries)")
-            print(f"{len(ms)} inserts meanwhile: p50 {statistics.median(ms):.2f} ms, "
-                  f"p99 {ms[int(len(ms) * 0.99) - 1]:.2f} ms, max {ms[-1]:.2f} ms")
+            print(line("baseline (no build)", base))
+            print(line("during the build", ms))
+            print(f"ratio during / baseline: p50 {statistics.median(ms) / statistics.median(base):.2f}, "
+                  f"max {ms[-1] / base[-1]:.2f}; longest wait = {ms[-1] / 1000 / duration:.1%} "
+                  "of the build time")
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
