@@ -110,6 +110,31 @@ def retry_on_lock_timeout(action, *, attempts: int = 5, base_delay: float = 0.2,
             time.sleep(delay)
 
 
+# How often a long statement's server process checks that its client is still there.
+CLIENT_CHECK_INTERVAL = "1s"
+
+
+def die_with_client(conn: psycopg.Connection, interval: str = CLIENT_CHECK_INTERVAL) -> None:
+    """Make the server abandon this session's statement soon after its client is gone.
+
+    A backend notices a vanished client only when it next reads from or writes to the
+    socket, so a killed `dmdb` would leave its CREATE INDEX CONCURRENTLY, VACUUM or row
+    move running — and its session advisory lock held — until the statement ends.
+    `client_connection_check_interval` (PostgreSQL 14+, Linux) polls the socket while a
+    statement runs; the statement is cancelled and the session ends, freeing its locks.
+    Best effort: platforms without the check refuse a non-zero value, and the work then
+    runs as before. For an autocommit connection (the long operations use one).
+    """
+    import psycopg
+
+    try:
+        conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                     (interval,))
+    except psycopg.Error:
+        if not conn.autocommit:
+            conn.rollback()
+
+
 def try_advisory_lock(conn: psycopg.Connection, key: int, wait_seconds: float = 0.0) -> bool:
     """Take a session advisory lock, polling with backoff for up to `wait_seconds`.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from psycopg import sql
 
 from dmdb.errors import ConfigError
 from dmdb.partitions import (
@@ -30,6 +31,9 @@ from dmdb.partitions import (
     retention_cutoff,
     validate_options,
 )
+from dmdb.partitions_catalog import Dependency
+from dmdb.partitions_plan import DefaultMonth, Stranded, coverage, plan_fill
+from dmdb.partitions_retention import unlink_statements, unlink_step
 
 UTC = timezone.utc
 
@@ -214,6 +218,81 @@ def test_plan_pure_combines_create_and_retention_at_leap_february():
     assert plan_pure("learning_events", existing, date(2028, 2, 29), 0).to_retire == []
 
 
+# -- DEFAULT's months (--fill) and coverage ---------------------------------------
+
+
+def in_default(*months: tuple[str, int]) -> list[DefaultMonth]:
+    out = []
+    for label, rows in months:
+        try:
+            when = date.fromisoformat(label + "-01")
+        except ValueError:
+            when = None
+        out.append(DefaultMonth(label, rows, when))
+    return out
+
+
+def test_plan_fill_takes_past_and_future_months_and_names_the_far_ones():
+    default = in_default(("2015-12", 1), ("2016-02", 4), ("2025-03", 7), ("2031-01", 1000),
+                         ("2036-02", 2), ("2036-03", 3), ("infinity", 5))
+    create, stranded = plan_fill(default, date(2026, 2, 10))
+    # 120 months either side of 2026-02: 2016-02 .. 2036-02.
+    assert create == [date(2016, 2, 1), date(2025, 3, 1), date(2031, 1, 1), date(2036, 2, 1)]
+    assert [(s.month, s.rows) for s in stranded] == [("2015-12", 1), ("2036-03", 3),
+                                                     ("infinity", 5)]
+    assert "before 2026-02" in stranded[0].reason and "after 2026-02" in stranded[1].reason
+    assert "--from 2036-03" in stranded[1].reason
+    assert "no calendar month" in stranded[2].reason
+    assert sum(s.rows for s in stranded) + sum(
+        m.rows for m in default if m.month in create) == sum(m.rows for m in default)
+    # A retention cut-off strands what the same run would retire.
+    create, stranded = plan_fill(in_default(("2025-03", 7), ("2025-12", 1)), date(2026, 2, 10),
+                                 cutoff=utc(2025, 12, 1))
+    assert create == [date(2025, 12, 1)]
+    assert stranded == [Stranded("2025-03", 7, stranded[0].reason)]
+    assert "past retention" in stranded[0].reason
+
+
+def test_plan_pure_with_fill_adds_defaults_months_once():
+    existing = monthly("learning_events", date(2026, 1, 1), 4) + [DEFAULT]  # 2026-01..04
+    default = in_default(("2025-11", 3), ("2026-03", 1), ("2030-06", 2))
+    plan = plan_pure("learning_events", existing, date(2026, 1, 20), 4, fill_from=default)
+    assert [t.name for t in plan.to_create] == [
+        "learning_events_2025_11", "learning_events_2026_05", "learning_events_2030_06"]
+    assert plan.stranded == []
+    # 2026-03 has a partition: its row cannot be in DEFAULT unless bounds overlap; a
+    # quarterly partition over 2030-06 is a conflict, never forced.
+    quarter = Existing("learning_events_2030_q2", utc(2030, 4, 1), utc(2030, 7, 1))
+    plan = plan_pure("learning_events", [*existing, quarter], date(2026, 1, 20), 0,
+                     fill_from=in_default(("2030-06", 2)))
+    assert [c.name for c in plan.conflicts] == ["learning_events_2030_06"]
+    # With retention, months the run would retire stay in DEFAULT, named.
+    plan = plan_pure("learning_events", existing, date(2026, 1, 20), 0, retain=1,
+                     fill_from=in_default(("2025-11", 3), ("2025-12", 1)))
+    assert [t.name for t in plan.to_create] == ["learning_events_2025_12"]
+    assert [s.month for s in plan.stranded] == ["2025-11"]
+
+
+def test_coverage_counts_every_month_ahead():
+    existing = monthly("learning_events", date(2026, 11, 1), 7) + [DEFAULT]  # 2026-11 .. 2027-05
+    cov = coverage(existing, utc(2026, 11, 30, 23, 59))
+    assert cov.current == "learning_events_2026_11" and cov.ahead == 6
+    assert cov.months[-1] == ("2027-06", None) and len(cov.months) == 8
+    # A gap ends the count; the month after the gap does not count.
+    gap = [p for p in existing if p.name != "learning_events_2027_02"]
+    assert coverage(gap, date(2026, 11, 1)).ahead == 2
+    # No partition for the current month.
+    cov = coverage(existing, date(2026, 10, 5))
+    assert cov.current is None and cov.ahead == 7
+    # A quarterly partition covers its three months; MAXVALUE covers all that follow.
+    quarter = Existing("q", utc(2027, 1, 1), utc(2027, 4, 1))
+    assert coverage([quarter], date(2026, 12, 1)).ahead == 3
+    tail = Existing("tail", utc(2027, 1, 1), None)
+    cov = coverage([*monthly("learning_events", date(2026, 12, 1), 1), tail], date(2026, 12, 1),
+                   limit=24)
+    assert cov.unbounded and cov.ahead == 24
+
+
 def test_usage_rules():
     assert validate_options(ahead=3, retain=None, archive_schema=None, drop=False) is None
     assert validate_options(ahead=3, retain=12, archive_schema="archive", drop=False) == "archive"
@@ -232,13 +311,14 @@ def test_usage_rules():
 # -- the SQL of each step -------------------------------------------------------
 
 
-def test_create_step_sql_locks_in_order_and_moves_default_rows():
+def test_create_step_with_default_rows_locks_readers_out_while_they_move():
     target = plan_create("learning_events", [DEFAULT], [date(2026, 1, 1)])[0][0]
     step = create_step(TABLE, target, "2s", default_rows=4)
     text = step.sql
     assert text[0] == "SET LOCAL lock_timeout = '2s'"
     assert text[1] == 'LOCK TABLE ONLY "public"."users" IN SHARE ROW EXCLUSIVE MODE'
-    assert text[2] == 'LOCK TABLE ONLY "public"."learning_events" IN SHARE ROW EXCLUSIVE MODE'
+    # ACCESS EXCLUSIVE conflicts with the ACCESS SHARE a reader takes to plan.
+    assert text[2] == 'LOCK TABLE ONLY "public"."learning_events" IN ACCESS EXCLUSIVE MODE'
     assert text[3] == ('LOCK TABLE ONLY "public"."learning_events_default" '
                        "IN ACCESS EXCLUSIVE MODE")
     assert text[4] == ('CREATE TABLE "public"."learning_events_2026_01" '
@@ -252,7 +332,21 @@ def test_create_step_sql_locks_in_order_and_moves_default_rows():
     assert text[7].startswith('ALTER TABLE "public"."learning_events" ATTACH PARTITION '
                               '"public"."learning_events_2026_01" FOR VALUES FROM')
     assert text[8].endswith('DROP CONSTRAINT "dmdb_partition_bounds"')
-    assert step.to_dict()["default_rows"] == 4
+    assert step.fallback is None
+    assert step.to_dict()["default_rows"] == 4 and step.to_dict()["blocks_readers"] is True
+
+
+def test_create_step_without_default_rows_keeps_readers_running():
+    target = plan_create("learning_events", [DEFAULT], [date(2026, 1, 1)])[0][0]
+    step = create_step(TABLE, target, "2s", default_rows=0)
+    text = step.sql
+    assert text[2] == 'LOCK TABLE ONLY "public"."learning_events" IN SHARE ROW EXCLUSIVE MODE'
+    assert text[3].endswith('"learning_events_default" IN ACCESS EXCLUSIVE MODE')
+    assert step.move_index is None and not any("DELETE" in t for t in text)
+    assert step.to_dict()["blocks_readers"] is False
+    # Rows that reach DEFAULT after planning: ATTACH refuses, the fallback moves them.
+    assert step.fallback is not None and step.fallback.move_index is not None
+    assert 'IN ACCESS EXCLUSIVE MODE' in step.fallback.sql[2]
 
 
 def test_create_step_without_default_partition_takes_the_weaker_lock():
@@ -279,6 +373,41 @@ def test_retention_steps_sql():
     drop = drop_step(TABLE, part, "2s").sql
     assert drop[-1] == 'DROP TABLE "public"."learning_events_2025_01"'
     assert not any("users" in s for s in drop)
+
+
+FK = Dependency("foreign key", "learning_events_user_id_fkey",
+                "constraint learning_events_user_id_fkey on table learning_events_2025_01",
+                "column user_id of table users, index users_pkey")
+SEQ = Dependency("default", "event_id", "default value for column event_id of table x",
+                 "sequence learning_events_event_id_seq")
+TYPE = Dependency("column", None, "column mood of table x", "type mood")
+
+
+def test_archive_step_cuts_the_archived_table_loose():
+    part = monthly("learning_events", date(2025, 1, 1), 1)[0]
+    step = archive_step(TABLE, part, "archive", "2s", [FK, SEQ, TYPE])
+    text = step.sql
+    # Dropping the foreign key removes its triggers from users: ACCESS EXCLUSIVE, first.
+    assert text[1] == 'LOCK TABLE ONLY "public"."users" IN ACCESS EXCLUSIVE MODE'
+    detach = text.index('ALTER TABLE "public"."learning_events" DETACH PARTITION '
+                        '"public"."learning_events_2025_01"')
+    assert text[detach + 1:detach + 3] == [
+        'ALTER TABLE "public"."learning_events_2025_01" DROP CONSTRAINT '
+        '"learning_events_user_id_fkey"',
+        'ALTER TABLE "public"."learning_events_2025_01" ALTER COLUMN "event_id" DROP DEFAULT']
+    assert text[-1] == 'ALTER TABLE "public"."learning_events_2025_01" SET SCHEMA "archive"'
+    assert not any("mood" in t for t in text)  # a column's type cannot be cut: reported
+    assert step.unlinks == [FK.describe(), SEQ.describe()]
+    unlink = unlink_step(TABLE, "archive", "learning_events_2024_12", "2s", [SEQ]).sql
+    assert unlink[1:] == [
+        'LOCK TABLE ONLY "archive"."learning_events_2024_12" IN ACCESS EXCLUSIVE MODE',
+        'ALTER TABLE "archive"."learning_events_2024_12" ALTER COLUMN "event_id" DROP DEFAULT']
+    others = [Dependency("trigger", "audit", "trigger audit on table t", "function f()"),
+              Dependency("policy", "mine", "policy mine on table t", "function g()"),
+              Dependency("constraint", "ok", "constraint ok on table t", "function h(integer)")]
+    assert [s.as_string(None) for s in unlink_statements(sql.Identifier("t"), others)] == [
+        'DROP TRIGGER "audit" ON "t"', 'DROP POLICY "mine" ON "t"',
+        'ALTER TABLE "t" DROP CONSTRAINT "ok"']
 
 
 def test_identifiers_are_quoted():

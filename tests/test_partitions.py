@@ -100,7 +100,10 @@ def test_dry_run_changes_nothing_then_create_is_idempotent(cli, schema_url):
     dry = cli(["partitions", "create", "--ahead", "6", "--dry-run"], url=schema_url)
     assert dry.exit_code == 0, dry.stderr
     assert f'CREATE TABLE "public"."{name(add_months(m0, 6))}"' in dry.stdout
-    assert "ATTACH PARTITION" in dry.stdout and "WITH moved AS (DELETE FROM" in dry.stdout
+    assert "ATTACH PARTITION" in dry.stdout
+    # DEFAULT is empty: no rows to move, so the parent is not locked against readers.
+    assert "WITH moved AS" not in dry.stdout
+    assert '"learning_events" IN SHARE ROW EXCLUSIVE MODE' in dry.stdout
     assert attached(schema_url) == before
     assert run_sql(schema_url, "SELECT to_regclass(%s)", (name(add_months(m0, 4)),)) == [(None,)]
 
@@ -365,11 +368,26 @@ def test_lock_timeout_is_retried_then_fails_without_half_applying(cli, schema_ur
         assert f"create {target} failed" in result.stderr
         assert run_sql(schema_url, "SELECT to_regclass(%s)", (target,)) == [(None,)]
 
-        release = threading.Timer(0.3, writer.rollback)
-        release.start()
+        writer_pid = writer.info.backend_pid
+
+        def release() -> None:  # once a lock request of the run has timed out at least once
+            with psycopg.connect(schema_url, autocommit=True) as watcher:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    waits = watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY("
+                        "pg_blocking_pids(pid))", (writer_pid,)).fetchone()[0]
+                    if waits:
+                        time.sleep(0.5)  # longer than --lock-timeout: one attempt fails
+                        break
+                    time.sleep(0.01)
+            writer.rollback()
+
+        releaser = threading.Thread(target=release)
+        releaser.start()
         result, data = run_json(cli, ["create", "--ahead", "4", "--lock-timeout", "200ms",
                                       "--attempts", "10"], schema_url)
-        release.join()
+        releaser.join()
     assert result.exit_code == 0, result.stderr
     assert [c["name"] for c in data["created"]] == [target] and data["retries"] >= 1
 

@@ -11,8 +11,9 @@ from dmdb.render import console, print_json, show_progress, table, warning_line
 
 app = typer.Typer(
     help=(
-        "Monthly partitions of learning_events: list every partitioned table, create "
-        "months ahead, roll over from cron (create + retention under an advisory lock). "
+        "Monthly partitions of learning_events: list every partitioned table (and what "
+        "waits in DEFAULT), create months ahead, roll over from cron (create + retention "
+        "under an advisory lock). "
         "Exit codes: 0 done or nothing to do, 1 failed, 2 bad usage, 3 rows sit in the "
         "DEFAULT partition after the run."
     ),
@@ -33,6 +34,10 @@ LOCK_TIMEOUT = typer.Option(
 )
 ATTEMPTS = typer.Option(5, "--attempts", metavar="N", min=1, max=50,
                         help="Tries per step when a lock is not granted (backoff 0.5 s, doubling).")
+FILL = typer.Option(
+    False, "--fill",
+    help="Also create the month of every row in the DEFAULT partition (past months too, "
+    "within 120 months of now) and move the rows; rows no month can take are named.")
 TODAY = typer.Option(None, "--today", metavar="YYYY-MM-DD", hidden=True,
                      help="Plan as if today were this date (testing; the database clock still "
                      "protects the real current month from retention).")
@@ -54,7 +59,8 @@ def _progress(quiet: bool):
     out = console()
 
     def report(step) -> None:
-        verb = {"create": "creating", "archive": "archiving", "drop": "dropping"}[step.action]
+        verb = {"create": "creating", "archive": "archiving", "drop": "dropping",
+                "unlink": "cutting loose"}[step.action]
         out.print(f"  {verb} {step.partition} …")
 
     return report
@@ -65,6 +71,11 @@ def _span(lo, hi) -> str:
         return v.strftime("%Y-%m-%d") if v is not None else "unbounded"
 
     return f"[{day(lo)}, {day(hi)})"
+
+
+def _months(months: list[dict], limit: int = 6) -> str:
+    shown = ", ".join(f"{m['month']}: {m['rows']}" for m in months[:limit])
+    return shown + (f", … {len(months) - limit} more month(s)" if len(months) > limit else "")
 
 
 def _print_result(result, as_json: bool, quiet: bool) -> None:
@@ -81,7 +92,11 @@ def _print_result(result, as_json: bool, quiet: bool) -> None:
                 if c["moved_rows"] else ""
             out.print(f"Created {c['name']} {c['from'][:10]} .. {c['to'][:10]}{moved}")
         for a in result.archived:
-            out.print(f"Archived {a['name']} to schema {a['schema']}")
+            cut = f"; cut loose from {len(a['unlinked'])} live object(s)" if a["unlinked"] else ""
+            out.print(f"Archived {a['name']} to schema {a['schema']}{cut}")
+        for u in result.unlinked:
+            out.print(f"Cut {u['schema']}.{u['name']} (archived earlier) loose from the live "
+                      f"schema: {'; '.join(u['unlinked'])}")
         for d in result.dropped:
             out.print(f"Dropped {d['name']}")
         if not result.skipped and not result.changed and not result.errors \
@@ -97,17 +112,25 @@ def _print_result(result, as_json: bool, quiet: bool) -> None:
         error_line(f"{c['name']} not created: {c['reason']}")
     for e in result.errors:
         error_line(f"{e['step']} failed: {e['error']}")
+    for w in result.warnings:
+        warning_line(w)
+    for s in result.stranded:
+        warning_line(f"{s['rows']} row(s) of {s['month']} stay in the DEFAULT partition: "
+                     f"{s['reason']}")
     if result.default_rows and not result.skipped:
+        fix = ("" if result.fill else "; `dmdb partitions create --fill` creates their months "
+               "and moves the rows")
         warning_line(
             f"{result.default_rows} row(s) sit in the DEFAULT partition of {result.table} "
-            "(months outside every partition); `dmdb partitions list` shows them — create "
-            "those months with `dmdb partitions create --from YYYY-MM` (exit 3)"
+            f"({_months(result.default_months)}){fix} (exit 3)"
         )
 
 
 def _print_dry_run(result) -> None:
     out = sys.stdout
     what = f"{result.action} of {result.table} on {result.today.isoformat()}, ahead {result.ahead}"
+    if result.fill:
+        what += ", with DEFAULT's months (--fill)"
     if result.retain is not None:
         what += f", retain {result.retain} month(s) ({result.retention})"
     if not result.steps:
@@ -119,24 +142,34 @@ def _print_dry_run(result) -> None:
         note = ""
         if step.action == "create":
             note = f", {step.default_rows} row(s) to move from the DEFAULT partition"
+            if step.move_index is not None:
+                note += (f" (ACCESS EXCLUSIVE on {result.table} while they move: its readers "
+                         "and writers wait)")
         elif step.action == "archive":
             note = f", to schema {step.archive_schema}"
-        out.write(f"\n-- {step.action} {step.partition} {_span(step.lo, step.hi)}{note}\n")
+        elif step.action == "unlink":
+            note = f" in schema {step.archive_schema}: cut loose from the live schema"
+        out.write(f"\n-- {step.action} {step.partition} {_span(step.lo, step.hi)}{note}\n"
+                  if step.action != "unlink" else f"\n-- {step.action} {step.partition}{note}\n")
         out.write("BEGIN;\n")
         for statement in step.sql:
             out.write(statement + ";\n")
         out.write("COMMIT;\n")
     for c in result.conflicts:
         out.write(f"\n-- conflict: {c['name']} would not be created: {c['reason']}\n")
+    for s in result.stranded:
+        out.write(f"\n-- stranded: {s['rows']} row(s) of {s['month']} would stay in DEFAULT: "
+                  f"{s['reason']}\n")
     if result.default_rows:
-        out.write(f"\n-- {result.default_rows} row(s) in the DEFAULT partition now\n")
+        out.write(f"\n-- {result.default_rows} row(s) in the DEFAULT partition now "
+                  f"({_months(result.default_months)})\n")
 
 
 @app.command("list")
 def list_cmd(ctx: typer.Context, as_json: bool = JSON):
     """Every partitioned table with each partition's bounds, row estimate and size; the
-    rows in DEFAULT partitions counted exactly and flagged. Reads from the replica when
-    one is configured.
+    rows in DEFAULT partitions counted exactly, by month, and flagged. Reads from the
+    replica when one is configured.
 
     Example: dmdb partitions list --json
     """
@@ -170,9 +203,12 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON):
                          _size(p.size_bytes), notes))
         out.print(table(f"{t.schema}.{t.name} ({t.key})",
                         ("partition", "bounds", "rows (est.)", "size", "notes"), rows))
+        if t.default is not None and t.default.months:
+            out.print(table(f"rows in {t.default.qualified} by month (UTC)", ("month", "rows"),
+                            [(m.label, m.rows) for m in t.default.months]))
     if listing.default_rows:
         out.print(f"[bold]{listing.default_rows} row(s) sit in DEFAULT partitions[/bold]: "
-                  "create their months with `dmdb partitions create --from YYYY-MM`.")
+                  "`dmdb partitions create --fill` creates their months and moves them.")
 
 
 def _short(bound: str) -> str:
@@ -228,19 +264,22 @@ def create(
     as_json: bool = JSON,
     quiet: bool = QUIET,
     today: str | None = TODAY,
+    fill: bool = FILL,
 ):
     """Create the monthly partitions from the current month (or --from) through N months
-    after it, named like learning_events_2026_11. Idempotent. Rows of those months sitting
-    in the DEFAULT partition are moved into the new partition in the same transaction.
+    after it, named like learning_events_2026_11; with --fill, also the month of every row
+    waiting in the DEFAULT partition. Idempotent. Rows of those months sitting in the
+    DEFAULT partition are moved into the new partition in the same transaction (the
+    table is then locked against readers too while they move: see docs/partitions.md).
 
-    Example: dmdb partitions create --ahead 6 --from 2026-01 --dry-run
+    Example: dmdb partitions create --ahead 6 --fill --dry-run
     """
     from dmdb.partitions import parse_month
 
     _run(ctx, action="create", ahead=ahead,
          start=parse_month(start) if start is not None else None, table=table_name,
          lock_timeout=lock_timeout, attempts=attempts, dry_run=dry_run, as_json=as_json,
-         quiet=quiet, today=today, lock_wait=30.0)
+         quiet=quiet, today=today, lock_wait=30.0, fill=fill)
 
 
 @app.command()
@@ -262,6 +301,7 @@ def rollover(
     as_json: bool = JSON,
     quiet: bool = QUIET,
     today: str | None = TODAY,
+    fill: bool = FILL,
 ):
     """The cron job: under an advisory lock, create the months --ahead asks for, apply
     retention, report. A second run while one is in progress exits 0 saying so; a run
@@ -271,7 +311,8 @@ def rollover(
     """
     _run(ctx, action="rollover", ahead=ahead, retain=retain, archive_schema=archive_schema,
          drop=drop, table=table_name, lock_timeout=lock_timeout, attempts=attempts,
-         dry_run=dry_run, as_json=as_json, quiet=quiet, today=today, lock_wait=0.0)
+         dry_run=dry_run, as_json=as_json, quiet=quiet, today=today, lock_wait=0.0,
+         fill=fill)
 
 
 @app.command()

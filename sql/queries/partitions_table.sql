@@ -1,6 +1,7 @@
 -- What planning needs to know about one partitioned table (%(name)s, as text, resolved
--- with the search_path): its schema and name, strategy, the partition key column and
--- its type (NULL for an expression or multi-column key), the DEFAULT partition, the
+-- with the search_path; or %(oid)s when it is not NULL): its schema and name, strategy,
+-- the partition key column and its type (NULL for an expression or multi-column key),
+-- the DEFAULT partition, the
 -- columns a row move copies (not dropped, not generated, in order) and the tables its
 -- foreign keys reference (ATTACH and DETACH lock those: SHARE ROW EXCLUSIVE).
 SELECT n.nspname AS table_schema,
@@ -32,4 +33,4 @@ JOIN pg_namespace n ON n.oid = p.relnamespace
 JOIN pg_partitioned_table pt ON pt.partrelid = p.oid
 LEFT JOIN pg_class d ON d.oid = pt.partdefid
 LEFT JOIN pg_namespace dn ON dn.oid = d.relnamespace
-WHERE p.oid = to_regclass(%(name)s);
+WHERE p.oid = coalesce(%(oid)s::oid, to_regclass(%(name)s));
