@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from conftest import popen_dmdb, run_dmdb, run_sql
 from dmdb.partitions import PARTITION_LOCK_KEY, add_months, month_bounds, partition_name
@@ -181,6 +182,104 @@ def test_rows_in_default_move_into_the_new_partition(cli, schema_url):
 
     run_sql(schema_url, "DELETE FROM learning_events WHERE occurred_at = %s", (stray,))
     assert cli(["partitions", "create", "--ahead", "5"], url=schema_url).exit_code == 0
+
+
+# -- readers while rows leave DEFAULT ----------------------------------------------
+
+
+def slow_default_deletes(conn: psycopg.Connection, seconds: float) -> None:
+    """Every DELETE on DEFAULT ends with a pause, after the rows left it and before the
+    creating transaction commits: statements arrive while the month is in flux."""
+    conn.execute(sql.SQL(
+        "CREATE FUNCTION dmdb_test_pause() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep({}); RETURN NULL; END $$").format(sql.Literal(seconds)))
+    conn.execute("CREATE TRIGGER dmdb_test_pause AFTER DELETE ON learning_events_default "
+                 "FOR EACH STATEMENT EXECUTE FUNCTION dmdb_test_pause()")
+
+
+def test_readers_never_miss_rows_moving_out_of_default(schema_url):
+    """Statements that begin before, during and after a create that moves 2,000 rows out
+    of DEFAULT all count every committed row. Readers send unprepared statements (as
+    psql and clients behind PgBouncer do): a prepared statement is re-planned once its
+    locks are granted, an unprepared one kept the partition list it was planned with."""
+    month = add_months(this_month(schema_url), 6)
+    lo = month_bounds(month)[0]
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        uid = add_user(conn)
+        conn.execute("INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                     "SELECT %s, %s + g * interval '1 minute', 'session_started' "
+                     "FROM generate_series(1, 2000) g", (uid, lo))
+        conn.execute("INSERT INTO learning_events (user_id, occurred_at, event_type) "
+                     "VALUES (%s, now(), 'session_started')", (uid,))
+        slow_default_deletes(conn, 1.5)
+        total = conn.execute("SELECT count(*) FROM learning_events").fetchone()[0]
+    assert in_partition(schema_url, "learning_events_default") == 2000
+
+    stop = threading.Event()
+    counts: list[int] = []
+    waited = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            while not stop.is_set():
+                counts.append(conn.execute("SELECT count(*) FROM learning_events",
+                                           prepare=False).fetchone()[0])
+
+    def watcher() -> None:  # proof that statements began while the rows moved
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            while not stop.is_set():
+                if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+                                "= 'Lock' AND query LIKE 'SELECT count(*) FROM learning%%'"
+                                ).fetchone()[0]:
+                    waited.set()
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    threads.append(threading.Thread(target=watcher))
+    for t in threads:
+        t.start()
+    try:
+        while len(counts) < 30:  # before
+            time.sleep(0.01)
+        proc = run_dmdb(["partitions", "create", "--from", month.strftime("%Y-%m"),
+                         "--ahead", "0", "--json"], env={"DATABASE_URL": schema_url})
+        after = len(counts)
+        while len(counts) < after + 30:  # after
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["created"][0]["moved_rows"] == 2000
+    assert waited.is_set()
+    short = [n for n in counts if n < total]
+    assert short == [], f"{len(short)} of {len(counts)} counts missed rows: {sorted(set(short))}"
+    assert in_partition(schema_url, name(month)) == 2000
+
+
+def test_readers_of_other_months_wait_only_while_rows_move(schema_url):
+    """DEFAULT empty for the month (the common case): the parent is locked SHARE ROW
+    EXCLUSIVE, which a reader of this month (its partitions pruned at planning) passes.
+    Rows to move: ACCESS EXCLUSIVE on the parent, which every reader waits for."""
+    m0 = this_month(schema_url)
+    lo, hi = month_bounds(m0)
+    empty, busy = add_months(m0, 6), add_months(m0, 7)
+    insert_events(schema_url, [month_bounds(busy)[0]])
+    args = ["--ahead", "0", "--lock-timeout", "300ms", "--attempts", "1"]
+    env = {"DATABASE_URL": schema_url}
+    with psycopg.connect(schema_url) as reader:  # a transaction that read this month
+        reader.execute("SELECT count(*) FROM learning_events WHERE occurred_at >= %s "
+                       "AND occurred_at < %s", (lo, hi), prepare=False)
+        light = run_dmdb(["partitions", "create", "--from", empty.strftime("%Y-%m"), *args], env)
+        assert light.returncode == 3, light.stderr  # done; the busy month waits in DEFAULT
+        heavy = run_dmdb(["partitions", "create", "--from", busy.strftime("%Y-%m"), *args], env)
+        assert heavy.returncode == 1 and "lock timeout" in heavy.stderr
+        reader.rollback()
+    assert name(empty) in attached(schema_url) and name(busy) not in attached(schema_url)
+    assert run_dmdb(["partitions", "create", "--from", busy.strftime("%Y-%m"), *args],
+                    env).returncode == 0
+    assert in_partition(schema_url, name(busy)) == 1
 
 
 # -- rollover -------------------------------------------------------------------
