@@ -539,60 +539,68 @@ def check_replication(conn, t: Thresholds, *, primary: Callable | None = None) -
 
 
 def check_partitions(conn, t: Thresholds) -> CheckResult:
-    from psycopg import sql
+    """DEFAULT partitions' rows (by month) and the months ahead of the monitored tables,
+    read through dmdb.partitions_catalog, as `dmdb partitions` reads them."""
+    from dmdb.partitions_catalog import db_now, find_table, read_bounds, read_default
+    from dmdb.partitions_plan import coverage
 
     rows: list[dict] = []
     status = Status.OK
     problems: list[str] = []
     notes: list[str] = []
-    metrics: dict[str, Any] = {"default_partition_rows": {}, "months_ahead": {}}
+    metrics: dict[str, Any] = {"default_partition_rows": {}, "default_months": {},
+                               "months_ahead": {}}
     cap = 1_000_000
-    count_sql = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %(cap)s) s")
-    for d in _rows(conn, "default_partitions"):
-        n = conn.execute(count_sql.format(sql.Identifier(d["schemaname"], d["relname"])),
-                         {"cap": cap}).fetchone()[0]
-        key = f"{d['schemaname']}.{d['relname']}"
-        metrics["default_partition_rows"][key] = n
+    for parent_oid in sorted({b.parent_oid for b in read_bounds(conn) if b.is_default}):
+        d = read_default(conn, parent_oid, cap=cap)
+        if d is None:
+            continue
+        n = d.rows
+        months = [m.to_dict() for m in d.months] if d.months is not None else None
+        metrics["default_partition_rows"][d.qualified] = n
+        metrics["default_months"][d.qualified] = months
         s = Status.WARNING if n else Status.OK
-        rows.append({"status": s.name, "kind": "default partition", "table": key,
-                     "parent": f"{d['parent_schemaname']}.{d['parent_relname']}",
-                     "rows": n, "detail": (f">= {cap:,} rows (count capped)" if n >= cap else
-                                           (f"{n} rows outside every range; move them into "
-                                            "their partitions" if n else "empty"))})
+        by_month = ", ".join(f"{m['rows']:,} of {m['month']}" for m in (months or [])[:6])
+        if n:
+            detail = (f"{n:,} rows outside every range" + (f" ({by_month}"
+                      + (", …" if len(months) > 6 else "") + ")" if months else "")
+                      + "; `dmdb partitions create --fill` moves them into their partitions")
+            if d.capped:
+                detail = f">= {cap:,} rows (count capped); " + detail
+        else:
+            detail = "empty"
+        rows.append({"status": s.name, "kind": "default partition", "table": d.qualified,
+                     "parent": d.parent, "rows": n, "detail": detail, "months": months})
         if n:
             status = worst([status, s])
-            problems.append(f"{n:,} rows in DEFAULT partition {key}")
+            problems.append(f"{n:,} rows in DEFAULT partition {d.qualified}"
+                            + (f" ({by_month})" if by_month else ""))
+    now = db_now(conn)
     for parent in t.partitioned_tables:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (parent,)).fetchone()[0]
-        if not exists:
+        oid = find_table(conn, parent)
+        if oid is None:
             notes.append(f"{parent} does not exist: months ahead not checked")
             continue
-        horizon = max(t.partition_months_ahead, 1) + 2
-        months = _rows(conn, "partition_months", {"parent": parent, "horizon": horizon})
-        current = months[0]
-        ahead = 0
-        for m in months[1:]:
-            if m["partition"] is None:
-                break
-            ahead += 1
+        cov = coverage(read_bounds(conn, oid), now)
+        ahead = cov.ahead
         metrics["months_ahead"][parent] = ahead
-        if current["partition"] is None:
+        if cov.current is None:
             s = Status.CRITICAL
-            detail = f"no partition for the current month {current['month']}"
+            detail = f"no partition for the current month {cov.months[0][0]}"
         elif ahead < t.partition_months_ahead:
             s = Status.WARNING
             detail = (f"{ahead} future monthly partitions (want {t.partition_months_ahead}); "
                       "run `dmdb partitions`")
         else:
             s = Status.OK
-            detail = f"{ahead} future monthly partitions"
+            detail = f"{ahead} future monthly partitions" + (
+                " (a MAXVALUE partition covers every later month)" if cov.unbounded else "")
         if s is not Status.OK:
             problems.append(f"{parent}: {detail}")
         status = worst([status, s])
         rows.append({"status": s.name, "kind": "months ahead", "table": parent, "parent": None,
                      "rows": None, "detail": detail,
-                     "months": [{"month": m["month"], "partition": m["partition"]}
-                                for m in months]})
+                     "months": [{"month": m, "partition": p} for m, p in cov.months]})
     summary = "; ".join(problems) if problems else (
         "no rows in DEFAULT partitions; "
         + ", ".join(f"{p}: {n} months ahead" for p, n in metrics["months_ahead"].items())

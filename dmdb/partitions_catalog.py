@@ -125,7 +125,8 @@ def read_default(conn: psycopg.Connection, table: TableInfo | int,
         by_month = True
     if table.default_ident is None:
         return None
-    contents = DefaultContents(table.default_schema or table.schema, table.default)
+    contents = DefaultContents(table.default_schema or table.schema, table.default,
+                               parent=table.qualified)
     if not by_month:
         contents.rows = conn.execute(
             sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT %(cap)s) AS s").format(

@@ -145,6 +145,7 @@ class DefaultContents:
     rows: int = 0
     months: list[DefaultMonth] | None = None
     capped: bool = False
+    parent: str | None = None  # the partitioned table, schema-qualified
 
     @property
     def qualified(self) -> str:
@@ -154,7 +155,8 @@ class DefaultContents:
         return {m.month: m.rows for m in self.months or () if m.month is not None}
 
     def to_dict(self) -> dict:
-        return {"partition": self.qualified, "rows": self.rows, "capped": self.capped,
+        return {"partition": self.qualified, "parent": self.parent, "rows": self.rows,
+                "capped": self.capped,
                 "months": None if self.months is None else [m.to_dict() for m in self.months]}
 
 

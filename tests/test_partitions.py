@@ -282,6 +282,39 @@ def test_readers_of_other_months_wait_only_while_rows_move(schema_url):
     assert in_partition(schema_url, name(busy)) == 1
 
 
+# -- the same catalog reading for list, monitor and seed -------------------------
+
+
+def test_list_and_monitor_show_defaults_months_and_every_month_ahead(cli, schema_url):
+    from dmdb.monitor import Thresholds, check_partitions
+
+    m0 = this_month(schema_url)
+    assert cli(["partitions", "create", "--ahead", "6"], url=schema_url).exit_code == 0
+    far = datetime(2099, 3, 4, tzinfo=UTC)
+    late = month_bounds(add_months(m0, 9))[0]
+    insert_events(schema_url, [late, late + timedelta(days=1), far])
+    _, data = run_json(cli, ["list"], schema_url)
+    le = next(t for t in data["tables"] if t["name"] == "learning_events")
+    expected = [{"month": late.strftime("%Y-%m"), "rows": 2}, {"month": "2099-03", "rows": 1}]
+    assert le["default_months"] == expected and le["default_rows"] == 3
+    ks = next(t for t in data["tables"] if t["name"] == "knowledge_states")
+    assert ks["default_months"] is None and ks["default_rows"] == 0  # HASH: no DEFAULT
+    text = cli(["partitions", "list"], url=schema_url).stdout
+    assert "by month" in text and "2099-03" in text
+
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        check = check_partitions(conn, Thresholds(partition_months_ahead=2))
+    assert check.metrics["months_ahead"] == {"public.learning_events": 6}  # not capped at 4
+    assert check.metrics["default_partition_rows"] == {"public.learning_events_default": 3}
+    assert check.metrics["default_months"] == {"public.learning_events_default": expected}
+    default_row = next(r for r in check.rows if r["kind"] == "default partition")
+    assert default_row["months"] == expected and "2 of " + expected[0]["month"] in \
+        default_row["detail"]
+    ahead_row = next(r for r in check.rows if r["kind"] == "months ahead")
+    assert [m["partition"] for m in ahead_row["months"]] == \
+        [name(add_months(m0, i)) for i in range(7)] + [None]
+
+
 # -- rollover -------------------------------------------------------------------
 
 
