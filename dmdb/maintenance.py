@@ -234,12 +234,13 @@ def vacuum(
     `progress(number, total, target, finished)` is called around each one."""
     import psycopg
 
-    from dmdb.db import retry_on_lock_timeout
+    from dmdb.db import die_with_client, retry_on_lock_timeout
     from dmdb.indexes import resolve_table
 
     if not conn.autocommit:
         raise DmdbError("maintenance vacuum needs an autocommit connection (VACUUM cannot run "
                         "inside a transaction block)")
+    die_with_client(conn)  # a killed run's VACUUM stops on the server
     started = time.monotonic()
     target_oid = None
     if table:
