@@ -482,6 +482,85 @@ def test_retention_with_drop_never_touches_the_current_month(cli, schema_url):
     assert "learning_events_default" in attached(schema_url)
 
 
+def test_archived_partitions_do_not_hold_the_live_schema(cli, schema_url):
+    """Archived tables lose what ties them to the live schema (the foreign key to users,
+    the default on the parent's sequence), earlier archives are cut loose by the next
+    run, and the migrations can then be rolled back past 0004 (its sequence) and 0002 (users)."""
+    from dmdb.partitions import read_dependencies
+
+    m0 = this_month(schema_url)
+    past = [add_months(m0, -i) for i in (4, 3, 2)]
+    assert cli(["partitions", "create", "--from", past[0].strftime("%Y-%m"), "--ahead", "2"],
+               url=schema_url).exit_code == 0
+    insert_events(schema_url, [month_bounds(m)[0] + timedelta(hours=1) for m in past])
+    # How an archive looked before: detached and moved, nothing cut.
+    run_sql(schema_url, f'ALTER TABLE learning_events DETACH PARTITION "{name(past[0])}"')
+    run_sql(schema_url, "CREATE SCHEMA dm_archive")
+    run_sql(schema_url, f'ALTER TABLE "{name(past[0])}" SET SCHEMA dm_archive')
+    # Something archiving cannot cut: an index using a function of the live schema.
+    run_sql(schema_url, "CREATE FUNCTION dm_kind(text) RETURNS text LANGUAGE sql IMMUTABLE "
+                        "AS 'SELECT lower($1)'")
+    run_sql(schema_url, f'CREATE INDEX odd_idx ON "{name(past[1])}" (dm_kind(event_type))')
+
+    result, data = run_json(cli, ["rollover", "--retain", "1", "--archive-schema",
+                                  "dm_archive"], schema_url)
+    assert result.exit_code == 0, result.stderr
+    assert [a["name"] for a in data["archived"]] == [name(past[1]), name(past[2])]
+    assert [u["name"] for u in data["unlinked"]] == [name(past[0])]
+    assert any("learning_events_user_id_fkey" in u for u in data["archived"][0]["unlinked"])
+    assert any("learning_events_event_id_seq" in u for u in data["archived"][0]["unlinked"])
+    leftover = [w for w in data["warnings"] if "still depends on the live schema" in w]
+    assert len(leftover) == 1 and "odd_idx" in leftover[0] and "dm_kind" in leftover[0]
+    assert "odd_idx" in result.stderr
+    run_sql(schema_url, 'DROP INDEX dm_archive."odd_idx"')
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        for m in past:
+            assert read_dependencies(conn, f'dm_archive."{name(m)}"') == []
+    for m in past:
+        assert run_sql(schema_url, f'SELECT count(*) FROM dm_archive."{name(m)}"') == [(1,)]
+    again, data = run_json(cli, ["rollover", "--retain", "1", "--archive-schema",
+                                 "dm_archive"], schema_url)
+    assert again.exit_code == 0 and data["steps"] == []
+
+    down = cli(["rollback", "--to", "0001_extensions_and_roles"], url=schema_url)
+    assert down.exit_code == 0, down.stderr
+    assert run_sql(schema_url, "SELECT to_regclass('users'), to_regclass('learning_events')") \
+        == [(None, None)]
+    for m in past:  # the archive keeps its rows
+        assert run_sql(schema_url, f'SELECT count(*) FROM dm_archive."{name(m)}"') == [(1,)]
+    assert cli(["up"], url=schema_url).exit_code == 0
+
+
+def test_fill_creates_every_month_waiting_in_default(cli, schema_url):
+    m0 = this_month(schema_url)
+    back, ahead = add_months(m0, -3), add_months(m0, 8)
+    far = datetime(m0.year + 40, 1, 1, tzinfo=UTC)
+    insert_events(schema_url, [month_bounds(back)[0], month_bounds(back)[0] + timedelta(days=2),
+                               month_bounds(ahead)[1] - timedelta(microseconds=1), far])
+    plain, data = run_json(cli, ["create", "--ahead", "3"], schema_url)
+    assert plain.exit_code == 3 and data["created"] == []
+    assert "--fill" in plain.stderr and back.strftime("%Y-%m") in plain.stderr
+
+    dry, data = run_json(cli, ["create", "--ahead", "3", "--fill", "--dry-run"], schema_url)
+    assert dry.exit_code == 0
+    assert [(s["partition"], s["default_rows"]) for s in data["steps"]] == [
+        (name(back), 2), (name(ahead), 1)]
+    assert all(s["blocks_readers"] for s in data["steps"])
+
+    result, data = run_json(cli, ["create", "--ahead", "3", "--fill"], schema_url)
+    assert result.exit_code == 3, result.stderr  # the far row stays, named
+    assert {c["name"]: c["moved_rows"] for c in data["created"]} == {name(back): 2,
+                                                                    name(ahead): 1}
+    assert data["stranded"] == [{"month": far.strftime("%Y-%m"), "rows": 1,
+                                 "reason": data["stranded"][0]["reason"]}]
+    assert "more than 120 months after" in data["stranded"][0]["reason"]
+    assert far.strftime("%Y-%m") in result.stderr
+    assert data["default_months"] == [{"month": far.strftime("%Y-%m"), "rows": 1}]
+    assert in_partition(schema_url, name(back)) == 2
+    run_sql(schema_url, "DELETE FROM learning_events_default")
+    assert cli(["partitions", "create", "--ahead", "3", "--fill"], url=schema_url).exit_code == 0
+
+
 # -- locks, failures, usage -----------------------------------------------------
 
 
