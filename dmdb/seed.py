@@ -356,7 +356,8 @@ def seed(
         check_schema(conn, project)
         if not reset and existing_users(conn):
             raise DmdbError(
-                "the database already holds users; `dmdb seed reset` clears the data and seeds again"
+                "the database already holds users; `dmdb reset --yes` (or `dmdb seed --reset "
+                "--yes`) clears the data and seeds again"
             )
         if dry_run:
             plan = ensure_partitions(conn, now - timedelta(days=days), now, dry_run=True)

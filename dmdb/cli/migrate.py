@@ -173,19 +173,23 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         name: str = typer.Argument(..., help="What the migration does, e.g. 'add badges'."),
     ):
-        """Create the next-numbered migration and its rollback from templates/.
+        """Create the next-numbered migration and its rollback in the project's SQL tree
+        (the one `status` and `up` read: --sql-dir, DMDB_SQL_DIR, or the project file's).
+        Touches no database.
 
         Example: dmdb new "add badges"  ->  sql/migrations/0007_add_badges.sql + rollback
         """
-        from pathlib import Path
-
+        from dmdb.errors import ConfigError
         from dmdb.scaffold import new_migration
 
-        state = ctx.obj
-        import os
-
-        sql_dir = state.sql_dir or Path(os.environ.get("DMDB_SQL_DIR") or "sql")
-        created = new_migration(sql_dir, name)
+        settings = ctx.obj.settings()
+        if settings.sql_dir is None:
+            raise ConfigError(
+                "no project SQL tree to write to (outside a project dmdb reads the shipped "
+                "one); run `dmdb new` inside a project (dmdb.toml or [tool.dmdb] in "
+                "pyproject.toml, with sql_dir) or pass --sql-dir DIR"
+            )
+        created = new_migration(settings.sql_dir, name)
         console().print(f"Created {created.migration}\nCreated {created.rollback}")
 
     @app.command()
