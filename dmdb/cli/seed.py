@@ -104,7 +104,6 @@ def _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dr
 
 
 def seed_cmd(ctx: typer.Context,
-             legacy: str | None = typer.Argument(None, hidden=True, metavar=""),
              users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN,
@@ -118,6 +117,7 @@ def seed_cmd(ctx: typer.Context,
     Example: dmdb seed --users 10000 --answers 100 --random-seed 7
     """
     # `dmdb seed seed` / `dmdb seed reset`: the former shape, still accepted.
+    legacy = ctx.args[0] if len(ctx.args) == 1 else " ".join(ctx.args) or None
     if legacy not in (None, "seed", "reset"):
         from dmdb.errors import ConfigError
 
@@ -142,5 +142,5 @@ def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, da
 
 
 def register(main: typer.Typer) -> None:
-    main.command("seed")(seed_cmd)
+    main.command("seed", context_settings={"allow_extra_args": True})(seed_cmd)
     main.command("reset")(reset_cmd)
