@@ -144,6 +144,15 @@ class DmdbGroup(TyperGroup):
             fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; a transaction in progress was rolled back", 130)
+        except BrokenPipeError:
+            # The reader went away (`dmdb status | head -1`): nobody to tell.
+            import os
+
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            ctx.exit(1)
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
             fail(f"{exc.strerror or exc}{where}; check that the path exists and is writable "
