@@ -20,9 +20,17 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb psql -- -Atc 'SELECT count(*) FROM users'
         """
+        import signal
         import subprocess
 
         from dmdb.psql import psql_command
 
         command = psql_command(ctx.obj.settings(), [*(args or []), *ctx.args])
-        raise typer.Exit(subprocess.run(command.argv, env=command.env).returncode)
+        child = subprocess.Popen(command.argv, env=command.env)
+        # Ctrl-C belongs to psql (it cancels the running query); dmdb just waits.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            code = child.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise typer.Exit(code)
