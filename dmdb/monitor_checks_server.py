@@ -152,7 +152,8 @@ def check_replication_slots(conn, t: Thresholds) -> CheckResult:
         if not r["active"] and not r["temporary"]:
             s = worst([s, Status.WARNING])
             why.insert(0, f"inactive (keeps {_size(kept)} of WAL"
-                       + (f", since {r['inactive_since'][:19]}" if r["inactive_since"] else "")
+                       + (f", since {r['inactive_since'][:16].replace('T', ' ')}"
+                          if r["inactive_since"] else "")
                        + ")")
         r["status"] = s.name
         r["problem"] = "; ".join(why) or None
@@ -172,7 +173,8 @@ def check_replication_slots(conn, t: Thresholds) -> CheckResult:
     top = max(problems, key=lambda r: (Status[r["status"]].severity, r["retained_bytes"] or 0))
     return CheckResult(
         "replication_slots", status,
-        f"{_plural(len(problems), 'slot')} need attention; {top['slot_type']} slot "
+        f"{_plural(len(problems), 'slot')} need{'s' if len(problems) == 1 else ''} "
+        f"attention; {top['slot_type']} slot "
         f"{top['slot_name']}: {top['problem']} — drop it (pg_drop_replication_slot) if its "
         "consumer is gone", metrics=metrics, rows=rows)
 

@@ -73,6 +73,8 @@ HEADERS = {
     "percent_of_total": "% of total", "covered_by": "covered by", "last_query": "query",
 }
 _BYTES = {"size_bytes", "wasted_bytes", "retained_bytes", "lag_bytes"}
+_FREE_TEXT = {"query", "last_query", "blocked_query", "blocking_query", "detail", "problem",
+              "definition", "error"}
 PROBLEM_ROWS = 5  # detail rows under a problem check by default (--verbose: MAX_ROWS)
 
 
@@ -104,25 +106,69 @@ def _verdict(status: str):
     return Text(status, style=STYLE.get(status, ""))
 
 
-def _check_table(check: CheckResult, limit: int, problems_only: bool = False):
+def _problem_rows(check: CheckResult) -> list[dict]:
+    return [r for r in check.rows if r.get("status", check.status.name) != "OK"] or check.rows
+
+
+def _table_lines(check: CheckResult, detail: int) -> int:
+    """Lines a problem check's detail table takes: label, header, rule, rows, caption."""
+    if not check.rows:
+        return 0
+    rows = len(_problem_rows(check))
+    return 3 + min(rows, detail) + (1 if rows > detail else 0) if check.rows and detail else 0
+
+
+def _fit(problems: list[CheckResult], healthy: int, max_lines: int,
+         fixed: int) -> tuple[int, bool, int]:
+    """(detail rows per problem, fold the OK checks into one line, problems shown) so the
+    dashboard takes at most `max_lines` lines: fewer detail rows first, then the OK checks
+    folded, then the last problems cut."""
+    for fold in (False, True):
+        for detail in range(PROBLEM_ROWS, -1, -1):
+            lines = (fixed + len(problems) + (min(healthy, 1) if fold else healthy)
+                     + sum(_table_lines(c, detail) for c in problems))
+            if lines <= max_lines:
+                return detail, fold, len(problems)
+    room = max_lines - fixed - min(healthy, 1) - 1  # one line says what was cut
+    return 0, True, max(0, min(len(problems), room))
+
+
+def _check_table(check: CheckResult, limit: int, problems_only: bool = False,
+                 width: int | None = None):
+    """A check's rows as a table. With `width` (the dashboard's problems), every row is
+    one line: columns that do not fit are left out (they are all in --json) and free
+    text is cut to what is left."""
     from rich import box
     from rich.table import Table
 
-    rows = check.rows
-    if problems_only:
-        rows = [r for r in rows if r.get("status", check.status.name) != "OK"] or rows
+    rows = _problem_rows(check) if problems_only else check.rows
     cols = [c for c in COLUMNS.get(check.name, ()) if any(c in r for r in rows)]
     if not cols:
         cols = [k for k in rows[0] if k != "status"]
+    shown = rows[:limit]
+    cells = {c: [_cell(r.get(c), c) for r in shown] for c in cols}
+    headers = {c: HEADERS.get(c, c.replace("_", " ")) for c in cols}
+    limits: dict[str, int | None] = dict.fromkeys(cols)
+    if width is not None:
+        used, kept = 8 + 3, []  # each column: its text and 3 of padding (rounded up)
+        for c in cols:
+            need = max([len(headers[c]), *map(len, cells[c])])
+            if c in _FREE_TEXT:
+                need = min(need, max(12, width - used - 3))
+            if used + need + 3 <= width:
+                kept.append(c)
+                limits[c] = need
+                used += need + 3
+        cols = kept
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
                   padding=(0, 1), show_edge=False)
-    table.add_column("", no_wrap=True)
-    for col in cols:
-        table.add_column(HEADERS.get(col, col.replace("_", " ")), overflow="ellipsis",
-                         max_width=MAX_CELL)
-    for row in rows[:limit]:
+    table.add_column("", no_wrap=True, width=8)
+    for c in cols:
+        table.add_column(headers[c], overflow="ellipsis", no_wrap=width is not None,
+                         max_width=limits[c] or MAX_CELL, min_width=limits[c])
+    for i, row in enumerate(shown):
         table.add_row(_verdict(row.get("status", check.status.name)),
-                      *(_cell(row.get(c), c) for c in cols))
+                      *(cells[c][i] for c in cols))
     if len(rows) > limit:
         table.caption = f"… {len(rows) - limit} more (--verbose --only {check.name}, or --json)"
         table.caption_justify = "left"
@@ -155,11 +201,13 @@ def _trend_line(trends: dict | None) -> str | None:
     return head + ", ".join(parts)
 
 
-def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = None):
+def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = None,
+              width: int = 80):
     """The dashboard as one rich renderable (printable, or updated in place by Live):
     a head line, the checks not OK with a few of their rows, one line per OK check, the
     trends. `verbose`: every check's rows. `max_lines` (--watch: the terminal's height):
-    fewer detail rows, then OK checks folded into one line, to fit."""
+    fewer detail rows, then OK checks folded into one line, to fit. `width`: the
+    terminal's, so that each detail row is one line."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -172,8 +220,10 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
         report.generated_at.strftime("%Y-%m-%d %H:%M:%S UTC"), "  ",
         (report.status.name, STYLE[report.status.name]),
         f"  ({len(report.checks) - len(problems)}/{len(report.checks)} checks OK)")
+    head.no_wrap, head.overflow = True, "ellipsis"
     parts: list = [head]
-    parts += [Text(f"warning: {w}", style="yellow") for w in report.warnings]
+    parts += [Text(f"warning: {w}", style="yellow", no_wrap=not verbose, overflow="ellipsis")
+              for w in report.warnings]
     if not report.up:
         parts.append(Text(f"cannot reach the server: {report.error}", style="bold red"))
         return Group(*parts)
@@ -184,11 +234,13 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
                       expand=False)
         table.add_column(no_wrap=True, width=8)
         table.add_column(no_wrap=True, style="bold",
-                         width=max(len(c.name) for c in report.checks))
+                         width=max(10, *(len(c.name) for c in report.checks)),
+                         overflow="ellipsis")
         table.add_column(ratio=1)
         if fold:
             table.add_row(_verdict("OK"), f"{len(checks)} checks",
-                          ", ".join(c.name for c in checks))
+                          Text(", ".join(c.name for c in checks), no_wrap=True,
+                               overflow="ellipsis"))
             return table
         for c in checks:
             summary = c.summary
@@ -199,24 +251,26 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
                           Text(summary, no_wrap=not verbose, overflow="ellipsis"))
         return table
 
-    fixed = len(parts) + (1 if trend else 0)
     detail = MAX_ROWS if verbose else PROBLEM_ROWS
     fold = False
     if max_lines is not None and not verbose:
-        # each problem: its line, a table head (3 lines), its rows, a caption
-        room = max_lines - fixed - len(problems) - len(healthy) - 1
-        with_rows = [c for c in problems if c.rows]
-        if with_rows:
-            detail = max(0, min(PROBLEM_ROWS, room // len(with_rows) - 4))
-        if room < 0:
-            fold = True
+        detail, fold, shown = _fit(problems, len(healthy), max_lines,
+                                   len(parts) + (1 if trend else 0))
+        more, problems = problems[shown:], problems[:shown]
+    else:
+        more = []
     if problems:
         parts.append(overview(problems))
+    if more:
+        parts.append(Text(f"… {len(more)} more not OK: " + ", ".join(c.name for c in more),
+                          no_wrap=True, overflow="ellipsis"))
+    if problems:
         if detail:
             for c in problems:
                 if c.rows:
                     parts.append(Text(f"  {c.name}:", style="dim"))
-                    parts.append(_check_table(c, detail, problems_only=not verbose))
+                    parts.append(_check_table(c, detail, problems_only=not verbose,
+                                              width=None if verbose else width))
     if healthy:
         parts.append(overview(healthy, fold=fold))
         if verbose:
@@ -225,7 +279,7 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
                     parts.append(Text(f"  {c.name}:", style="dim"))
                     parts.append(_check_table(c, MAX_ROWS))
     if trend:
-        parts.append(Text(trend, style="cyan"))
+        parts.append(Text(trend, style="cyan", no_wrap=not verbose, overflow="ellipsis"))
     return Group(*parts)
 
 

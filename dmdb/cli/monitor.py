@@ -25,10 +25,10 @@ def _thresholds(**flags):
 
 def watch(build: Callable, interval: float, *, iterations: int | None = None,
           sleep: Callable[[float], None] = time.sleep, console=None) -> int:
-    """Show `build(height)` and re-render it in place every `interval` seconds until
-    Ctrl-C (or `iterations` renders), within the terminal: `height` is the console's
-    height, and whatever still does not fit is cropped, never scrolled. Returns how many
-    renders were shown."""
+    """Show `build(height, width)` and re-render it in place every `interval` seconds until
+    Ctrl-C (or `iterations` renders), within the terminal: `height` and `width` are the
+    console's, and whatever still does not fit is cropped, never scrolled. Returns how
+    many renders were shown."""
     from rich.live import Live
 
     from dmdb.render import console as make_console
@@ -36,13 +36,13 @@ def watch(build: Callable, interval: float, *, iterations: int | None = None,
     con = console or make_console()
     shown = 0
     try:
-        with Live(build(con.size.height), console=con, auto_refresh=False,
+        with Live(build(*con.size[::-1]), console=con, auto_refresh=False,
                   vertical_overflow="crop", redirect_stdout=False,
                   redirect_stderr=False) as live:
             shown = 1
             while iterations is None or shown < iterations:
                 sleep(interval)
-                live.update(build(con.size.height), refresh=True)
+                live.update(build(*con.size[::-1]), refresh=True)
                 shown += 1
     except KeyboardInterrupt:
         pass
@@ -269,9 +269,9 @@ def register(app: typer.Typer) -> None:
                    "trend_days": trend_days}
 
         if watch_seconds is not None:
-            watch(lambda height: monitor_render.dashboard(
+            watch(lambda height, width: monitor_render.dashboard(
                 monitor.monitor(settings, thresholds, **options), verbose=verbose,
-                max_lines=height), watch_seconds)
+                max_lines=height, width=width), watch_seconds)
             return
 
         try:
@@ -304,7 +304,8 @@ def register(app: typer.Typer) -> None:
         elif check:
             sys.stdout.write(report.check_line() + "\n")
         else:
-            console().print(monitor_render.dashboard(report, verbose=verbose))
+            con = console()
+            con.print(monitor_render.dashboard(report, verbose=verbose, width=con.width))
         if check:
             raise typer.Exit(int(report.status))
         if record and not report.up:
