@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from dmdb.errors import ConfigError, first_line
+from dmdb.errors import ConfigError, ConnectError, first_line
 from dmdb.monitor_checks_server import (
     check_checkpoints,
     check_pgbouncer,
@@ -278,7 +278,13 @@ def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
         rows.append({"role": "standby (read connection)", "application_name": None,
                      "client_addr": None, "state": "streaming", "lag_bytes": standby["lag_bytes"],
                      "lag_seconds": standby["lag_seconds"]})
-    pconn = primary() if primary is not None else conn
+    try:
+        pconn = primary() if primary is not None else conn
+    except ConnectError as exc:
+        # Reading from a standby whose primary is down: that is the news, not UNKNOWN.
+        return CheckResult("replication", Status.CRITICAL, f"primary unreachable: {exc}",
+                           metrics={"replicas": len(rows), "primary_reachable": False},
+                           rows=rows)
     if pconn is not conn or not standby["in_recovery"]:
         for r in _rows(pconn, "replication_primary"):
             rows.append({"role": "replica", **{k: r[k] for k in (
@@ -516,7 +522,7 @@ def monitor(settings, thresholds: Thresholds | None = None, *, only: list[str] |
     primary can answer use a primary connection, opened only when needed. A configured
     read replica that cannot be reached makes `replication` CRITICAL; the other checks
     run on the primary. With the history of `--record`, the report carries its trends."""
-    from dmdb.db import ConnectError, connect, describe_target
+    from dmdb.db import connect, describe_target
 
     warnings: list[str] = []
     replica_error: list[str] = []

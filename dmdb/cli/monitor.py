@@ -191,10 +191,16 @@ def register(app: typer.Typer) -> None:
             help="Trends (dashboard, JSON, Prometheus) over the snapshots of the last DAYS "
             "days [7]; 0: none."),
     ):
-        """Health dashboard: connections, long and blocked queries, cache hit ratios,
-        wraparound, sequences, invalid/unused/duplicate indexes, dead tuples, bloat,
-        replication lag, partitions and the top statements. Read-only; runs on the read
-        replica when one is configured (replication lag on the primary).
+        """Health dashboard of the database and server: the dmdb schema, connections, long,
+        blocked and prepared transactions and what else holds back the xmin horizon, cache
+        hit, wraparound, sequences, invalid/unused/duplicate/missing indexes, dead tuples,
+        table and index bloat, replication lag and slots, WAL archiving, checkpoints,
+        partitions, PgBouncer's pools and the top statements. Read-only; runs on the read
+        replica when one is configured (the primary's own figures on the primary).
+
+        Problems come first; --verbose shows every check's rows. --record (for cron)
+        stores a snapshot in the dmdb_monitor schema; the dashboard and JSON then show
+        trends. With the server down, --format prometheus prints dmdb_up 0.
 
         Example: dmdb monitor --check --seq-warn 80   (exit 0/1/2/3 like check_postgres)
         """
