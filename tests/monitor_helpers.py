@@ -9,15 +9,15 @@ import psycopg
 import pytest
 
 
-def run_json(cli, url, *args):
-    result = cli(["monitor", "--json", *args], url=url)
+def run_json(cli, url, *args, env=None):
+    result = cli(["monitor", "--json", *args], url=url, env=env)
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     return data, {c["name"]: c for c in data["checks"]}
 
 
-def one(cli, url, name, *args):
-    _, checks = run_json(cli, url, "--only", name, *args)
+def one(cli, url, name, *args, env=None):
+    _, checks = run_json(cli, url, "--only", name, *args, env=env)
     assert list(checks) == [name]
     return checks[name]
 

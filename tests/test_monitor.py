@@ -463,6 +463,19 @@ def test_reads_from_the_replica_and_reports_its_lag(cli, schema_url, pg_settings
         families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
         assert len(families["pg_replication_lag_seconds"].samples) == 2
         assert len(families["pg_replication_lag_bytes"].samples) == 2
+
+        # hot_standby_feedback: the standby holds the primary's xmin horizon, and the
+        # monitor (reading from the standby) shows it from the primary
+        standby = f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+        with psycopg.connect(standby, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET hot_standby_feedback = on")
+            conn.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(schema_url, autocommit=True) as primary:
+            assert wait_for(lambda: primary.execute(
+                "SELECT count(*) FROM pg_stat_replication WHERE backend_xmin IS NOT NULL"
+            ).fetchone()[0] >= 1, timeout=30)
+        xmin = one(cli, schema_url, "xmin_horizon", env=env)
+        assert "standby feedback" in {r["kind"] for r in xmin["rows"]}, xmin
     finally:
         replica.stop()
 
