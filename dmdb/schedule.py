@@ -11,6 +11,7 @@ EnvironmentFile= must be absolute paths without surrounding space, User= a user 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import asdict, dataclass
@@ -168,7 +169,6 @@ class CronFiles:
 def default_dmdb_path() -> list[str]:
     """How cron should call dmdb: this very executable when it is `dmdb`, else the one on
     PATH, else `python -m dmdb` with this interpreter."""
-    import os
     import shutil
     import sys
 
@@ -202,6 +202,7 @@ def render_cron(
         refuse_control(archive_schema, "--archive-schema")
     refuse_control(table, "--table")
     refuse_control(workdir, "--workdir")
+    workdir = os.path.abspath(workdir)  # cron's cd and systemd both want it absolute
     if dmdb:
         refuse_control(dmdb[0], "--dmdb-path")
     schedule = check_schedule(schedule)
