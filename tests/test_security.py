@@ -321,3 +321,58 @@ def test_pgbouncer_refuses_what_it_cannot_escape(env, what, tmp_path):
     line = _one_error_line(done)
     assert what in line and "pa\nss" not in line
     assert not (tmp_path / "pgb").exists()
+
+
+def test_a_real_pgbouncer_reads_the_escaped_files(tmp_path):
+    """PgBouncer itself parses what dmdb escaped: the quoted role logs in with the quoted
+    password, and the socket directory with a space arrives whole."""
+    import socket
+    import time
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is not installed; .ci/run installs Debian's package")
+        pytest.skip("pgbouncer not installed (apt-get install pgbouncer)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    user, password = "o'ne\"il", "pa\"ss' w0rd"
+    out = tmp_path / "pgb"
+    env = {"DB_HOST": "/run/pg sock", "DB_USER": user, "DB_PASSWORD": password}
+    done = run_dmdb(["pgbouncer", "config", "--out-dir", out, "--listen-port", port,
+                     "--admin-users", user], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    cmd = [binary, str(out / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # PgBouncer refuses root: hand it its files as nobody
+        entry = pwd.getpwnam(OTHER_USER)
+        for path in (out, *out.iterdir()):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        for parent in out.parents:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                parent.chmod(_mode(parent) | stat.S_IXOTH)
+        cmd = [binary, "-u", OTHER_USER, str(out / "pgbouncer.ini")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(50):
+            try:
+                conn = psycopg.connect(host="127.0.0.1", port=port, dbname="pgbouncer",
+                                       user=user, password=password, autocommit=True,
+                                       prepare_threshold=None, connect_timeout=2)
+                break
+            except psycopg.OperationalError:
+                if proc.poll() is not None:
+                    pytest.fail(f"pgbouncer refused the config: {proc.communicate()[0]}")
+                time.sleep(0.1)
+        else:
+            pytest.fail("pgbouncer did not accept the escaped role and password")
+        with conn:
+            cur = conn.cursor()
+            cur.execute("SHOW DATABASES")
+            cols = [c.name for c in cur.description]
+            rows = {r[cols.index("name")]: dict(zip(cols, r)) for r in cur.fetchall()}
+        assert rows["dmdb"]["host"] == "/run/pg sock"
+        assert rows["dmdb"]["force_user"] == user
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
