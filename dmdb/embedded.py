@@ -195,6 +195,36 @@ def _system_home() -> None:
                         f"({exc.strerror}); run dmdb as a normal user or set DATABASE_URL") from None
 
 
+_HOME_REF = "home"
+
+
+def _remove_server_dir(server_dir: Path) -> None:
+    """Stop whatever still runs from a root-owned server directory, then delete it."""
+    for data in (server_dir / "data", server_dir / "replica"):
+        if (data / "postmaster.pid").exists():
+            subprocess.run([str(_system_bin() / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                            "-w", "-t", "30", "stop"], capture_output=True, timeout=60,
+                           **_as_system_user())
+    shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def _prune_orphans() -> None:
+    """As root: delete the server directories of throw-away homes (under the temporary
+    directory: tests, CI) that no longer exist; their data would otherwise outlive them
+    under SYSTEM_HOME. Elsewhere a missing home may only be unmounted: its cluster stays,
+    named by the `home` file beside it (docs/security.md)."""
+    if os.geteuid() != 0 or not SYSTEM_HOME.is_dir():
+        return
+    scratch = Path(tempfile.gettempdir()).resolve()
+    for server_dir in SYSTEM_HOME.iterdir():
+        try:
+            home = Path((server_dir / _HOME_REF).read_text())
+        except OSError:
+            continue  # not a server directory, or one being made right now
+        if home.is_absolute() and scratch in home.parents and not home.exists():
+            _remove_server_dir(server_dir)
+
+
 class EmbeddedServer:
     # Names under `home` (the replica has its own); the port only for a second server.
     _data_name, _log_name, _run_name, _lock_name = "data", "postgres.log", "run", ".lock"
@@ -297,6 +327,11 @@ class EmbeddedServer:
         if self.server_dir != self.home:
             _system_home()
             _private_dir(self.server_dir, owner)
+            # Which home this belongs to, so that a deleted home's cluster can be found.
+            fd = os.open(self.server_dir / _HOME_REF,
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(self.home))
             for link, target in ((self.data_dir, self.pg_data), (self.log_file, self.server_log)):
                 if not link.is_symlink():
                     if link.exists():
@@ -378,7 +413,9 @@ class EmbeddedServer:
 
     def start(self, *, dbname: str = DEFAULT_DBNAME) -> ServerInfo:
         """Start the server (initialising it the first time) and make sure `dbname` exists."""
+        _prune_orphans()
         with self._lock():
+            self._drop_orphan()
             if not (self.pg_data / "PG_VERSION").exists():
                 self._initdb()
             info = self._start_postmaster()
@@ -442,6 +479,15 @@ class EmbeddedServer:
                 f"stopping {self._what}",
             )
             return True
+
+    def _drop_orphan(self) -> None:
+        """As root: a server directory the home does not link to was left by a home deleted
+        and made again at the same path (`rm -rf .dmdb`); its cluster goes, as it would
+        have gone with the home."""
+        if os.geteuid() != 0 or self.data_dir.is_symlink() or self.server_dir == self.home:
+            return
+        if self.server_dir.exists():
+            _remove_server_dir(self.server_dir)
 
     def destroy(self) -> None:
         """Stop and delete the cluster, and its replica if any (tests)."""

@@ -56,6 +56,15 @@ def _other_connects(conninfo: str) -> subprocess.CompletedProcess:
     return _as_other([_psql(), "-X", "-w", "-Atc", "SELECT current_user", conninfo])
 
 
+def _alive(pid: int) -> bool:
+    """A running process (a zombie no init reaps, as in some containers, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def _ancestor_modes(path: Path) -> dict[str, tuple[int, int, bool]]:
     """(mode, owner, has an access ACL) of every directory above `path`."""
     out = {}
@@ -376,3 +385,35 @@ def test_a_real_pgbouncer_reads_the_escaped_files(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@needs_root
+def test_a_deleted_home_takes_its_cluster_with_it():
+    """As root the cluster lives outside the home: `rm -rf` of the home still ends it (a
+    home made again at that path starts empty; a throw-away one's files go)."""
+    from dmdb.embedded import SYSTEM_HOME, EmbeddedServer
+
+    parent = Path(tempfile.mkdtemp(prefix="dmdb-security-rm-"))
+    home = parent / "h"
+    info = EmbeddedServer(home, fast=True).start(dbname="postgres")
+    server_dir = EmbeddedServer(home).server_dir
+    assert SYSTEM_HOME in server_dir.parents
+    with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute("CREATE TABLE before_rm ()")
+    shutil.rmtree(home)
+    home.mkdir()
+    again = EmbeddedServer(home, fast=True).start(dbname="postgres")
+    with psycopg.connect(host=again.socket_dir, port=again.port, user="postgres",
+                         dbname="postgres") as conn:
+        assert conn.execute("SELECT to_regclass('before_rm')").fetchone()[0] is None
+    assert not _alive(info.pid)
+    shutil.rmtree(parent)
+    other = parent.with_name(parent.name + "-other") / "h"
+    try:
+        EmbeddedServer(other, fast=True).start(dbname="postgres")
+        assert not server_dir.exists()
+        assert not _alive(again.pid)
+    finally:
+        EmbeddedServer(other).destroy()
+        shutil.rmtree(other.parent, ignore_errors=True)
