@@ -156,32 +156,41 @@ def _system_bin() -> Path:
     src = bin_dir()
     try:
         probe = subprocess.run([str(src / "initdb"), "--version"], capture_output=True,
-                               timeout=30, **_as_system_user())
+                               timeout=30, cwd="/", **_as_system_user())
         if probe.returncode == 0:
             return src
     except OSError:
         pass
     st = (src / "initdb").stat()
     dest = SYSTEM_HOME / f"pginstall-{_sha(f'{src}:{st.st_mtime_ns}:{st.st_size}')}"
-    if not (dest / "bin" / "initdb").exists():
+    # The binaries find their vendored libraries by RPATH ($ORIGIN/../../../<pkg>.libs):
+    # keep that layout, package directory and .libs side by side.
+    package = src.parent.parent
+    layout = [(src.parent, Path(package.name) / "pginstall")]
+    libs = package.with_name(package.name + ".libs")
+    if libs.is_dir():
+        layout.append((libs, Path(libs.name)))
+    bin_copy = dest / package.name / "pginstall" / "bin"
+    if not (bin_copy / "initdb").exists():
         _system_home()
         scratch = Path(tempfile.mkdtemp(dir=SYSTEM_HOME, prefix=".pginstall-"))
         try:
-            shutil.copytree(src.parent, scratch / "pginstall", symlinks=True)
-            for root, _dirs, files in os.walk(scratch / "pginstall"):
+            for source, target in layout:
+                shutil.copytree(source, scratch / "copy" / target, symlinks=True)
+            for root, _dirs, files in os.walk(scratch / "copy"):
                 os.chmod(root, 0o755)
                 for name in files:
                     f = Path(root) / name
                     if not f.is_symlink():
                         f.chmod(0o755 if f.stat().st_mode & stat.S_IXUSR else 0o644)
             try:
-                os.rename(scratch / "pginstall", dest)
+                os.rename(scratch / "copy", dest)
             except OSError:
-                if not (dest / "bin" / "initdb").exists():  # not a concurrent copy's win
+                if not (bin_copy / "initdb").exists():  # not a concurrent copy's win
                     raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    return dest / "bin"
+    return bin_copy
 
 
 def _system_home() -> None:
@@ -204,7 +213,7 @@ def _remove_server_dir(server_dir: Path) -> None:
         if (data / "postmaster.pid").exists():
             subprocess.run([str(_system_bin() / "pg_ctl"), "-D", str(data), "-m", "immediate",
                             "-w", "-t", "30", "stop"], capture_output=True, timeout=60,
-                           **_as_system_user())
+                           cwd="/", **_as_system_user())
     shutil.rmtree(server_dir, ignore_errors=True)
 
 
@@ -345,8 +354,10 @@ class EmbeddedServer:
         # readable by others.
         extra = _as_system_user() if os.geteuid() == 0 else {}
         try:
+            # cwd: a directory the server's user can enter, whatever the caller's is.
             done = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout, umask=0o077, **extra
+                args, capture_output=True, text=True, timeout=timeout, umask=0o077,
+                cwd=self.server_dir, **extra
             )
         except subprocess.TimeoutExpired:
             raise DmdbError(f"{what} timed out after {timeout:.0f}s; see {self.log_file}") from None
