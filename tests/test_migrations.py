@@ -272,12 +272,12 @@ def test_verify_passes_exact_inverses_and_names_the_first_that_is_not(cli, empty
 
 
 def test_new_creates_next_numbered_pair(cli, two):
-    result = cli(["--sql-dir", two.root, "new", "Add badges!"])
+    result = cli(["--sql-dir", two.root, "new", "Add  badges"])
     assert result.exit_code == 0, result.stderr
     forward = two.root / "migrations" / "0003_add_badges.sql"
     backward = two.root / "rollbacks" / "0003_add_badges.sql"
     assert forward.exists() and backward.exists()
-    assert "Add badges!" in forward.read_text()
+    assert "Add badges" in forward.read_text()
     assert "0003_add_badges" in backward.read_text()
     bad = cli(["--sql-dir", two.root, "new", "!!!"])
     assert bad.exit_code == 2

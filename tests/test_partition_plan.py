@@ -16,7 +16,6 @@ from dmdb.partitions import (
     add_months,
     archive_step,
     create_step,
-    cron_to_oncalendar,
     drop_step,
     month_bounds,
     month_of,
@@ -26,10 +25,10 @@ from dmdb.partitions import (
     plan_create,
     plan_pure,
     plan_retention,
-    render_cron,
     retention_cutoff,
     validate_options,
 )
+from dmdb.schedule import cron_to_oncalendar, render_cron
 
 UTC = timezone.utc
 
