@@ -1,4 +1,5 @@
-"""dmdb up / rollback / status / new / verify / repair."""
+"""dmdb up / rollback / status / new / verify / repair (lint / drift / baseline in
+migrate_checks.py)."""
 
 from __future__ import annotations
 
@@ -315,3 +316,7 @@ def register(app: typer.Typer) -> None:
             console().print(f"{verb} the current content of: " + ", ".join(accepted))
         else:
             console().print("Nothing to repair: no applied file was edited.")
+
+    from dmdb.cli import migrate_checks
+
+    migrate_checks.register(app)
