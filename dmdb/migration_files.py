@@ -42,7 +42,7 @@ def leading_metadata(text: str) -> tuple[dict[str, str], str]:
     """(directives, description) from the file's leading comment block, as yoyo reads them."""
     directives: dict[str, str] = {}
     comments: list[str] = []
-    for line in text.splitlines():
+    for line in _lines(text):
         match = _DIRECTIVE.match(line)
         if match:
             key, value = match.groups()
@@ -53,6 +53,17 @@ def leading_metadata(text: str) -> tuple[dict[str, str], str]:
             break
     description = next((c for c in comments if c), "")
     return directives, description
+
+
+def _lines(text: str):
+    """Lines one by one, without splitting the whole file (only its head is read)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield text[start:end].rstrip("\r")
+        start = end + 1
 
 
 def _leading_comment_lines(raw: str) -> int:
@@ -99,7 +110,11 @@ class SqlFile:
 
 def read_sql_file(path: Path) -> SqlFile:
     """Read a SQL file: content, checksum and leading directives; statements on demand."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    if "\r" in text:  # checksums are of the text with universal newlines, as always
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        raw = text.encode("utf-8")
     directives, description = leading_metadata(text)
     transactional_raw = directives.get("transactional", "true").strip().lower()
     if transactional_raw not in ("true", "false"):
@@ -109,7 +124,7 @@ def read_sql_file(path: Path) -> SqlFile:
     return SqlFile(
         id=path.stem,
         path=path,
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=hashlib.sha256(raw).hexdigest(),
         text=text,
         transactional=transactional_raw == "true",
         description=description,

@@ -149,7 +149,7 @@ class LedgerRow:
     file_id: str
     sha256: str
     rollback_sha256: str | None
-    applied_at: datetime
+    applied_at: str  # ISO 8601, UTC
 
 
 def ledger_exists(conn: psycopg.Connection) -> bool:
@@ -179,9 +179,10 @@ def read_ledger(conn: psycopg.Connection) -> tuple[dict[str, LedgerRow], dict[st
     return migrations, functions
 
 
-def _iso(at: datetime | None) -> str | None:
-    if at is None:
-        return None
+def _iso(at: str | datetime | None) -> str | None:
+    """ISO 8601 in UTC (the ledger queries already format it)."""
+    if at is None or isinstance(at, str):
+        return at
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return at.astimezone(timezone.utc).isoformat(timespec="seconds")

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from dmdb.render import console, print_json, show_progress, table
+from dmdb.render import console, print_json, show_progress
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and its SQL; change nothing.")
@@ -74,11 +74,30 @@ def _nothing_to_do(result) -> str:
             else "Nothing to roll back: no migration is applied.")
 
 
+def _plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:
+    """Aligned columns without rich: `status` and a no-op `up` are run by scripts and
+    deploy gates, and their start-up time is the command's cost (rich's import is ~10 %)."""
+    cells = [tuple(str(c) for c in columns)] + [tuple("" if v is None else str(v) for v in r)
+                                                for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [title]
+    for n, row in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+class _Plain:
+    def print(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+
+
 def _print_run(result, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    out = console()
+    out = _Plain()
     if result.dry_run:
         if not result.sql:
             out.print(_nothing_to_do(result))
@@ -210,7 +229,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(data)
         else:
-            out = console()
+            out = sys.stdout
             rows = []
             for m in result.migrations:
                 flags = [
@@ -221,15 +240,16 @@ def register(app: typer.Typer) -> None:
                     ) if on
                 ]
                 rows.append((m.id, m.state, m.applied_at or "", ", ".join(flags)))
-            out.print(table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
+            out.write(_plain_table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
             if result.functions:
-                out.print(table("Function files", ("file", "state", "applied at (UTC)"),
-                                [(f.id, f.state, f.applied_at or "") for f in result.functions]))
+                out.write("\n" + _plain_table(
+                    "Function files", ("file", "state", "applied at (UTC)"),
+                    [(f.id, f.state, f.applied_at or "") for f in result.functions]))
             s = data["summary"]
-            out.print(f"{s['applied']} applied, {s['pending']} pending, {s['edited']} edited, "
-                      f"{s['functions_pending']} function file(s) to apply")
+            out.write(f"\n{s['applied']} applied, {s['pending']} pending, {s['edited']} edited, "
+                      f"{s['functions_pending']} function file(s) to apply\n")
             for problem in result.problems:
-                out.print(f"[bold]problem:[/bold] {problem}")
+                out.write(f"problem: {problem}\n")
         if check and not data["summary"]["up_to_date"]:
             raise typer.Exit(1)
 
