@@ -100,8 +100,23 @@ class SqlFile:
     path: Path
     sha256: str
     text: str
-    transactional: bool = True
-    description: str = ""
+
+    @cached_property
+    def _metadata(self) -> tuple[bool, str]:
+        directives, description = leading_metadata(self.text)
+        transactional = directives.get("transactional", "true").strip().lower()
+        if transactional not in ("true", "false"):
+            raise MigrationError(
+                f"{self.path}: '-- transactional: {transactional}' must be true or false")
+        return transactional == "true", description
+
+    @property
+    def transactional(self) -> bool:
+        return self._metadata[0]
+
+    @property
+    def description(self) -> str:
+        return self._metadata[1]
 
     @cached_property
     def statements(self) -> tuple[Statement, ...]:
@@ -109,26 +124,13 @@ class SqlFile:
 
 
 def read_sql_file(path: Path) -> SqlFile:
-    """Read a SQL file: content, checksum and leading directives; statements on demand."""
+    """Read a SQL file: content and checksum; directives and statements on demand."""
     raw = path.read_bytes()
     text = raw.decode("utf-8")
     if "\r" in text:  # checksums are of the text with universal newlines, as always
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         raw = text.encode("utf-8")
-    directives, description = leading_metadata(text)
-    transactional_raw = directives.get("transactional", "true").strip().lower()
-    if transactional_raw not in ("true", "false"):
-        raise MigrationError(
-            f"{path}: '-- transactional: {transactional_raw}' must be true or false"
-        )
-    return SqlFile(
-        id=path.stem,
-        path=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
-        text=text,
-        transactional=transactional_raw == "true",
-        description=description,
-    )
+    return SqlFile(id=path.stem, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,12 @@ class BlockerWatch:
             self._active.wait()
             if self._stop.is_set():
                 return
+            if self._conn is None:
+                # Most attempts never wait: open the watching connection only for one
+                # that is still running a moment later.
+                time.sleep(self.POLL / 3)
+                if not self._active.is_set() or self._stop.is_set():
+                    continue
             try:
                 if self._conn is None:
                     self._conn = self._connect()

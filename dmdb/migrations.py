@@ -20,11 +20,8 @@ Files are read by migration_files.py (parsed only when they run).
 
 from __future__ import annotations
 
-import getpass
 import re
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -263,6 +260,9 @@ def release_lock(conn: psycopg.Connection, key: int = MIGRATION_LOCK_KEY) -> Non
 
 
 def _log_row(conn: psycopg.Connection, migration: Migration, operation: str) -> None:
+    import socket
+    import uuid
+
     conn.execute(
         resources.query("ledger_log"),
         (str(uuid.uuid4()), migration.hash, migration.id, operation, _username(),
@@ -271,6 +271,8 @@ def _log_row(conn: psycopg.Connection, migration: Migration, operation: str) -> 
 
 
 def _username() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
