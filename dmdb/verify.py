@@ -101,9 +101,11 @@ def dump_objects(settings: Settings, dbname: str, *, privileges: bool = True) ->
 
 def restore_schema(settings: Settings, source: str, target: str) -> None:
     """Copy `source`'s schema (no data, no ownership, no grants) into the empty `target`."""
+    # transaction_timeout: set by pg_dump 17+, unknown to a PostgreSQL 16 server.
     script = "\n".join(line for line in _pg_dump(settings, source, "--no-owner",
                                                    "--no-privileges").splitlines()
-                       if not line.startswith(("\\restrict", "\\unrestrict")))
+                       if not line.startswith(("\\restrict", "\\unrestrict",
+                                               "SET transaction_timeout")))
     with connect(settings, autocommit=True, dbname=target) as conn:
         conn.execute("SET client_min_messages = warning")
         conn.execute(script)
