@@ -74,7 +74,7 @@ def _nothing_to_do(result) -> str:
             else "Nothing to roll back: no migration is applied.")
 
 
-def _plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:
+def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:
     """Aligned columns without rich: `status` and a no-op `up` are run by scripts and
     deploy gates, and their start-up time is the command's cost (rich's import is ~10 %)."""
     cells = [tuple(str(c) for c in columns)] + [tuple("" if v is None else str(v) for v in r)
@@ -240,9 +240,9 @@ def register(app: typer.Typer) -> None:
                     ) if on
                 ]
                 rows.append((m.id, m.state, m.applied_at or "", ", ".join(flags)))
-            out.write(_plain_table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
+            out.write(plain_table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
             if result.functions:
-                out.write("\n" + _plain_table(
+                out.write("\n" + plain_table(
                     "Function files", ("file", "state", "applied at (UTC)"),
                     [(f.id, f.state, f.applied_at or "") for f in result.functions]))
             s = data["summary"]

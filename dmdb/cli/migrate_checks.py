@@ -62,24 +62,30 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result.to_dict())
         else:
+            from dmdb.cli.migrate import plain_table
+
+            trace = []
             for f in result.files:
                 for st in f.statements:
                     if not (st.locks or st.rewrites or st.scans or st.error or not st.traced):
                         continue  # touches no table of the live schema
-                    locks = ", ".join(f"{lk.mode} on {lk.table}" for lk in st.locks) or "-"
-                    extra = "".join(
-                        [f"; rewrites {', '.join(st.rewrites)}" if st.rewrites else "",
-                         f"; scans {', '.join(st.scans)}" if st.scans else ""])
-                    if st.error:
-                        extra += f"; failed: {st.error}"
-                    elif not st.traced:
-                        locks = "SHARE UPDATE EXCLUSIVE (CONCURRENTLY, outside a transaction; not traced)"
-                    out.print(f"{f.id}:{st.line}  {st.first_line}\n    locks: {locks}{extra}",
-                              markup=False)
-            for fd in result.findings:
-                tail = f" [ignored: {fd.reason}]" if fd.ignored else ""
-                out.print(f"{fd.where}: {fd.severity}: {fd.rule} ({fd.source}): {fd.message}{tail}",
-                          markup=False)
+                    locks = ", ".join(f"{lk.mode} {lk.table}" for lk in st.locks)
+                    if not st.traced:
+                        locks = "SHARE UPDATE EXCLUSIVE (CONCURRENTLY: not traced)"
+                    trace.append((f"{f.id}:{st.line}", st.first_line[:60], locks,
+                                  ", ".join(st.rewrites), ", ".join(st.scans),
+                                  "failed" if st.error else ""))
+            if trace:
+                sys.stdout.write(plain_table(
+                    "Lock trace (statements touching tables of the live schema)",
+                    ("where", "statement", "locks taken", "rewrites", "scans", ""), trace) + "\n")
+            rows = [(fd.where, fd.severity, fd.rule, fd.source,
+                     fd.message + (f" [ignored: {fd.reason}]" if fd.ignored else ""))
+                    for fd in result.findings]
+            if rows:
+                sys.stdout.write(plain_table("Findings", ("where", "severity", "rule", "source",
+                                                           "message"), rows) + "\n")
+            out = console()
             for note in result.notes:
                 out.print(f"note: {note}", markup=False)
             shown = [fd for fd in result.findings if not fd.ignored]
