@@ -571,3 +571,35 @@ def test_partial_rollback_says_what_was_undone(cli, empty_url, sql_tree):
     assert "0002_b.sql:1:" in line and "rolled back before it in this run: 0003_c" in line
     assert "0002_b stays applied" in line
     assert ledger(empty_url) == ["0001_a", "0002_b"]
+
+
+def test_retry_policy_flags_over_environment_and_session_cap():
+    from dmdb.errors import ConfigError
+    from dmdb.migration_retry import RetryPolicy
+
+    env = {"DMDB_MIGRATE_ATTEMPTS": "7", "DMDB_MIGRATE_LOCK_TIMEOUT": "300ms",
+           "DMDB_MIGRATE_BACKOFF": "0.2", "DMDB_MIGRATE_BACKOFF_MAX": "1"}
+    policy = RetryPolicy.build(env, attempts=3)
+    assert (policy.attempts, policy.lock_timeout) == (3, "300ms")
+    # A lower DMDB_LOCK_TIMEOUT caps the per-attempt default; a higher one does not raise it.
+    assert RetryPolicy.build({}, session_lock_timeout="200ms").lock_timeout == "200ms"
+    assert RetryPolicy.build({}, session_lock_timeout="5s").lock_timeout == RetryPolicy().lock_timeout
+    for attempt in range(1, 12):  # jittered exponential pauses, never above the cap
+        expected = min(policy.backoff * 2 ** (attempt - 1), policy.backoff_max)
+        assert expected / 2 <= policy.delay(attempt) <= expected
+    for bad in ({"DMDB_MIGRATE_ATTEMPTS": "0"}, {"DMDB_MIGRATE_RETRY_FOR": "soon"},
+                {"DMDB_MIGRATE_STATEMENT_TIMEOUT": "0s"}):
+        with pytest.raises(ConfigError):
+            RetryPolicy.build(bad)
+
+
+@pytest.mark.parametrize("statement,name", [
+    ("CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v_idx ON t (v)", "t_v_idx"),
+    ("-- why\ncreate unique index concurrently app.\"T v\" on app.t (v)", "app.\"T v\""),
+    ("CREATE INDEX t_v_idx ON t (v)", None),
+    ("DROP INDEX CONCURRENTLY IF EXISTS t_v_idx", None),
+])
+def test_concurrent_index_name(statement, name):
+    from dmdb.migrations import concurrent_index_name
+
+    assert concurrent_index_name(statement) == name
