@@ -375,4 +375,9 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
             raise ConfigError(f"{key}={values[attr]} must be 1 or more")
     if "lock_timeout" in values:
         values["lock_timeout"] = check_duration(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
+        # 0 means "no limit" to PostgreSQL: a waiting DDL would stall its table's traffic.
+        if not re.search(r"[1-9]", values["lock_timeout"]):
+            raise ConfigError(
+                f"DMDB_LOCK_TIMEOUT={values['lock_timeout']!r} removes the lock wait limit; "
+                "set a bounded duration such as 5s")
     return Settings(**values, sources=sources)
