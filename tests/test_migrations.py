@@ -404,7 +404,7 @@ def test_busy_table_alter_retries_without_stalling_writers(schema_url, shipped_t
     import threading
 
     attempt = 0.5  # seconds: the per-attempt lock_timeout under test
-    shipped_tree.migration("0007_nickname", "ALTER TABLE users ADD COLUMN nickname text;\n",
+    shipped_tree.migration("9001_nickname", "ALTER TABLE users ADD COLUMN nickname text;\n",
                            "ALTER TABLE users DROP COLUMN nickname;\n")
     user_id = run_sql(schema_url, "INSERT INTO users (email, display_name) VALUES "
                                   "('w@example.org', 'w') RETURNING user_id")[0][0]
@@ -440,7 +440,7 @@ def test_busy_table_alter_retries_without_stalling_writers(schema_url, shipped_t
             proc.kill()
     assert proc.returncode == 0, err
     assert time.monotonic() >= holder_ended
-    assert ledger(schema_url)[-1] == "0007_nickname"
+    assert ledger(schema_url)[-1] == "9001_nickname"
     assert run_sql(schema_url, "SELECT count(*) FROM information_schema.columns "
                                "WHERE table_name = 'users' AND column_name = 'nickname'")[0][0] == 1
     # While retrying, dmdb named the blocker.
@@ -452,7 +452,7 @@ def test_busy_table_alter_retries_without_stalling_writers(schema_url, shipped_t
 
 
 def test_retries_exhausted_names_the_blocker_not_the_file(schema_url, shipped_tree, tmp_path):
-    shipped_tree.migration("0007_nickname", "ALTER TABLE users ADD COLUMN nickname text;\n",
+    shipped_tree.migration("9001_nickname", "ALTER TABLE users ADD COLUMN nickname text;\n",
                            "ALTER TABLE users DROP COLUMN nickname;\n")
     with psycopg.connect(schema_url, application_name="stuck_job") as holder:
         holder.execute("SELECT count(*) FROM users").fetchone()
@@ -461,10 +461,10 @@ def test_retries_exhausted_names_the_blocker_not_the_file(schema_url, shipped_tr
         holder_pid = holder.info.backend_pid
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("dmdb: error: 0007_nickname: could not take the locks")
+    assert last.startswith("dmdb: error: 9001_nickname: could not take the locks")
     assert f"pid {holder_pid}" in last and "stuck_job" in last
     assert "not the file's fault" in last and "fix it" not in last
-    assert "0007_nickname" not in ledger(schema_url)
+    assert "9001_nickname" not in ledger(schema_url)
 
 
 @pytest.mark.parametrize("args,env", [
