@@ -2,7 +2,7 @@
 -- SM-2's, the per-deployment settings of the algorithms, and fitted BKT parameters per
 -- concept (issue #18 writes them, record_answer(s) read them for new knowledge states).
 --
--- 1. review_schedule.easiness: double precision → numeric(8,2).
+-- 1. review_schedule.easiness: double precision → numeric, two decimals.
 --    SM-2's easiness factor starts at 2.5 and moves by +0.10, 0, −0.14, −0.32, −0.54 or
 --    −0.80 with a floor of 1.3: every value it can take is 1.30 + 0.02·k. In double
 --    precision those steps drift (1.3 + 0.1 + 0.1 = 1.5000000000000002), and
@@ -10,7 +10,8 @@
 --    to the nearest 0.02 step, round(EF × 50) / 50: a drifted value is within 1e-12 of
 --    its step, so this restores the exact value SM-2 arithmetic gives. A value written
 --    off the grid by hand moves to the nearest step too (a tie, e.g. 2.37, goes up).
---    numeric(8,2) holds up to 999,999.99 (EF grows by 0.1 per perfect review).
+--    The CHECK keeps values exact to the hundredth (a value with more decimals is
+--    refused, not rounded), finite, not NaN, and at least 1.3; EF has no upper bound.
 --    The type change rewrites review_schedule and its indexes under ACCESS EXCLUSIVE:
 --    answers wait for it (measured: about 1 s per million rows on the development
 --    machine); run it in a quiet window on a large deployment.
@@ -38,8 +39,8 @@ ALTER TABLE review_schedule DROP CONSTRAINT review_schedule_easiness_check;
 ALTER TABLE review_schedule ALTER COLUMN easiness DROP DEFAULT;
 
 -- squawk-ignore changing-column-type
-ALTER TABLE review_schedule ALTER COLUMN easiness TYPE numeric(8, 2)
-    USING round((easiness * 50)::numeric) / 50;
+ALTER TABLE review_schedule ALTER COLUMN easiness TYPE numeric
+    USING round(round((easiness * 50)::numeric) / 50, 2);
 
 ALTER TABLE review_schedule ALTER COLUMN easiness SET DEFAULT 2.5;
 
@@ -47,7 +48,7 @@ ALTER TABLE review_schedule ALTER COLUMN easiness SET DEFAULT 2.5;
 -- and blocks no one who is not already waiting.
 -- squawk-ignore constraint-missing-not-valid
 ALTER TABLE review_schedule ADD CONSTRAINT review_schedule_easiness_check
-    CHECK (easiness >= 1.3 AND easiness <> 'NaN');
+    CHECK (easiness >= 1.3 AND easiness < 'Infinity' AND easiness = round(easiness, 2));
 
 ALTER TABLE review_schedule ADD COLUMN sm2_due timestamptz;
 
