@@ -6,7 +6,11 @@
 --    "hints_used": 0, "quality": null, "answered_at": "2025-11-25T10:00:00Z",
 --    "session_id": null, "context": {}}
 -- hints_used defaults to 0, quality to the derived one, answered_at to now(),
--- context to {}. Unknown keys are ignored.
+-- context to {}. Unknown keys are ignored. answered_at has record_answer's bounds
+-- (finite, at most algorithm_settings.answer_max_future_skew ahead of the server clock,
+-- not before answer_earliest_at). New knowledge_states rows take the concept's
+-- bkt_concept_parameters; review_schedule keeps SM-2's and FSRS-6's states and
+-- next_review_at is the chosen scheduler's due, as in record_answer.
 --
 -- The result, and every row written, is exactly what calling record_answer once
 -- per element in the same order would give (tests/test_record_answer.py checks
