@@ -343,3 +343,33 @@ def test_fsrs_backfill_replays_the_history_of_pre_0007_rows(schema_url):
         assert db.execute("SELECT count(*) FROM review_schedule WHERE next_review_at <> fsrs_due"
                           ).fetchone()[0] == 0
         db.execute("CALL fsrs_backfill()")  # nothing left to do
+
+
+def test_settings_changed_between_reviews(conn):
+    # The deployment may change the steps (or any setting) while cards are in learning:
+    # a card past the new, shorter list of steps graduates on Hard/Good/Easy, as in py-fsrs.
+    rnd = random.Random(11)
+    configs = [Scheduler(enable_fuzzing=False),
+               Scheduler(enable_fuzzing=False, learning_steps=(timedelta(minutes=3),),
+                         relearning_steps=(), desired_retention=0.8, maximum_interval=100),
+               Scheduler(enable_fuzzing=False, learning_steps=(
+                   timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30)),
+                   relearning_steps=(timedelta(minutes=2), timedelta(minutes=20)))]
+    for s in range(150):
+        card, state, at = Card(card_id=s + 1, due=T0), (None, None, None, None, None), T0
+        for k in range(rnd.randint(2, 10)):
+            if k:
+                at = _next_time(rnd, card, at)
+            scheduler = rnd.choice(configs)
+            rating = rnd.choice([1, 2, 3, 3, 4])
+            card, _ = scheduler.review_card(card, Rating(rating), at)
+            got = conn.execute(
+                "SELECT state, step, stability, difficulty, due FROM fsrs_step(%s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s, %s)",
+                (*state[:4], state[4], rating, at, list(scheduler.parameters),
+                 scheduler.desired_retention, _seconds(scheduler.learning_steps),
+                 _seconds(scheduler.relearning_steps), scheduler.maximum_interval)).fetchone()
+            assert (got[0], got[1], got[4]) == (card.state.value, card.step, card.due), (s, k)
+            assert got[2] == pytest.approx(card.stability, rel=1e-12)
+            assert got[3] == pytest.approx(card.difficulty, rel=1e-12)
+            state = (got[0], got[1], got[2], got[3], at)
