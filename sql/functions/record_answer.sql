@@ -132,6 +132,8 @@ DECLARE
     v_mastered_at timestamptz;
     v_p0 double precision;
     v_delta double precision;
+    v_log_p0 double precision;
+    v_q0 double precision;
     -- review_schedule (NULL columns: no row yet)
     v_rs_found boolean;
     v_ef numeric;
@@ -290,8 +292,15 @@ BEGIN
     ELSE
         v_delta := greatest(0::double precision, date_part('epoch', p_answered_at - v_last) / 86400.0);
         v_p0 := bkt_forget(v_mastery, v_decay, v_delta);
-        mastery := bkt_update(v_mastery, v_decay, v_delta, p_is_correct, v_guess, v_slip, v_rate,
-                              v_velocity);
+        -- bkt_update, spelled out in steps: nested, its parts are not inlined (~18 µs a
+        -- call); with ln p0 and 1 − p0 in variables they are (~2 µs). Same expressions,
+        -- same bits (tests: the batch path and the reference agree).
+        v_log_p0 := bkt_log_forget(v_mastery, v_decay, v_delta);
+        v_q0 := bkt_forget_complement(v_mastery, v_decay, v_delta);
+        mastery := bkt_learn(bkt_evidence(v_log_p0, v_q0,
+                                          CASE WHEN p_is_correct THEN 1 - v_slip ELSE v_slip END,
+                                          CASE WHEN p_is_correct THEN v_guess ELSE 1 - v_guess END),
+                             v_rate, v_velocity);
     END IF;
     predicted_correct := v_p0 * (1 - v_slip) + (1 - v_p0) * v_guess;
     mastery_before := v_p0;

@@ -224,6 +224,8 @@ DECLARE
     v_m double precision;
     v_p0 double precision;
     v_delta double precision;
+    v_log_p0 double precision;
+    v_q0 double precision;
     v_q integer;
     v_day date;
     v_ef numeric;
@@ -447,8 +449,13 @@ BEGIN
         ELSE
             v_delta := greatest(0::double precision, date_part('epoch', v_at - k_last[k]) / 86400.0);
             v_p0 := bkt_forget(k_m[k], k_decay[k], v_delta);
-            v_m := bkt_update(k_m[k], k_decay[k], v_delta, a_correct[i], k_guess[k], k_slip[k],
-                              k_rate[k], k_vel[k]);
+            -- bkt_update in steps, so that its parts are inlined (see record_answer)
+            v_log_p0 := bkt_log_forget(k_m[k], k_decay[k], v_delta);
+            v_q0 := bkt_forget_complement(k_m[k], k_decay[k], v_delta);
+            v_m := bkt_learn(bkt_evidence(v_log_p0, v_q0,
+                                          CASE WHEN a_correct[i] THEN 1 - k_slip[k] ELSE k_slip[k] END,
+                                          CASE WHEN a_correct[i] THEN k_guess[k] ELSE 1 - k_guess[k] END),
+                             k_rate[k], k_vel[k]);
             k_last[k] := greatest(k_last[k], v_at);
         END IF;
         o_pred[i] := v_p0 * (1 - k_slip[k]) + (1 - v_p0) * k_guess[k];
