@@ -1,3 +1,25 @@
+-- Why an answer time is refused (NULL when it is accepted): not finite, before the
+-- floor, or more than the skew ahead of the clock — the bounds of record_answer and
+-- record_answers (algorithm_settings.answer_max_future_skew / answer_earliest_at).
+CREATE OR REPLACE FUNCTION answer_time_error(
+    p_answered_at timestamptz,
+    p_clock timestamptz,
+    p_skew interval,
+    p_earliest timestamptz
+) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN NOT isfinite(p_answered_at) THEN p_answered_at || ' is not a finite time'
+        WHEN p_answered_at < p_earliest THEN
+            format('%s is before the earliest accepted time %s (algorithm_settings.answer_earliest_at)',
+                   p_answered_at, p_earliest)
+        WHEN p_answered_at > p_clock + p_skew THEN
+            format('%s is more than %s ahead of the server clock (algorithm_settings.answer_max_future_skew)',
+                   p_answered_at, p_skew)
+    END
+$$;
+
 -- record_answer: one answered question → every per-user state change it implies,
 -- in the caller's transaction (one statement: any error aborts all of it).
 --
@@ -66,28 +88,6 @@
 -- response time or hints, quality outside 0..5, context not a JSON object, a
 -- session of another user, an answer time out of bounds; P0002 unknown user, item or
 -- session; 55000 algorithm_settings has no row.
--- Why an answer time is refused (NULL when it is accepted): not
--- finite, before the floor, or more than the skew ahead of the clock; the bounds of
--- record_answer and record_answers.
-CREATE OR REPLACE FUNCTION answer_time_error(
-    p_answered_at timestamptz,
-    p_clock timestamptz,
-    p_skew interval,
-    p_earliest timestamptz
-) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
-AS $$
-    SELECT CASE
-        WHEN NOT isfinite(p_answered_at) THEN p_answered_at || ' is not a finite time'
-        WHEN p_answered_at < p_earliest THEN
-            format('%s is before the earliest accepted time %s (algorithm_settings.answer_earliest_at)',
-                   p_answered_at, p_earliest)
-        WHEN p_answered_at > p_clock + p_skew THEN
-            format('%s is more than %s ahead of the server clock (algorithm_settings.answer_max_future_skew)',
-                   p_answered_at, p_skew)
-    END
-$$;
-
 CREATE OR REPLACE FUNCTION record_answer(
     p_user_id bigint,
     p_content_id bigint,
