@@ -2,11 +2,14 @@
 
 dmdb.pgtools finds them (the embedded package ships PostgreSQL 18's; pgserver's or
 Debian's serve other majors). Passwords reach the tools through the environment
-(PGPASSWORD), never their command line, where `ps` would show them.
+(PGPASSWORD), never their command line, where `ps` would show them. A dump holds users'
+e-mail addresses: it is 0600 from its first byte (pg_dump writes into a file created so,
+under umask 077), whatever the caller's umask.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -74,8 +77,12 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     partial = out.with_name(out.name + ".partial")
     tool = pgtools.find("pg_dump", major)
     started = datetime.now(timezone.utc)
+    # A left-over .partial may be someone else's or a link: start from a fresh 0600 file.
+    partial.unlink(missing_ok=True)
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
     done = subprocess.run([tool.path, "--format=custom", "--file", str(partial)],
-                          capture_output=True, text=True, env=tool_env(settings, settings.dbname))
+                          capture_output=True, text=True, env=tool_env(settings, settings.dbname),
+                          umask=0o077)
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
         raise _fail("pg_dump", done, settings)

@@ -1,7 +1,14 @@
-"""Settings: command-line flags > environment > a `.env` file in the working directory.
+"""Settings: command-line flags > environment > `.env` > the project file > defaults.
 
-`DATABASE_URL` overrides the `DB_*` keys. With neither `DATABASE_URL` nor `DB_HOST`
-configured, dmdb uses its embedded PostgreSQL under `.dmdb/` (or `DMDB_HOME`).
+The project file is found like alembic.ini or sqitch.conf: upward from the working
+directory, the first `dmdb.toml`, or `pyproject.toml` with a `[tool.dmdb]` table. Its
+folder is the project root: the project's SQL tree (`sql_dir`, default `sql/`) and its
+embedded server (`home`, default `.dmdb/`) are relative to it, so every subdirectory and
+every install mode sees the same ones. Outside any project: the shipped SQL tree and one
+per-user home (`$XDG_DATA_HOME/dmdb`, else `~/.local/share/dmdb`).
+
+`DATABASE_URL` overrides the `DB_*` keys. With neither `DATABASE_URL` nor a host
+configured, dmdb uses its embedded PostgreSQL under the home.
 """
 
 from __future__ import annotations
@@ -28,8 +35,16 @@ ENV_KEYS = (
     "DB_READ_REPLICA_HOST",
     "DB_READ_REPLICA_PORT",
     "DMDB_HOME",
+    "DMDB_SQL_DIR",
     "DMDB_LOCK_TIMEOUT",
 )
+PROJECT_FILE = "dmdb.toml"
+# Keys a project file may set (the DB_* names in lower case, without DB_), with their type.
+PROJECT_KEYS: dict[str, type] = {
+    "sql_dir": str, "home": str, "host": str, "port": int, "dbname": str, "user": str,
+    "sslmode": str, "connect_timeout": int, "max_connections": int, "idle_timeout": int,
+    "read_replica_host": str, "read_replica_port": int, "lock_timeout": str,
+}
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _DURATION = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h)?\s*")
@@ -57,7 +72,14 @@ class Settings:
     read_replica_port: int | None = None
     home: Path = Path(".dmdb")
     lock_timeout: str = "5s"
-    # Where each value came from, for `dmdb config`: flag, env, .env, url, default.
+    # The project's SQL tree; None: the one shipped with dmdb.
+    sql_dir: Path | None = None
+    # The project file found (dmdb.toml or pyproject.toml), None outside any project.
+    project_file: Path | None = None
+    # May connecting initialise a new embedded cluster? The CLI allows it only for the
+    # commands that change the database; the others never create a server silently.
+    create_embedded: bool = field(default=True, compare=False)
+    # Where each value came from, for `dmdb config`: flag, env, .env, url, project file, default.
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -112,8 +134,11 @@ class Settings:
         """The effective settings as plain data, the password replaced by ***."""
         data = asdict(self)
         data.pop("sources", None)
+        data.pop("create_embedded", None)
         data["password"] = "***" if self.password else None
         data["home"] = str(self.home)
+        for key in ("sql_dir", "project_file"):
+            data[key] = str(data[key]) if data[key] is not None else None
         data["embedded"] = self.embedded
         return data
 
@@ -122,6 +147,82 @@ class Settings:
         sources = dict(self.sources)
         sources.update({k: "flag" for k in clean})
         return replace(self, sources=sources, **clean)
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """The project file found, and the dmdb settings it holds."""
+
+    path: Path
+    values: dict
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def label(self) -> str:
+        return f"{self.path.name} [tool.dmdb]" if self.path.name == "pyproject.toml" else self.path.name
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
+
+
+def find_project_file(start: Path) -> ProjectFile | None:
+    """The nearest project file upward from `start`: dmdb.toml, or a pyproject.toml with
+    a [tool.dmdb] table (a pyproject.toml without one does not stop the search)."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            return ProjectFile(candidate, _read_toml(candidate))
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            table = _read_toml(candidate).get("tool", {}).get("dmdb")
+            if isinstance(table, dict):
+                return ProjectFile(candidate, table)
+    return None
+
+
+def _check_project_values(project: ProjectFile) -> dict:
+    values = dict(project.values)
+    for key, value in values.items():
+        if key in ("password", "database_url"):
+            raise ConfigError(
+                f"{project.path}: `{key}` does not belong in a project file (it would be "
+                "committed); set DATABASE_URL or DB_PASSWORD in the environment or .env"
+            )
+        kind = PROJECT_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(
+                f"{project.path}: unknown dmdb setting `{key}`; use one of "
+                + ", ".join(PROJECT_KEYS)
+            )
+        if not isinstance(value, kind) or isinstance(value, bool):
+            example = '"value"' if kind is str else "5432"
+            raise ConfigError(f"{project.path}: `{key}` must be a {kind.__name__}, "
+                              f"e.g. {key} = {example}")
+    return values
+
+
+def user_home(environ: dict[str, str]) -> Path:
+    """The per-user embedded-server home used outside any project (XDG data directory)."""
+    xdg = environ.get("XDG_DATA_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "dmdb"
+    base = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return base / ".local" / "share" / "dmdb"
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -180,10 +281,18 @@ def _parse_url(url: str) -> dict:
 
 
 def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) -> Settings:
-    """Build the effective settings from the environment and `.env` (flags come later)."""
-    cwd = cwd or Path.cwd()
+    """Build the effective settings from the environment, `.env` and the project file
+    (flags come later, with `Settings.with_overrides`)."""
+    cwd = (cwd or Path.cwd()).absolute()
     environ = dict(os.environ if env is None else env)
-    dotenv = _read_dotenv(cwd / ".env")
+    project = find_project_file(cwd)
+    from_project = _check_project_values(project) if project else {}
+    # `.env` of the working directory, else the project root's.
+    dotenv_path = cwd / ".env"
+    if not dotenv_path.is_file() and project is not None:
+        dotenv_path = project.root / ".env"
+    dotenv = _read_dotenv(dotenv_path)
+    project_label = project.label if project else ""
 
     values: dict = {}
     sources: dict[str, str] = {}
@@ -194,6 +303,11 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
         if dotenv.get(key) not in (None, ""):
             return dotenv[key], ".env"
         return None, "default"
+
+    def path_of(raw: str, src: str) -> Path:
+        """A path setting: relative to the file that holds it, or to the working directory."""
+        base = {".env": dotenv_path.parent, project_label: project.root if project else cwd}
+        return base.get(src, cwd) / Path(raw).expanduser()
 
     simple = {
         "DB_HOST": ("host", str),
@@ -212,6 +326,9 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
     for key, (attr, kind) in simple.items():
         raw, src = get(key)
         if raw is None:
+            if attr in from_project:
+                values[attr] = from_project[attr]
+                sources[attr] = project_label
             continue
         values[attr] = _int(key, raw) if kind is int else raw
         sources[attr] = src
@@ -223,8 +340,27 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
             sources[attr] = f"DATABASE_URL ({src})"
 
     home, src = get("DMDB_HOME")
-    values["home"] = Path(home).expanduser() if home else cwd / ".dmdb"
-    sources["home"] = src
+    if home is None and "home" in from_project:
+        home, src = from_project["home"], project_label
+    if home is not None:
+        values["home"], sources["home"] = path_of(home, src), src
+    elif project is not None:
+        values["home"], sources["home"] = project.root / ".dmdb", "default (project root)"
+    else:
+        values["home"], sources["home"] = user_home(environ), "default (per user)"
+
+    sql_dir, src = get("DMDB_SQL_DIR")
+    if sql_dir is None and "sql_dir" in from_project:
+        sql_dir, src = from_project["sql_dir"], project_label
+    if sql_dir is not None:
+        values["sql_dir"], sources["sql_dir"] = path_of(sql_dir, src), src
+    elif project is not None and (project.root / "sql" / "migrations").is_dir():
+        values["sql_dir"], sources["sql_dir"] = project.root / "sql", "default (project root)"
+    else:
+        sources["sql_dir"] = "default (shipped)"
+    if project is not None:
+        values["project_file"] = project.path
+        sources["project_file"] = "found upward from " + str(cwd)
 
     if values.get("sslmode") and values["sslmode"] not in SSLMODES:
         raise ConfigError(
@@ -239,4 +375,9 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
             raise ConfigError(f"{key}={values[attr]} must be 1 or more")
     if "lock_timeout" in values:
         values["lock_timeout"] = check_duration(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
+        # 0 means "no limit" to PostgreSQL: a waiting DDL would stall its table's traffic.
+        if not re.search(r"[1-9]", values["lock_timeout"]):
+            raise ConfigError(
+                f"DMDB_LOCK_TIMEOUT={values['lock_timeout']!r} removes the lock wait limit; "
+                "set a bounded duration such as 5s")
     return Settings(**values, sources=sources)

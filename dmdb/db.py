@@ -3,6 +3,7 @@ set the session up, and turn connection failures into one redacted line."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -13,16 +14,49 @@ from dmdb.errors import ConnectError, first_line
 if TYPE_CHECKING:
     import psycopg
 
+    from dmdb.embedded import ServerInfo
+
+# What dmdb did to the embedded server (initialised, started): the CLI prints these
+# records as one line on stderr; a library user sees them through logging.
+log = logging.getLogger("dmdb.embedded")
+
+
+class NoEmbeddedServer(ConnectError):
+    """A read-only command found no embedded cluster: it never creates one."""
+
+
+def ensure_embedded(home, *, create: bool, dbname: str | None = None) -> ServerInfo:
+    """The embedded server under `home`, running: started if stopped, initialised first
+    only when `create` (commands that change the database). Logs what it did, once."""
+    from pathlib import Path
+
+    from dmdb.embedded import DEFAULT_DBNAME, EmbeddedServer
+
+    server = EmbeddedServer(Path(home))
+    existed = (server.data_dir / "PG_VERSION").exists()
+    if not existed and not create:
+        raise NoEmbeddedServer(
+            f"no embedded server at {server.home}; run `dmdb up` or set DATABASE_URL"
+        )
+    was_running = existed and server.info().running
+    info = server.start(dbname=dbname or DEFAULT_DBNAME)
+    if not was_running:
+        done = "started" if existed else "initialised and started a new"
+        log.info("%s embedded PostgreSQL %s at %s (pid %s); stop it with `dmdb server stop`",
+                 done, info.version, server.home, info.pid)
+    return info
+
 
 def resolve(settings: Settings) -> Settings:
-    """Settings that point at a real server: for the embedded default, start it first."""
+    """Settings that point at a real server: for the embedded default, start it first
+    (initialise it only when `settings.create_embedded`)."""
     if not settings.embedded:
         return settings
-    from dmdb.embedded import DEFAULT_DBNAME, SUPERUSER, EmbeddedServer
+    from dmdb.embedded import DEFAULT_DBNAME, SUPERUSER
 
     # Only the default database is created implicitly: a mistyped DB_NAME must be an
     # error, not a new empty database (`dmdb server start` creates a named one on purpose).
-    info = EmbeddedServer(settings.home).start(dbname=DEFAULT_DBNAME)
+    info = ensure_embedded(settings.home, create=settings.create_embedded, dbname=DEFAULT_DBNAME)
     return replace(settings, host=info.socket_dir, port=info.port, user=SUPERUSER)
 
 
@@ -60,12 +94,7 @@ def connect(
     except psycopg.OperationalError as exc:
         first = redact(first_line(exc), settings)
         target = describe_target(settings, replica=replica)
-        if "password" in first.lower() or "authentication" in first.lower():
-            hint = "check DB_USER / DB_PASSWORD (or the URL's credentials)"
-        elif "does not exist" in first and "database" in first:
-            hint = "create the database or fix DB_NAME"
-        else:
-            hint = "check DB_HOST / DB_PORT and that the server is running"
+        hint = connect_hint(str(exc), settings)
         raise ConnectError(f"cannot connect to {target}: {first}; {hint}") from None
     if lock_timeout or settings.lock_timeout:
         conn.execute("SELECT set_config('lock_timeout', %s, false)",
@@ -73,6 +102,35 @@ def connect(
         if not autocommit:
             conn.commit()
     return conn
+
+
+def connect_hint(message: str, settings: Settings) -> str:
+    """The fix for a connection failure, by its cause (libpq's message is all we get:
+    a failed connection carries no SQLSTATE)."""
+    text = message.lower()
+    user = settings.user or "the login role"
+    if "role" in text and "does not exist" in text:
+        return (f"the server has no role {user}; create it (CREATE ROLE ... LOGIN) "
+                "or fix DB_USER (the URL's user)")
+    if "database" in text and "does not exist" in text:
+        return (f"the server has no database {settings.dbname}; create it (createdb, or "
+                "`dmdb --dbname NAME server start` for the embedded one) or fix DB_NAME")
+    if "password authentication failed" in text or "no password supplied" in text:
+        return "wrong or missing password; check DB_USER / DB_PASSWORD (or the URL's credentials)"
+    if "pg_hba.conf" in text:
+        return ("the server's pg_hba.conf does not admit this host/role/database; ask its "
+                "administrator for an entry, or check DB_SSLMODE")
+    if "timeout expired" in text or "timed out" in text:
+        return (f"no answer within DB_CONNECT_TIMEOUT={settings.connect_timeout}s; check "
+                "DB_HOST / DB_PORT, a firewall in between, or raise DB_CONNECT_TIMEOUT")
+    if "could not translate host name" in text or "name or service not known" in text:
+        return "unknown host name; fix DB_HOST (or the URL's host)"
+    if "connection refused" in text or "no such file or directory" in text:
+        return ("nothing listens there; check DB_HOST / DB_PORT and that the server is "
+                "running")
+    if "ssl" in text:
+        return "TLS failed; check DB_SSLMODE and the server's SSL settings"
+    return "check DB_HOST / DB_PORT and that the server is running"
 
 
 def connect_read(settings: Settings, *, warn=None, **kwargs) -> psycopg.Connection:

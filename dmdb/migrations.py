@@ -9,63 +9,42 @@ migration id. dmdb keeps that format, so `yoyo list` still reads the database, a
   transaction: a crash in between would apply it twice);
 - a session advisory lock for the whole run instead of yoyo's lock row, which a killed
   process leaves behind; PostgreSQL frees an advisory lock when its session ends;
+- short lock waits retried whole with backoff, naming the blocker (migration_retry.py);
+- `-- transactional: false` files with their own timeouts, INVALID indexes of an earlier
+  failed CONCURRENTLY build dropped and rebuilt (migration_runner.py);
 - SHA-256 of every applied file's content (`_dmdb_checksum`): edits are detected;
 - `sql/functions/*.sql` as repeatable files, re-applied when their checksum changes.
+
+Files are read by migration_files.py (parsed only when they run).
 """
 
 from __future__ import annotations
 
-import getpass
-import hashlib
-import re
-import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dmdb import resources
 from dmdb.errors import ConfigError, LockNotAvailable, MigrationError
+from dmdb.migration_files import (  # noqa: F401 - re-exported: the engine's public names
+    MIGRATION_NAME,
+    Migration,
+    Project,
+    SqlFile,
+    Statement,
+    joined,
+    read_sql_file,
+)
+from dmdb.migration_retry import BlockerWatch, OnWait, RetriesExhausted, RetryPolicy, Wait
+from dmdb.migration_runner import Runner, concurrent_index_name  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import psycopg
 
 # Session advisory lock key for migration runs: "dmdb" in ASCII, then 1.
 MIGRATION_LOCK_KEY = 0x646D6462_00000001
-MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)$")
-
-
-@dataclass(frozen=True)
-class Statement:
-    sql: str
-    line: int  # 1-based line of the file where the statement's SQL starts
-    text_line: int = 0  # the line where `sql` (with its leading comments) starts
-
-
-@dataclass(frozen=True)
-class SqlFile:
-    id: str
-    path: Path
-    sha256: str
-    statements: tuple[Statement, ...]
-    transactional: bool = True
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Migration:
-    id: str
-    forward: SqlFile
-    rollback: SqlFile | None
-
-    @property
-    def hash(self) -> str:
-        from yoyo.migrations import get_migration_hash
-
-        return get_migration_hash(self.id)
 
 
 @dataclass
@@ -107,6 +86,11 @@ class Status:
                 out.append(f"{m.id}: applied but its file is missing")
         return out
 
+    @property
+    def up_to_date(self) -> bool:
+        return (not self.problems and all(m.state == "applied" for m in self.migrations)
+                and all(f.state == "applied" for f in self.functions))
+
     def to_dict(self) -> dict:
         applied = sum(m.state == "applied" for m in self.migrations)
         return {
@@ -118,9 +102,7 @@ class Status:
                 "edited": sum(m.edited or m.rollback_edited for m in self.migrations),
                 "missing_rollback": sum(m.missing_rollback for m in self.migrations),
                 "functions_pending": sum(f.state != "applied" for f in self.functions),
-                "up_to_date": not self.problems
-                and all(m.state == "applied" for m in self.migrations)
-                and all(f.state == "applied" for f in self.functions),
+                "up_to_date": self.up_to_date,
             },
         }
 
@@ -135,111 +117,13 @@ class RunResult:
     dry_run: bool = False
     waited_for_lock: float = 0.0
     sql: list[tuple[str, str]] = field(default_factory=list)  # (file id, SQL) for --dry-run
+    waits: list[Wait] = field(default_factory=list)  # lock waits retried
+    invalid_indexes_dropped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["sql"] = [{"file": f, "sql": s} for f, s in self.sql]
         return data
-
-
-# -- reading files -------------------------------------------------------------
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _is_blank(sql: str) -> bool:
-    import sqlparse
-
-    return not sqlparse.format(sql, strip_comments=True).strip()
-
-
-def _leading_comment_lines(raw: str) -> int:
-    """Lines of blank space and `--` comments before a statement's first SQL line."""
-    count = 0
-    for line in raw.split("\n"):
-        if line.strip() and not line.strip().startswith("--"):
-            break
-        count += 1
-    return count
-
-
-def read_sql_file(path: Path) -> SqlFile:
-    """Parse a SQL file as yoyo does (sqlparse split, leading directives), keeping line numbers."""
-    import sqlparse
-    from yoyo.migrations import parse_metadata_from_sql_comments
-
-    text = path.read_text(encoding="utf-8")
-    directives, description, _ = parse_metadata_from_sql_comments(text)
-    transactional_raw = directives.get("transactional", "true").strip().lower()
-    if transactional_raw not in ("true", "false"):
-        raise MigrationError(
-            f"{path}: '-- transactional: {transactional_raw}' must be true or false"
-        )
-    statements = []
-    offset = 0
-    for raw in sqlparse.split(text):
-        start = text.find(raw, offset)
-        if start < 0:  # sqlparse normalised something: fall back to the running offset
-            start = offset
-        offset = start + len(raw)
-        if _is_blank(raw):
-            continue
-        text_line = text.count("\n", 0, start) + 1
-        statements.append(Statement(raw.strip(), text_line + _leading_comment_lines(raw), text_line))
-    return SqlFile(
-        id=path.stem,
-        path=path,
-        sha256=_sha256(text),
-        statements=tuple(statements),
-        transactional=transactional_raw == "true",
-        description=description.strip().splitlines()[0] if description.strip() else "",
-    )
-
-
-class Project:
-    """The SQL files of one project: sql_dir/{migrations,rollbacks,functions}.
-
-    The files are read and parsed once, when the project is made; a run works on that
-    snapshot (make a new Project to see edits)."""
-
-    def __init__(self, sql_dir: Path | None = None):
-        self.sql_dir = Path(sql_dir) if sql_dir else resources.sql_dir()
-        if not (self.sql_dir / "migrations").is_dir():
-            raise ConfigError(
-                f"{self.sql_dir}/migrations is not a directory; "
-                "pass --sql-dir (or DMDB_SQL_DIR) pointing at a tree with migrations/"
-            )
-        # Misnamed or duplicate files are usage errors, found up front.
-        self._migrations = self._read_migrations()
-        self._functions: list[SqlFile] | None = None
-
-    def migrations(self) -> list[Migration]:
-        return self._migrations
-
-    def functions(self) -> list[SqlFile]:
-        if self._functions is None:
-            folder = self.sql_dir / "functions"
-            self._functions = ([read_sql_file(p) for p in sorted(folder.glob("*.sql"))]
-                               if folder.is_dir() else [])
-        return self._functions
-
-    def _read_migrations(self) -> list[Migration]:
-        out = []
-        for path in sorted((self.sql_dir / "migrations").glob("*.sql")):
-            if not MIGRATION_NAME.match(path.stem):
-                raise ConfigError(
-                    f"{path.name}: migration files are named NNNN_lower_snake.sql; rename it"
-                )
-            rollback_path = self.sql_dir / "rollbacks" / path.name
-            rollback = read_sql_file(rollback_path) if rollback_path.is_file() else None
-            out.append(Migration(path.stem, read_sql_file(path), rollback))
-        numbers = [m.id[:4] for m in out]
-        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
-        if dupes:
-            raise ConfigError(f"two migrations share the number {dupes[0]}; renumber one of them")
-        return out
 
 
 # -- the ledger ----------------------------------------------------------------
@@ -250,13 +134,11 @@ class LedgerRow:
     file_id: str
     sha256: str
     rollback_sha256: str | None
-    applied_at: datetime
+    applied_at: str  # ISO 8601, UTC
 
 
 def ledger_exists(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT to_regclass('_yoyo_migration') IS NOT NULL AND to_regclass('_dmdb_checksum') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute(resources.query("ledger_exists")).fetchone()
     return bool(row and row[0])
 
 
@@ -277,22 +159,22 @@ def read_ledger(conn: psycopg.Connection) -> tuple[dict[str, LedgerRow], dict[st
         migrations[file_id] = LedgerRow(file_id, sha, rsha, at)
     functions = {
         r[0]: LedgerRow(r[0], r[1], None, r[2])
-        for r in conn.execute(
-            "SELECT file_id, sha256, applied_at FROM _dmdb_checksum WHERE kind = 'function'"
-        ).fetchall()
+        for r in conn.execute(resources.query("ledger_functions")).fetchall()
     }
     return migrations, functions
 
 
-def _iso(at: datetime | None) -> str | None:
-    if at is None:
-        return None
+def _iso(at: str | datetime | None) -> str | None:
+    """ISO 8601 in UTC (the ledger queries already format it)."""
+    if at is None or isinstance(at, str):
+        return at
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     return at.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def status(conn: psycopg.Connection, project: Project) -> Status:
+    """Applied / pending / edited, from the ledger and the files' checksums (no parsing)."""
     applied, applied_functions = read_ledger(conn)
     states: list[MigrationState] = []
     files = project.migrations()
@@ -352,42 +234,23 @@ def acquire_lock(conn: psycopg.Connection, wait_seconds: float, key: int = MIGRA
 
 
 def release_lock(conn: psycopg.Connection, key: int = MIGRATION_LOCK_KEY) -> None:
-    from dmdb.db import advisory_unlock
-
-    advisory_unlock(conn, key)
-
-
-# -- executing -----------------------------------------------------------------
-
-
-def _execute_file(conn: psycopg.Connection, sql_file: SqlFile) -> None:
-    """Run every statement; on error raise MigrationError naming file, line and message."""
     import psycopg
 
-    for stmt in sql_file.statements:
-        try:
-            conn.execute(stmt.sql)
-        except psycopg.Error as exc:
-            raise MigrationError(_describe_failure(sql_file, stmt, exc)) from exc
+    from dmdb.db import advisory_unlock
+
+    try:
+        advisory_unlock(conn, key)
+    except psycopg.Error:
+        pass  # a lost session took its lock with it; the run's own error says why
 
 
-def _describe_failure(sql_file: SqlFile, stmt: Statement, exc: Exception) -> str:
-    diag = getattr(exc, "diag", None)
-    line = stmt.line
-    position = getattr(diag, "statement_position", None) if diag else None
-    if position:
-        try:
-            line = stmt.text_line + stmt.sql.count("\n", 0, int(position) - 1)
-        except ValueError:
-            pass
-    primary = (getattr(diag, "message_primary", None) if diag else None) or str(exc).strip()
-    primary = primary.splitlines()[0] if primary else type(exc).__name__
-    code = getattr(diag, "sqlstate", None) if diag else None
-    code_text = f" [{code}]" if code else ""
-    return f"{sql_file.path}:{line}: {primary}{code_text}"
+# -- recording -----------------------------------------------------------------
 
 
 def _log_row(conn: psycopg.Connection, migration: Migration, operation: str) -> None:
+    import socket
+    import uuid
+
     conn.execute(
         resources.query("ledger_log"),
         (str(uuid.uuid4()), migration.hash, migration.id, operation, _username(),
@@ -396,83 +259,57 @@ def _log_row(conn: psycopg.Connection, migration: Migration, operation: str) -> 
 
 
 def _username() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except Exception:  # no passwd entry in some containers
         return "unknown"
 
 
-def _record_applied(conn: psycopg.Connection, migration: Migration) -> None:
-    conn.execute(
-        resources.query("ledger_mark"),
-        (migration.hash, migration.id),
-    )
+def _record_applied(conn: psycopg.Connection, migration: Migration, operation: str = "apply") -> None:
+    conn.execute(resources.query("ledger_mark"), (migration.hash, migration.id))
     conn.execute(
         resources.query("ledger_checksum_migration"),
         (migration.id, migration.forward.sha256,
          migration.rollback.sha256 if migration.rollback else None),
     )
-    _log_row(conn, migration, "apply")
+    _log_row(conn, migration, operation)
 
 
 def _record_rolled_back(conn: psycopg.Connection, migration: Migration) -> None:
-    conn.execute("DELETE FROM _yoyo_migration WHERE migration_hash = %s", (migration.hash,))
-    conn.execute(
-        "DELETE FROM _dmdb_checksum WHERE kind = 'migration' AND file_id = %s", (migration.id,)
-    )
+    conn.execute(resources.query("ledger_unmark"), {"hash": migration.hash, "id": migration.id})
     _log_row(conn, migration, "rollback")
 
 
-def _execute_each(conn: psycopg.Connection, sql_file: SqlFile, note: str) -> None:
-    """Autocommit, statement by statement (for `-- transactional: false` files)."""
-    import psycopg
-
-    for stmt in sql_file.statements:
-        try:
-            conn.execute(stmt.sql)
-        except psycopg.Error as exc:
-            raise MigrationError(_describe_failure(sql_file, stmt, exc) + note) from exc
+# -- applying ------------------------------------------------------------------
 
 
-def apply_migration(conn: psycopg.Connection, migration: Migration, *, record: bool = True) -> None:
-    """Apply one migration. Transactional ones run and are recorded in a single transaction."""
-    if migration.forward.transactional:
-        with conn.transaction():
-            _execute_file(conn, migration.forward)
-            if record:
-                _record_applied(conn, migration)
-        return
-    # Non-transactional (e.g. CREATE INDEX CONCURRENTLY): each statement on its own,
-    # recorded only once every statement succeeded. Such files must be re-runnable.
-    _execute_each(conn, migration.forward, " (non-transactional: statements before this one "
-                  "stay applied; fix it and run `dmdb up` again)")
-    if record:
-        with conn.transaction():
-            _record_applied(conn, migration)
+def apply_migration(conn: psycopg.Connection, migration: Migration, *, record: bool = True,
+                    runner: Runner | None = None) -> None:
+    """Apply one migration. Transactional ones run and are recorded in a single transaction;
+    non-transactional ones are recorded once every statement succeeded."""
+    runner = runner or Runner(conn)
+    runner.run_file(migration.forward,
+                    (lambda: _record_applied(conn, migration)) if record else None)
 
 
-def rollback_migration(conn: psycopg.Connection, migration: Migration, *, record: bool = True) -> None:
+def rollback_migration(conn: psycopg.Connection, migration: Migration, *, record: bool = True,
+                       runner: Runner | None = None) -> None:
     assert migration.rollback is not None
-    if migration.rollback.transactional:
-        with conn.transaction():
-            _execute_file(conn, migration.rollback)
-            if record:
-                _record_rolled_back(conn, migration)
-        return
-    _execute_each(conn, migration.rollback, " (non-transactional: statements before this one "
-                  "stay rolled back; fix it and run `dmdb rollback` again)")
-    if record:
-        with conn.transaction():
-            _record_rolled_back(conn, migration)
+    runner = runner or Runner(conn, command="dmdb rollback")
+    runner.run_file(migration.rollback,
+                    (lambda: _record_rolled_back(conn, migration)) if record else None)
 
 
-def apply_function_file(conn: psycopg.Connection, sql_file: SqlFile) -> None:
-    with conn.transaction():
-        _execute_file(conn, sql_file)
-        conn.execute(
-            resources.query("ledger_checksum_function"),
-            (sql_file.id, sql_file.sha256),
-        )
+def apply_function_file(conn: psycopg.Connection, sql_file: SqlFile,
+                        runner: Runner | None = None) -> None:
+    runner = runner or Runner(conn)
+
+    def record() -> None:
+        conn.execute(resources.query("ledger_checksum_function"), (sql_file.id, sql_file.sha256))
+
+    runner.run_file(sql_file, record)
 
 
 def prepare_session(conn: psycopg.Connection, lock_timeout: str) -> None:
@@ -515,6 +352,11 @@ def _pending(project: Project, state: Status, to: str | None) -> list[Migration]
     return pending
 
 
+def _functions_to_apply(project: Project, state: Status) -> list[SqlFile]:
+    by_id = {f.id: f for f in project.functions()}
+    return [by_id[f.id] for f in state.functions if f.state != "applied"]
+
+
 Progress = Callable[[str, str], None]  # (event, file id)
 
 
@@ -525,66 +367,77 @@ def up(
     to: str | None = None,
     dry_run: bool = False,
     lock_wait: float = 60.0,
-    lock_timeout: str = "5s",
+    lock_timeout: str | None = None,
+    policy: RetryPolicy | None = None,
     functions: bool = True,
     progress: Progress | None = None,
+    on_wait: OnWait | None = None,
 ) -> RunResult:
     """Apply pending migrations (through `to`), then changed function files.
 
-    `conn` must be in autocommit mode; transactions are opened here.
+    `conn` must be in autocommit mode; transactions are opened here. Each migration's
+    transaction waits for locks at most `policy.lock_timeout` per attempt and is retried
+    whole (`lock_timeout`, when given, is the per-attempt timeout of a default policy).
     """
+    if policy is None:
+        policy = RetryPolicy.build({}, lock_timeout=lock_timeout) if lock_timeout else RetryPolicy()
     result = RunResult("up", dry_run=dry_run)
-    if dry_run:
-        state = status(conn, project)
-        _refuse_problems(state)
-        for m in _pending(project, state, to):
-            result.migrations.append(m.id)
-            result.sql.append((m.id, _joined(m.forward)))
-        if functions and to is None:
-            by_id = {f.id: f for f in project.functions()}
-            for f in state.functions:
-                if f.state != "applied":
-                    result.functions.append(f.id)
-                    result.sql.append((f.id, _joined(by_id[f.id])))
-        return result
-
     # Refuse bad input (unknown --to, edited files, missing rollbacks) before changing
     # anything, the ledger tables included.
     preflight = status(conn, project)
     _refuse_problems(preflight)
-    _pending(project, preflight, to)
+    pending = _pending(project, preflight, to)
+    with_functions = functions and to is None
+    if dry_run:
+        for m in pending:
+            result.migrations.append(m.id)
+            result.sql.append((m.id, joined(m.forward)))
+        if with_functions:
+            for f in _functions_to_apply(project, preflight):
+                result.functions.append(f.id)
+                result.sql.append((f.id, joined(f)))
+        return result
+    if not pending and not (with_functions and _functions_to_apply(project, preflight)):
+        return result  # up to date: no lock, no second read
 
-    prepare_session(conn, lock_timeout)
+    prepare_session(conn, policy.lock_timeout)
     result.waited_for_lock = acquire_lock(conn, lock_wait)
     try:
         ensure_ledger(conn)
         # Read the ledger only now: a concurrent run may have applied everything meanwhile.
         state = status(conn, project)
         _refuse_problems(state)
-        for m in _pending(project, state, to):
-            if progress:
-                progress("apply", m.id)
-            try:
-                apply_migration(conn, m)
-            except MigrationError as exc:
-                done = ", ".join(result.migrations)
-                note = f" (applied before it: {done})" if done else ""
-                raise MigrationError(
-                    f"{exc}; {m.id} was rolled back{note} — fix it and run `dmdb up` again"
-                    if m.forward.transactional else f"{exc}{note}"
-                ) from exc
-            result.migrations.append(m.id)
-        if functions and to is None:
-            by_id = {f.id: f for f in project.functions()}
-            for f in status(conn, project).functions:
-                if f.state != "applied":
+        todo = _pending(project, state, to)
+        with BlockerWatch(conn) as watch:
+            runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait, command="dmdb up",
+                            waits=result.waits, dropped=result.invalid_indexes_dropped)
+            for m in todo:
+                if progress:
+                    progress("apply", m.id)
+                try:
+                    apply_migration(conn, m, runner=runner)
+                except MigrationError as exc:
+                    raise MigrationError(_after_failure(exc, m, result.migrations)) from exc
+                result.migrations.append(m.id)
+            if with_functions:
+                for f in _functions_to_apply(project, status(conn, project)):
                     if progress:
                         progress("function", f.id)
-                    apply_function_file(conn, by_id[f.id])
+                    apply_function_file(conn, f, runner=runner)
                     result.functions.append(f.id)
     finally:
         release_lock(conn)
     return result
+
+
+def _after_failure(exc: MigrationError, m: Migration, done: list[str]) -> str:
+    text = str(exc)
+    before = f" (applied before it in this run: {', '.join(done)})" if done else ""
+    if isinstance(exc, RetriesExhausted) or "not the file's fault" in text:
+        return text + before
+    if m.forward.transactional:
+        return f"{text}; {m.id} was rolled back{before} — fix it and run `dmdb up` again"
+    return text + before
 
 
 def rollback(
@@ -595,14 +448,18 @@ def rollback(
     to: str | None = None,
     dry_run: bool = False,
     lock_wait: float = 60.0,
-    lock_timeout: str = "5s",
+    lock_timeout: str | None = None,
+    policy: RetryPolicy | None = None,
     progress: Progress | None = None,
+    on_wait: OnWait | None = None,
 ) -> RunResult:
     """Roll back the last `steps` applied migrations, or every one applied after `to`."""
     if steps is not None and to is not None:
         raise ConfigError("give --steps or --to, not both")
     if steps is not None and steps < 1:
         raise ConfigError("--steps must be 1 or more")
+    if policy is None:
+        policy = RetryPolicy.build({}, lock_timeout=lock_timeout) if lock_timeout else RetryPolicy()
     result = RunResult("rollback", dry_run=dry_run)
 
     def plan(state: Status) -> list[Migration]:
@@ -638,20 +495,37 @@ def rollback(
     if dry_run:
         for m in plan(status(conn, project)):
             result.migrations.append(m.id)
-            result.sql.append((m.id, _joined(m.rollback)))
+            result.sql.append((m.id, joined(m.rollback)))
         return result
 
-    prepare_session(conn, lock_timeout)
+    prepare_session(conn, policy.lock_timeout)
     result.waited_for_lock = acquire_lock(conn, lock_wait)
     try:
-        for m in plan(status(conn, project)):
-            if progress:
-                progress("rollback", m.id)
-            rollback_migration(conn, m)
-            result.migrations.append(m.id)
+        todo = plan(status(conn, project))
+        with BlockerWatch(conn) as watch:
+            runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait,
+                            command="dmdb rollback", waits=result.waits,
+                            dropped=result.invalid_indexes_dropped)
+            for m in todo:
+                if progress:
+                    progress("rollback", m.id)
+                try:
+                    rollback_migration(conn, m, runner=runner)
+                except MigrationError as exc:
+                    raise MigrationError(_after_rollback_failure(exc, m, result.migrations)) from exc
+                result.migrations.append(m.id)
     finally:
         release_lock(conn)
     return result
+
+
+def _after_rollback_failure(exc: MigrationError, m: Migration, done: list[str]) -> str:
+    assert m.rollback is not None
+    undone = (f"; rolled back before it in this run: {', '.join(done)} (those stay rolled back)"
+              if done else "; nothing was rolled back")
+    kept = (f"{m.id} stays applied" if m.rollback.transactional
+            else f"{m.id} stays recorded as applied")
+    return f"{exc}{undone}; {kept}"
 
 
 def repair(conn: psycopg.Connection, project: Project, ids: list[str] | None = None,
@@ -687,7 +561,10 @@ def repair(conn: psycopg.Connection, project: Project, ids: list[str] | None = N
         release_lock(conn)
 
 
-def _joined(sql_file: SqlFile | None) -> str:
-    if sql_file is None:
-        return ""
-    return "\n\n".join(s.sql.rstrip().rstrip(";") + ";" for s in sql_file.statements)
+def mark_applied(conn: psycopg.Connection, migrations: list[Migration]) -> None:
+    """Record `migrations` as applied without running them (`dmdb baseline`), in one
+    transaction; the caller holds the migration lock and has checked the schema."""
+    ensure_ledger(conn)
+    with conn.transaction():
+        for m in migrations:
+            _record_applied(conn, m, operation="mark")

@@ -10,192 +10,42 @@ Thresholds follow pghero, heroku pg-extras and check_postgres (see README, "Moni
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dmdb.errors import ConfigError, first_line
-from dmdb.resources import query
-
-if TYPE_CHECKING:
-    import psycopg
-
-STATEMENT_TIMEOUT = "30s"
-
-
-class Status(enum.IntEnum):
-    """check_postgres / Nagios states; the value is the exit code of `--check`."""
-
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
-    UNKNOWN = 3
-
-    @property
-    def severity(self) -> int:
-        """Order for "the worst": CRITICAL > WARNING > UNKNOWN > OK."""
-        return {0: 0, 3: 1, 1: 2, 2: 3}[self.value]
-
-
-def worst(statuses) -> Status:
-    statuses = list(statuses)
-    if not statuses:
-        return Status.OK
-    return max(statuses, key=lambda s: s.severity)
-
-
-@dataclass
-class CheckResult:
-    name: str
-    status: Status
-    summary: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "status": self.status.name,
-            "summary": self.summary,
-            "metrics": self.metrics,
-            "rows": self.rows,
-            "notes": self.notes,
-        }
-
-
-@dataclass
-class Report:
-    checks: list[CheckResult]
-    generated_at: datetime
-    target: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def status(self) -> Status:
-        return worst(c.status for c in self.checks)
-
-    def worst_check(self) -> CheckResult | None:
-        if not self.checks:
-            return None
-        return max(self.checks, key=lambda c: c.status.severity)
-
-    def check_line(self) -> str:
-        """check_postgres style: `STATE: description` for the worst check."""
-        top = self.worst_check()
-        if top is None or top.status is Status.OK:
-            return f"OK: {len(self.checks)} checks OK"
-        others = [c.name for c in self.checks
-                  if c.status is not Status.OK and c is not top]
-        tail = f" (also not OK: {', '.join(others)})" if others else ""
-        return f"{top.status.name}: {top.name}: {top.summary}{tail}"
-
-    def to_dict(self) -> dict:
-        return {
-            "checks": [c.to_dict() for c in self.checks],
-            "status": self.status.name,
-            "generated_at": self.generated_at.isoformat(),
-        }
-
-
-@dataclass
-class Thresholds:
-    """Every threshold a check uses; defaults from pghero / pg-extras / check_postgres."""
-
-    connections_warn_pct: float = 90.0         # check_postgres
-    connections_critical_pct: float = 95.0
-    idle_in_transaction_warn: int = 100         # pghero: < 100 idle in transaction
-    idle_in_transaction_seconds: float = 300.0  # any one idle in transaction this long
-    long_query_seconds: float = 60.0            # pghero
-    blocked_seconds: float = 5.0                # a lock wait this long is a WARNING
-    cache_hit_warn: float = 0.99                # pghero (pg-extras diagnose: 0.985)
-    cache_min_reads: int = 1000                 # fewer block accesses: too few to judge
-    xid_warn: int = 1_300_000_000               # check_postgres txn_wraparound
-    xid_critical: int = 1_400_000_000
-    seq_warn_pct: float = 85.0                  # check_postgres sequence
-    seq_critical_pct: float = 95.0
-    unused_min_bytes: int = 10 * 1024 * 1024    # pghero: unused indexes >= 10 MB
-    dead_tuples_factor: float = 2.0             # dead tuples >= factor x autovacuum trigger
-    bloat_warn_ratio: float = 2.0               # pages >= ratio x expected pages ...
-    bloat_min_bytes: int = 100 * 1024 * 1024    # ... and at least this much wasted
-    bloat_min_pages: int = 100                  # smaller tables are not estimated
-    replication_lag_warn_seconds: float = 5.0   # pghero
-    replication_lag_critical_seconds: float = 60.0
-    partition_months_ahead: int = 2             # future monthly partitions wanted
-    partitioned_tables: tuple[str, ...] = ("public.learning_events",)
-    slow_query_mean_seconds: float = 0.020      # pghero: mean >= 20 ms ...
-    slow_query_calls: int = 100                 # ... and calls >= 100
-    top_queries: int = 10
-    xid_tables: int = 10
-
-    def validate(self) -> Thresholds:
-        def bad(msg: str):
-            raise ConfigError(msg)
-
-        if not 0 < self.connections_warn_pct <= self.connections_critical_pct <= 100:
-            bad("--connections-warn and --connections-critical are percentages of "
-                "max_connections with 0 < warn <= critical <= 100")
-        if not 0 < self.seq_warn_pct <= self.seq_critical_pct <= 100:
-            bad("--seq-warn and --seq-critical are percentages with 0 < warn <= critical <= 100")
-        if not 0 < self.xid_warn <= self.xid_critical:
-            bad("--xid-warn and --xid-critical are transaction ages with 0 < warn <= critical")
-        if not 0 <= self.cache_hit_warn <= 1:
-            bad("--cache-hit-warn is a ratio between 0 and 1, e.g. 0.99")
-        if not 0 <= self.replication_lag_warn_seconds <= self.replication_lag_critical_seconds:
-            bad("--replication-lag-warn must be >= 0 and <= --replication-lag-critical")
-        for name in ("idle_in_transaction_warn", "long_query_seconds", "blocked_seconds",
-                     "cache_min_reads", "unused_min_bytes", "dead_tuples_factor",
-                     "bloat_warn_ratio", "bloat_min_bytes", "bloat_min_pages",
-                     "partition_months_ahead", "idle_in_transaction_seconds"):
-            if getattr(self, name) < 0:
-                bad(f"--{name.replace('_', '-')} must not be negative")
-        return self
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-# --------------------------------------------------------------------------- helpers
-
-def _sql(name: str) -> str:
-    return query(f"monitor/{name}")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _rows(conn: psycopg.Connection, name: str, params: dict | None = None,
-          text: Any = None) -> list[dict]:
-    from psycopg.rows import dict_row
-
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(text if text is not None else _sql(name), params)
-        return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
-
-
-def _pct(x: float) -> str:
-    return f"{x:.1f}%"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n}"  # pragma: no cover
-
+from dmdb.errors import ConfigError, ConnectError, first_line
+from dmdb.monitor_checks_server import (
+    check_checkpoints,
+    check_pgbouncer,
+    check_replication_slots,
+    check_schema,
+    check_wal_archiving,
+    check_xmin_horizon,
+)
+from dmdb.monitor_checks_tables import (
+    check_bloat,
+    check_dead_tuples,
+    check_duplicate_indexes,
+    check_index_bloat,
+    check_missing_indexes,
+    check_unused_indexes,
+)
+from dmdb.monitor_core import (  # noqa: F401 - the public names stay importable from here
+    STATEMENT_TIMEOUT,
+    CheckResult,
+    Report,
+    Status,
+    Thresholds,
+    _pct,
+    _plain,
+    _plural,
+    _rows,
+    _size,
+    _sql,
+    worst,
+)
+from dmdb.resources import query  # noqa: F401
 
 # ---------------------------------------------------------------------------- checks
 
@@ -404,101 +254,6 @@ def check_not_valid_constraints(conn, t: Thresholds) -> CheckResult:
         metrics={"count": len(rows)}, rows=rows)
 
 
-def check_unused_indexes(conn, t: Thresholds) -> CheckResult:
-    rows = _rows(conn, "unused_indexes", {"min_bytes": t.unused_min_bytes})
-    reset = rows[0]["stats_reset"] if rows else conn.execute(
-        query("indexes_stats_reset")).fetchone()[0]
-    reset = _plain(reset)
-    since = f"since statistics reset at {reset}" if reset else "since statistics began"
-    total = sum(r["size_bytes"] for r in rows)
-    for r in rows:
-        r["status"] = "WARNING"
-    metrics = {"count": len(rows), "size_bytes": total, "stats_reset": reset}
-    if not rows:
-        return CheckResult("unused_indexes", Status.OK,
-                           f"no unused index >= {_size(t.unused_min_bytes)} ({since})",
-                           metrics=metrics)
-    return CheckResult(
-        "unused_indexes", Status.WARNING,
-        f"{_plural(len(rows), 'index')} never scanned {since}, {_size(total)} in all "
-        "(scans counted on this server only)", metrics=metrics, rows=rows)
-
-
-def check_duplicate_indexes(conn, t: Thresholds) -> CheckResult:
-    rows = _rows(conn, "duplicate_indexes")
-    total = sum(r["size_bytes"] for r in rows)
-    for r in rows:
-        r["status"] = "WARNING"
-    metrics = {"count": len(rows), "size_bytes": total}
-    if not rows:
-        return CheckResult("duplicate_indexes", Status.OK, "no duplicate index",
-                           metrics=metrics)
-    names = ", ".join(f"{r['indexrelname']} (covered by {r['covered_by']})" for r in rows[:5])
-    return CheckResult("duplicate_indexes", Status.WARNING,
-                       f"{_plural(len(rows), 'redundant index')}: {names}",
-                       metrics=metrics, rows=rows)
-
-
-def check_dead_tuples(conn, t: Thresholds) -> CheckResult:
-    rows = _rows(conn, "dead_tuples")
-    over = []
-    for r in rows:
-        trigger = max(r["vacuum_trigger"], 1.0)
-        r["trigger_ratio"] = round(r["n_dead_tup"] / trigger, 3)
-        late = r["n_dead_tup"] >= t.dead_tuples_factor * trigger
-        r["status"] = "WARNING" if late else "OK"
-        if late:
-            over.append(r)
-    rows.sort(key=lambda r: (-r["trigger_ratio"], r["schemaname"], r["relname"]))
-    total = sum(r["n_dead_tup"] for r in rows)
-    metrics = {"dead_tuples": total, "tables_over_trigger": len(over)}
-    if not over:
-        return CheckResult(
-            "dead_tuples", Status.OK,
-            f"{total:,} dead tuples; no table beyond {t.dead_tuples_factor:g} x its autovacuum "
-            "trigger point", metrics=metrics, rows=rows)
-    worst_row = max(over, key=lambda r: r["trigger_ratio"])
-    off = [r for r in over if not r["autovacuum_enabled"]]
-    hint = (f"; autovacuum is off for {', '.join(r['relname'] for r in off)}" if off else "")
-    return CheckResult(
-        "dead_tuples", Status.WARNING,
-        f"{_plural(len(over), 'table')} with dead tuples >= {t.dead_tuples_factor:g} x the "
-        f"autovacuum trigger point (worst {worst_row['schemaname']}.{worst_row['relname']}: "
-        f"{worst_row['n_dead_tup']:,} dead, trigger {worst_row['vacuum_trigger']:,.0f}){hint}",
-        metrics=metrics, rows=rows)
-
-
-def check_bloat(conn, t: Thresholds) -> CheckResult:
-    rows = _rows(conn, "bloat", {"min_pages": t.bloat_min_pages})
-    skipped = rows[0]["skipped"] if rows else 0
-    bad = []
-    for r in rows:
-        r.pop("skipped", None)
-        flagged = (r["bloat_ratio"] >= t.bloat_warn_ratio
-                   and r["wasted_bytes"] >= t.bloat_min_bytes)
-        r["status"] = "WARNING" if flagged else "OK"
-        if flagged:
-            bad.append(r)
-    wasted = sum(r["wasted_bytes"] for r in rows)
-    notes = [f"{_plural(skipped, 'table')} without statistics skipped (run ANALYZE)"] \
-        if skipped else []
-    if not rows:
-        notes.append(f"no table of {t.bloat_min_pages}+ pages to estimate")
-    metrics = {"tables_estimated": len(rows), "tables_bloated": len(bad),
-               "wasted_bytes": wasted, "tables_skipped": skipped}
-    if not bad:
-        return CheckResult("bloat", Status.OK,
-                           f"no table estimated >= {t.bloat_warn_ratio:g}x its size with "
-                           f">= {_size(t.bloat_min_bytes)} wasted ({len(rows)} estimated)",
-                           metrics=metrics, rows=rows, notes=notes)
-    top = bad[0]
-    return CheckResult(
-        "bloat", Status.WARNING,
-        f"{_plural(len(bad), 'table')} bloated (worst {top['schemaname']}.{top['relname']}: "
-        f"{top['bloat_ratio']:g}x, ~{_size(top['wasted_bytes'])} wasted); estimate, "
-        "+/- 20 %", metrics=metrics, rows=rows, notes=notes)
-
-
 def _lag_status(seconds: float, t: Thresholds) -> Status:
     if seconds >= t.replication_lag_critical_seconds:
         return Status.CRITICAL
@@ -507,23 +262,46 @@ def _lag_status(seconds: float, t: Thresholds) -> Status:
     return Status.OK
 
 
-def check_replication(conn, t: Thresholds, *, primary: Callable | None = None) -> CheckResult:
+def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
+                      replica_error: str | None = None) -> CheckResult:
     """`conn` is the read connection; `primary()` gives the primary's connection (the only
-    one pg_stat_replication lists replicas on)."""
+    one pg_stat_replication lists replicas on). `replica_error`: the configured read
+    replica could not be reached (CRITICAL: the replica is down, whatever the others say)."""
     rows: list[dict] = []
+    if replica_error is not None:
+        rows.append({"role": "read replica (DB_READ_REPLICA_HOST)", "application_name": None,
+                     "client_addr": None, "state": "unreachable", "lag_bytes": None,
+                     "lag_seconds": None, "error": replica_error})
     standby = _rows(conn, "replication_standby")[0]
     if standby["in_recovery"]:
         # Reading from a standby: how far behind it is.
         rows.append({"role": "standby (read connection)", "application_name": None,
                      "client_addr": None, "state": "streaming", "lag_bytes": standby["lag_bytes"],
                      "lag_seconds": standby["lag_seconds"]})
-    pconn = primary() if primary is not None else conn
+    try:
+        pconn = primary() if primary is not None else conn
+    except ConnectError as exc:
+        # Reading from a standby whose primary is down: that is the news, not UNKNOWN.
+        return CheckResult("replication", Status.CRITICAL, f"primary unreachable: {exc}",
+                           metrics={"replicas": len(rows), "primary_reachable": False},
+                           rows=rows)
     if pconn is not conn or not standby["in_recovery"]:
         for r in _rows(pconn, "replication_primary"):
             rows.append({"role": "replica", **{k: r[k] for k in (
                 "application_name", "client_addr", "state", "lag_bytes", "lag_seconds")}})
     for r in rows:
-        r["status"] = _lag_status(r["lag_seconds"] or 0.0, t).name
+        r["status"] = ("CRITICAL" if r["state"] == "unreachable"
+                       else _lag_status(r["lag_seconds"] or 0.0, t).name)
+    if replica_error is not None:
+        others = [r for r in rows if r["state"] != "unreachable"]
+        return CheckResult(
+            "replication", Status.CRITICAL,
+            f"read replica unreachable: {replica_error}; reads fall back to the primary "
+            f"({_plural(len(others), 'other replica')} seen)",
+            metrics={"replicas": len(others), "replica_reachable": False,
+                     "max_lag_seconds": max((r["lag_seconds"] or 0.0 for r in others), default=0.0),
+                     "max_lag_bytes": max((r["lag_bytes"] or 0.0 for r in others), default=0.0)},
+            rows=rows)
     if not rows:
         return CheckResult("replication", Status.OK, "no replicas",
                            metrics={"replicas": 0, "max_lag_seconds": 0.0, "max_lag_bytes": 0.0})
@@ -649,9 +427,11 @@ def check_top_queries(conn, t: Thresholds) -> CheckResult:
 
 
 CHECKS: dict[str, Callable[..., CheckResult]] = {
+    "schema": check_schema,
     "connections": check_connections,
     "long_running_queries": check_long_running,
     "blocked_queries": check_blocked,
+    "xmin_horizon": check_xmin_horizon,
     "cache_hit": check_cache_hit,
     "xid_wraparound": check_xid_wraparound,
     "sequences": check_sequences,
@@ -659,13 +439,22 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "not_valid_constraints": check_not_valid_constraints,
     "unused_indexes": check_unused_indexes,
     "duplicate_indexes": check_duplicate_indexes,
+    "missing_indexes": check_missing_indexes,
     "dead_tuples": check_dead_tuples,
     "bloat": check_bloat,
+    "index_bloat": check_index_bloat,
     "replication": check_replication,
+    "replication_slots": check_replication_slots,
+    "wal_archiving": check_wal_archiving,
+    "checkpoints": check_checkpoints,
     "partitions": check_partitions,
+    "pgbouncer": check_pgbouncer,
     "top_queries": check_top_queries,
 }
-PRIMARY_ONLY = {"replication"}
+# Answered by the primary even when the checks read from a replica: what holds the
+# primary's horizon, its slots, its archiver and checkpoints. `replication` gets the
+# primary as a callable (it reads the standby's own lag from the read connection too).
+PRIMARY_ONLY = {"xmin_horizon", "replication_slots", "wal_archiving", "checkpoints"}
 
 
 def select_checks(only: list[str] | None) -> list[str]:
@@ -685,22 +474,32 @@ def prepare(conn) -> None:
                  "set_config('statement_timeout', %s, false)", (STATEMENT_TIMEOUT,))
 
 
+def _call(fn: Callable[..., CheckResult], conn, t: Thresholds, context: dict) -> CheckResult:
+    """Call a check with the keyword arguments of `context` it declares."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return fn(conn, t, **{k: v for k, v in context.items() if k in params})
+
+
 def run_checks(conn, thresholds: Thresholds | None = None, *, only: list[str] | None = None,
-               primary: Callable | None = None, settings=None) -> Report:
+               primary: Callable | None = None, settings=None, **context: Any) -> Report:
     """Run the selected checks on `conn` (the read connection). `primary()` returns a
     connection to the primary for the checks only it can answer (default: `conn`).
+    `context` holds what some checks take besides: project, pgbouncer_url, replica_error.
     A check that raises becomes UNKNOWN with the (redacted) error; the others still run."""
     from dmdb.db import redact
 
     t = (thresholds or Thresholds()).validate()
+    context = {**context, "primary": primary, "settings": settings}
     results = []
     for name in select_checks(only):
         fn = CHECKS[name]
         try:
-            if name in PRIMARY_ONLY:
-                result = fn(conn, t, primary=primary)
-            else:
-                result = fn(conn, t)
+            target = conn
+            if name in PRIMARY_ONLY and primary is not None:
+                target = primary()
+            result = _call(fn, target, t, context)
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             first = first_line(exc)
             result = CheckResult(name, Status.UNKNOWN,
@@ -711,13 +510,30 @@ def run_checks(conn, thresholds: Thresholds | None = None, *, only: list[str] | 
     return Report(results, datetime.now(timezone.utc))
 
 
+def unreachable(settings, exc: Exception, only: list[str] | None = None) -> Report:
+    """The report when the server cannot be reached: `up` false, every check UNKNOWN,
+    so that JSON and Prometheus say "down" instead of printing nothing."""
+    from dmdb.db import describe_target, redact
+
+    error = redact(str(exc), settings)
+    checks = [CheckResult(n, Status.UNKNOWN, "not run: the server cannot be reached")
+              for n in select_checks(only)]
+    return Report(checks, datetime.now(timezone.utc),
+                  target=describe_target(settings) if settings.host else "embedded PostgreSQL",
+                  up=False, error=error)
+
+
 def monitor(settings, thresholds: Thresholds | None = None, *, only: list[str] | None = None,
-            warn: Callable[[str], None] | None = None) -> Report:
+            warn: Callable[[str], None] | None = None, project=None,
+            pgbouncer_url: str | None = None, trend_days: float | None = 7.0) -> Report:
     """Connect (the read replica when configured), run the checks, close. Checks only the
-    primary can answer use a primary connection, opened only when needed."""
-    from dmdb.db import connect, connect_read, describe_target
+    primary can answer use a primary connection, opened only when needed. A configured
+    read replica that cannot be reached makes `replication` CRITICAL; the other checks
+    run on the primary. With the history of `--record`, the report carries its trends."""
+    from dmdb.db import connect, describe_target
 
     warnings: list[str] = []
+    replica_error: list[str] = []
 
     def _warn(msg: str) -> None:
         warnings.append(msg)
@@ -726,9 +542,16 @@ def monitor(settings, thresholds: Thresholds | None = None, *, only: list[str] |
 
     t = (thresholds or Thresholds()).validate()
     select_checks(only)
-    read = connect_read(settings, warn=_warn, autocommit=True)
-    on_replica = bool(settings.read_replica_host) and not any(
-        "read replica unreachable" in w for w in warnings)
+    read = None
+    if settings.read_replica_host:
+        try:
+            read = connect(settings, replica=True, autocommit=True)
+        except ConnectError as exc:
+            replica_error.append(str(exc))
+            _warn(f"read replica unreachable, reading from the primary instead ({exc})")
+    if read is None:
+        read = connect(settings, autocommit=True)
+    on_replica = bool(settings.read_replica_host) and not replica_error
     extra: list = []
 
     def primary():
@@ -742,7 +565,13 @@ def monitor(settings, thresholds: Thresholds | None = None, *, only: list[str] |
 
     try:
         prepare(read)
-        report = run_checks(read, t, only=only, primary=primary, settings=settings)
+        report = run_checks(read, t, only=only, primary=primary, settings=settings,
+                            project=project, pgbouncer_url=pgbouncer_url,
+                            replica_error=replica_error[0] if replica_error else None)
+        if trend_days:
+            from dmdb import monitor_history
+
+            report.trends = monitor_history.trends(read, days=trend_days)
     finally:
         read.close()
         for conn in extra:

@@ -4,20 +4,63 @@ Pool sizes come from DB_MAX_CONNECTIONS, timeouts from DB_IDLE_TIMEOUT and
 DB_CONNECT_TIMEOUT. The application path runs through it in transaction pooling; with
 PgBouncer older than 1.21 the client must not use server-side prepared statements
 (psycopg: `prepare_threshold=None`).
+
+Every value is escaped by PgBouncer's own rules or refused: connection-string values in
+single quotes with '' for a quote, userlist fields in double quotes with "" for a quote,
+no control character anywhere (its files are line-based), and database names limited to
+the characters PgBouncer reads unquoted (1.18 rejects a quoted name as a syntax error).
 """
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dmdb.config import Settings
 from dmdb.errors import ConfigError
+from dmdb.files import private_dir, refuse_control, write_private
 from dmdb.scaffold import render
 
 POOL_MODES = ("transaction", "session", "statement")
+_DB_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_PLAIN_CONN_VALUE = re.compile(r"[^\s']+")
+
+
+def db_key(name: str) -> str:
+    """A [databases] key: the name clients ask for."""
+    if not _DB_KEY.fullmatch(name):
+        raise ConfigError(f"database name {name!r} cannot be a PgBouncer [databases] key "
+                          "(letters, digits, _ . - only); rename the database or write "
+                          "that line by hand")
+    return name
+
+
+def conn_value(value: str, what: str) -> str:
+    """A value in a [databases] connection string: bare when it has no space or quote,
+    else in single quotes with '' for a quote."""
+    refuse_control(value, what)
+    if not value:
+        raise ConfigError(f"{what} is empty; PgBouncer refuses an empty value")
+    if _PLAIN_CONN_VALUE.fullmatch(value):
+        return value
+    return "'" + value.replace("'", "''") + "'"
+
+
+def ini_value(value: str, what: str) -> str:
+    """A [pgbouncer] value: the rest of its line, trimmed, so no control character and no
+    surrounding space."""
+    refuse_control(value, what)
+    if value != value.strip():
+        raise ConfigError(f"{what} {value!r} starts or ends with a space; remove it")
+    return value
+
+
+def userlist_field(value: str, what: str) -> str:
+    """A userlist.txt field: in double quotes, with "" for a quote."""
+    refuse_control(value, what)
+    return '"' + value.replace('"', '""') + '"'
 
 
 @dataclass
@@ -51,35 +94,46 @@ def build_config(
     user = settings.user or "postgres"
     out_dir = out_dir.absolute()
     password = settings.password
+    admins = None
+    if admin_users:
+        admins = ",".join(ini_value(name.strip(), "--admin-users entry")
+                          for name in admin_users.split(",") if name.strip())
     ini = render(
         "pgbouncer.ini.j2",
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        dbname=settings.dbname, host=settings.host, port=settings.port,
-        server_user=user if settings.user else None,
-        listen_addr=listen_addr, listen_port=listen_port, unix_socket_dir=unix_socket_dir,
+        db_key=db_key(settings.dbname),
+        host=conn_value(str(settings.host), "DB_HOST"),
+        port=conn_value(str(settings.port), "DB_PORT"),
+        dbname=conn_value(settings.dbname, "DB_NAME"),
+        server_user=conn_value(user, "DB_USER") if settings.user else None,
+        listen_addr=ini_value(listen_addr, "--listen-addr"), listen_port=listen_port,
+        unix_socket_dir=ini_value(unix_socket_dir, "--unix-socket-dir") if unix_socket_dir
+        else None,
         auth_type="scram-sha-256" if password else "trust",
-        auth_file=str(out_dir / "userlist.txt"), pool_mode=pool_mode,
+        auth_file=ini_value(str(out_dir / "userlist.txt"), "--out-dir"), pool_mode=pool_mode,
         default_pool_size=settings.max_connections,
         min_pool_size=max(0, settings.max_connections // 4),
         reserve_pool_size=max(1, settings.max_connections // 10),
         max_client_conn=max(100, settings.max_connections * 10),
         server_idle_timeout=settings.idle_timeout,
         server_connect_timeout=settings.connect_timeout,
-        admin_users=admin_users, logfile=str(out_dir / "pgbouncer.log"),
-        pidfile=str(out_dir / "pgbouncer.pid"),
+        admin_users=admins, logfile=ini_value(str(out_dir / "pgbouncer.log"), "--out-dir"),
+        pidfile=ini_value(str(out_dir / "pgbouncer.pid"), "--out-dir"),
     )
     # PgBouncer needs the password itself to log in to PostgreSQL with SCRAM; the file is
-    # written 0600 and never printed.
-    userlist = render("userlist.txt.j2", users=[(user, password or "")])
+    # written 0600 and never printed (nor is the password in an error).
+    try:
+        secret = userlist_field(password or "", "DB_PASSWORD")
+    except ConfigError:
+        raise ConfigError("DB_PASSWORD holds a control character (newline, tab...), which "
+                          "a userlist.txt line cannot carry; change the password") from None
+    userlist = render("userlist.txt.j2", users=[(userlist_field(user, "DB_USER"), secret)])
     return PgBouncerConfig(ini, userlist, listen_port, pool_mode)
 
 
 def write_config(config: PgBouncerConfig, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     ini, users = out_dir / "pgbouncer.ini", out_dir / "userlist.txt"
     ini.write_text(config.ini)
-    fd = os.open(users, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise, password and all
-    with os.fdopen(fd, "w") as handle:
-        handle.write(config.userlist)
+    write_private(users, config.userlist)
     return ini, users

@@ -356,7 +356,8 @@ def seed(
         check_schema(conn, project)
         if not reset and existing_users(conn):
             raise DmdbError(
-                "the database already holds users; `dmdb seed reset` clears the data and seeds again"
+                "the database already holds users; `dmdb reset --yes` (or `dmdb seed --reset "
+                "--yes`) clears the data and seeds again"
             )
         if dry_run:
             plan = ensure_partitions(conn, now - timedelta(days=days), now, dry_run=True)
@@ -429,6 +430,12 @@ def seed(
         events = conn.execute("SELECT count(*) FROM learning_events").fetchone()[0]
         touched = [r[0] for r in conn.execute(
             "SELECT DISTINCT tableoid::regclass::text FROM learning_events ORDER BY 1").fetchall()]
+        from psycopg import sql
+
+        # The batches update the rows they insert (knowledge states, schedules, counters):
+        # without a VACUUM a fresh seed starts with dead tuples over autovacuum's trigger.
+        for table in data_tables(conn):
+            conn.execute(sql.SQL("VACUUM {}").format(sql.Identifier(table)))
         conn.execute("ANALYZE")
     seconds = time.monotonic() - started
     return SeedResult(

@@ -40,8 +40,9 @@ def pg_settings():
     home = Path(tempfile.mkdtemp(prefix="dmdb-test-"))
     server = EmbeddedServer(home, fast=True)
     info = server.start(dbname="postgres")
-    # One role that must authenticate with a password, for the wrong-password tests;
-    # everything else keeps the embedded server's trust over its private socket.
+    # One role that must authenticate with a password, for the wrong-password tests (its
+    # line goes first); everything else keeps the embedded server's peer authentication,
+    # which admits this OS user as any role.
     hba = server.data_dir / "pg_hba.conf"
     hba.write_text(f"local all {PASSWORD_ROLE} scram-sha-256\n" + hba.read_text())
     with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",

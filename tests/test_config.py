@@ -49,12 +49,92 @@ def test_socket_url_round_trips(tmp_path: Path):
     assert (again.host, again.port, again.dbname, again.user) == ("/tmp/sock", 5433, "dm", "postgres")
 
 
-def test_nothing_configured_means_embedded(tmp_path: Path):
-    settings = load_settings({}, cwd=tmp_path)
+def test_nothing_configured_means_embedded_in_the_per_user_home(tmp_path: Path):
+    settings = load_settings({"HOME": str(tmp_path / "me")}, cwd=tmp_path)
     assert settings.embedded
-    assert settings.home == tmp_path / ".dmdb"
+    assert settings.home == tmp_path / "me" / ".local" / "share" / "dmdb"
+    assert settings.project_file is None and settings.sql_dir is None  # the shipped tree
+    xdg = load_settings({"HOME": str(tmp_path / "me"), "XDG_DATA_HOME": str(tmp_path / "xdg")},
+                        cwd=tmp_path)
+    assert xdg.home == tmp_path / "xdg" / "dmdb"
     assert load_settings({"DMDB_HOME": str(tmp_path / "x")}, cwd=tmp_path).home == tmp_path / "x"
     assert not load_settings({"DB_HOST": "h"}, cwd=tmp_path).embedded
+
+
+def _project(root: Path, text: str, name: str = "dmdb.toml") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(text)
+    (root / "sql" / "migrations").mkdir(parents=True, exist_ok=True)
+    deep = root / "a" / "b"
+    deep.mkdir(parents=True, exist_ok=True)
+    return deep
+
+
+def test_project_file_is_found_upward_and_its_paths_are_relative_to_it(tmp_path: Path):
+    deep = _project(tmp_path / "proj", 'dbname = "from_project"\nport = 6100\n')
+    settings = load_settings({"HOME": str(tmp_path / "me")}, cwd=deep)
+    assert settings.project_file == tmp_path / "proj" / "dmdb.toml"
+    assert settings.sql_dir == tmp_path / "proj" / "sql"
+    assert settings.home == tmp_path / "proj" / ".dmdb"
+    assert (settings.dbname, settings.port) == ("from_project", 6100)
+    assert settings.sources["dbname"] == "dmdb.toml"
+    assert settings.sources["home"].startswith("default")
+
+    custom = _project(tmp_path / "other", 'sql_dir = "db/schema"\nhome = "var/pg"\n')
+    settings = load_settings({}, cwd=custom)
+    assert settings.sql_dir == tmp_path / "other" / "db" / "schema"
+    assert settings.home == tmp_path / "other" / "var" / "pg"
+
+
+def test_pyproject_tool_dmdb_counts_and_a_pyproject_without_it_does_not(tmp_path: Path):
+    outer = tmp_path / "outer"
+    _project(outer, '[tool.dmdb]\ndbname = "outer_db"\n', name="pyproject.toml")
+    inner = outer / "pkg"
+    inner.mkdir()
+    (inner / "pyproject.toml").write_text('[project]\nname = "unrelated"\n')
+    settings = load_settings({}, cwd=inner)
+    assert settings.project_file == outer / "pyproject.toml"
+    assert settings.dbname == "outer_db"
+    assert settings.sources["dbname"] == "pyproject.toml [tool.dmdb]"
+
+
+def test_precedence_flags_env_dotenv_project_file_defaults(tmp_path: Path):
+    deep = _project(tmp_path / "proj",
+                    'dbname = "p_db"\nuser = "p_user"\nport = 6001\nhost = "p_host"\n'
+                    'connect_timeout = 9\n')
+    # .env in the project root is read from a subdirectory too
+    (tmp_path / "proj" / ".env").write_text("DB_USER=dotenv_user\nDB_PORT=6002\nDB_HOST=dotenv_host\n")
+    settings = load_settings({"DB_PORT": "6003", "DB_HOST": "env_host"}, cwd=deep)
+    assert settings.connect_timeout == 9 and settings.sources["connect_timeout"] == "dmdb.toml"
+    assert settings.dbname == "p_db" and settings.sources["dbname"] == "dmdb.toml"
+    assert settings.user == "dotenv_user" and settings.sources["user"] == ".env"
+    assert settings.port == 6003 and settings.sources["port"] == "env"
+    flagged = settings.with_overrides(host="flag_host")
+    assert flagged.host == "flag_host" and flagged.sources["host"] == "flag"
+    assert load_settings({}, cwd=tmp_path).dbname == "dmdb"  # outside it: the default
+
+
+def test_env_sql_dir_and_home_beat_the_project_file(tmp_path: Path):
+    deep = _project(tmp_path / "proj", 'sql_dir = "sql"\n')
+    settings = load_settings({"DMDB_SQL_DIR": "mine", "DMDB_HOME": "h"}, cwd=deep)
+    assert settings.sql_dir == deep / "mine" and settings.sources["sql_dir"] == "env"
+    assert settings.home == deep / "h" and settings.sources["home"] == "env"
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('password = "hunter2"\n', "password"),
+    ('database_url = "postgresql://u:p@h/d"\n', "database_url"),
+    ('dbnmae = "typo"\n', "dbnmae"),
+    ('port = "5432"\n', "port"),
+    ('dbname = \n', "TOML"),
+])
+def test_bad_project_files_are_config_errors_naming_the_file(tmp_path: Path, text, needle):
+    deep = _project(tmp_path / "proj", text)
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, cwd=deep)
+    assert needle in str(info.value) and "dmdb.toml" in str(info.value)
+    assert "hunter2" not in str(info.value)
+    assert info.value.exit_code == 2
 
 
 @pytest.mark.parametrize("env, needle", [
@@ -99,3 +179,36 @@ def test_bad_config_exits_2_with_one_line(cli):
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0
     assert "DB_PORT" in result.stderr
+
+
+def test_config_command_names_the_project_file_and_each_source(cli, tmp_path: Path, monkeypatch):
+    deep = _project(tmp_path / "proj", 'dbname = "p_db"\n')
+    monkeypatch.chdir(deep)
+    result = cli(["config", "--json"], env={"DB_USER": "u_env", "HOME": str(tmp_path / "me"),
+                                                "XDG_DATA_HOME": None})
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["project_file"] == str(tmp_path / "proj" / "dmdb.toml")
+    assert data["sql_dir"] == str(tmp_path / "proj" / "sql")
+    assert data["home"] == str(tmp_path / "proj" / ".dmdb")
+    assert data["sources"]["dbname"] == "dmdb.toml" and data["sources"]["user"] == "env"
+    assert data["sources"]["port"] == "default"
+    text = cli(["config"], env={"HOME": str(tmp_path / "me"), "XDG_DATA_HOME": None})
+    assert f"project file: {tmp_path / 'proj' / 'dmdb.toml'}" in text.stdout
+    # Options after the command, as before it
+    flagged = cli(["config", "--json", "--dbname", "flagged", "--sql-dir", "elsewhere"])
+    assert flagged.exit_code == 0, flagged.stderr
+    data = json.loads(flagged.stdout)
+    assert data["dbname"] == "flagged" and data["sources"]["dbname"] == "flag"
+    assert data["sql_dir"] == "elsewhere" and data["sources"]["sql_dir"] == "flag"
+    assert not (tmp_path / "proj" / ".dmdb").exists()  # config starts nothing
+
+
+def test_config_outside_any_project_says_so(cli, tmp_path: Path):
+    result = cli(["config"], env={"HOME": str(tmp_path / "me"), "XDG_DATA_HOME": None})
+    assert result.exit_code == 0, result.stderr
+    assert "no project file" in result.stdout
+    data = json.loads(cli(["config", "--json"],
+                          env={"HOME": str(tmp_path / "me"), "XDG_DATA_HOME": None}).stdout)
+    assert data["project_file"] is None
+    assert data["home"] == str(tmp_path / "me" / ".local" / "share" / "dmdb")

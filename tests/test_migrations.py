@@ -272,12 +272,12 @@ def test_verify_passes_exact_inverses_and_names_the_first_that_is_not(cli, empty
 
 
 def test_new_creates_next_numbered_pair(cli, two):
-    result = cli(["--sql-dir", two.root, "new", "Add badges!"])
+    result = cli(["--sql-dir", two.root, "new", "Add  badges"])
     assert result.exit_code == 0, result.stderr
     forward = two.root / "migrations" / "0003_add_badges.sql"
     backward = two.root / "rollbacks" / "0003_add_badges.sql"
     assert forward.exists() and backward.exists()
-    assert "Add badges!" in forward.read_text()
+    assert "Add badges" in forward.read_text()
     assert "0003_add_badges" in backward.read_text()
     bad = cli(["--sql-dir", two.root, "new", "!!!"])
     assert bad.exit_code == 2
@@ -367,3 +367,239 @@ def test_help_does_not_import_the_database_stack():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == ""
+
+
+# -- busy databases: retries, non-transactional files, truthful errors (issue 14) --------
+
+
+@pytest.fixture
+def shipped_tree(tmp_path):
+    """A copy of the shipped SQL tree, to add migrations to."""
+    import shutil
+
+    from conftest import REPO
+
+    root = tmp_path / "shipped" / "sql"
+    shutil.copytree(REPO / "sql", root)
+
+    class Tree:
+        def migration(self, file_id: str, forward: str, rollback: str) -> None:
+            (root / "migrations" / f"{file_id}.sql").write_text(forward)
+            (root / "rollbacks" / f"{file_id}.sql").write_text(rollback)
+
+    Tree.root = root
+    return Tree()
+
+
+def _wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_busy_table_alter_retries_without_stalling_writers(schema_url, shipped_tree, tmp_path):
+    import threading
+
+    attempt = 0.5  # seconds: the per-attempt lock_timeout under test
+    shipped_tree.migration("9001_nickname", "ALTER TABLE users ADD COLUMN nickname text;\n",
+                           "ALTER TABLE users DROP COLUMN nickname;\n")
+    user_id = run_sql(schema_url, "INSERT INTO users (email, display_name) VALUES "
+                                  "('w@example.org', 'w') RETURNING user_id")[0][0]
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            while not stop.is_set():
+                started = time.monotonic()
+                conn.execute("UPDATE users SET xp = xp + 1 WHERE user_id = %s", (user_id,))
+                waits.append(time.monotonic() - started)
+                time.sleep(0.02)
+
+    holder = psycopg.connect(schema_url, autocommit=False, application_name="long_report")
+    holder.execute("SELECT count(*) FROM users").fetchone()  # ACCESS SHARE until commit
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    env = {**_sql_env(schema_url, shipped_tree), "DMDB_MIGRATE_BACKOFF_MAX": "1"}
+    proc = popen_dmdb(["up", "--attempt-timeout", f"{int(attempt * 1000)}ms"], env, cwd=tmp_path)
+    try:
+        time.sleep(8)
+        assert proc.poll() is None, "up finished while the holder still held its lock"
+        holder_pid = holder.info.backend_pid
+        holder.rollback()
+        holder_ended = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        holder.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert time.monotonic() >= holder_ended
+    assert ledger(schema_url)[-1] == "9001_nickname"
+    assert run_sql(schema_url, "SELECT count(*) FROM information_schema.columns "
+                               "WHERE table_name = 'users' AND column_name = 'nickname'")[0][0] == 1
+    # While retrying, dmdb named the blocker.
+    assert f"pid {holder_pid}" in err and "long_report" in err and "SELECT count(*) FROM users" in err
+    # The writer kept going: no single write waited much more than one attempt's timeout
+    # (without retries it would have queued behind the ALTER for the holder's 8 s).
+    assert len(waits) > 20
+    assert max(waits) < attempt * 3, sorted(waits)[-5:]
+
+
+def test_retries_exhausted_names_the_blocker_not_the_file(schema_url, shipped_tree, tmp_path):
+    shipped_tree.migration("9001_nickname", "ALTER TABLE users ADD COLUMN nickname text;\n",
+                           "ALTER TABLE users DROP COLUMN nickname;\n")
+    with psycopg.connect(schema_url, application_name="stuck_job") as holder:
+        holder.execute("SELECT count(*) FROM users").fetchone()
+        done = run_dmdb(["up", "--attempt-timeout", "200ms", "--attempts", "2", "--backoff", "0.1"],
+                        _sql_env(schema_url, shipped_tree), cwd=tmp_path)
+        holder_pid = holder.info.backend_pid
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("dmdb: error: 9001_nickname: could not take the locks")
+    assert f"pid {holder_pid}" in last and "stuck_job" in last
+    assert "not the file's fault" in last and "fix it" not in last
+    assert "9001_nickname" not in ledger(schema_url)
+
+
+@pytest.mark.parametrize("args,env", [
+    (["up", "--attempt-timeout", "0"], {}),
+    (["up", "--statement-timeout", "0ms"], {}),
+    (["up"], {"DMDB_MIGRATE_LOCK_TIMEOUT": "0"}),
+    (["status"], {"DMDB_LOCK_TIMEOUT": "0"}),
+])
+def test_unlimited_lock_timeout_is_refused(cli, empty_url, two, args, env):
+    result = cli(["--sql-dir", two.root, *args], url=empty_url, env=env)
+    assert result.exit_code == 2, result.stdout
+    assert "limit" in result.stderr
+    assert ledger(empty_url) == []
+
+
+def test_killed_concurrent_build_leaves_no_invalid_index(empty_url, sql_tree, tmp_path):
+    sql_tree.migration("0001_t", "CREATE TABLE t (id int PRIMARY KEY, v int);\n"
+                                 "INSERT INTO t SELECT g, g % 7 FROM generate_series(1, 2000) g;\n",
+                       "DROP TABLE t;\n")
+    sql_tree.migration("0002_t_v", "-- transactional: false\n"
+                                   "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v_idx ON t (v);\n",
+                       "-- transactional: false\nDROP INDEX CONCURRENTLY IF EXISTS t_v_idx;\n")
+    env = _sql_env(empty_url, sql_tree)
+    assert run_dmdb(["up", "--to", "0001_t"], env, cwd=tmp_path).returncode == 0
+
+    def building() -> bool:
+        return bool(run_sql(empty_url, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND query LIKE '%%CREATE INDEX CONCURRENTLY%%' "
+                                       "AND pid <> pg_backend_pid()"))
+
+    with psycopg.connect(empty_url) as writer:  # an open writer: the build waits for it
+        writer.execute("INSERT INTO t VALUES (0, 0)")
+        proc = popen_dmdb(["up"], env, cwd=tmp_path)
+        try:
+            _wait_until(building, what="the CONCURRENTLY build to wait")
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        _wait_until(lambda: not building(), what="the killed run's backend to end")
+        writer.rollback()
+    invalid = "SELECT count(*) FROM pg_index WHERE NOT indisvalid AND indexrelid = 't_v_idx'::regclass"
+    assert run_sql(empty_url, invalid)[0][0] == 1  # what an earlier killed run leaves
+    assert ledger(empty_url) == ["0001_t"]
+
+    done = run_dmdb(["up"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "INVALID index public.t_v_idx" in done.stdout
+    assert run_sql(empty_url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid")[0][0] == 0
+    assert run_sql(empty_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 't_v_idx'")[0][0] == 1
+    assert ledger(empty_url) == ["0001_t", "0002_t_v"]
+
+
+def test_failed_concurrent_unique_build_drops_its_invalid_index(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t", "CREATE TABLE t (v int); INSERT INTO t VALUES (1), (1);",
+                       "DROP TABLE t;")
+    sql_tree.migration("0002_uniq", "-- transactional: false\n"
+                                    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS t_v_key ON t (v);\n",
+                       "-- transactional: false\nDROP INDEX CONCURRENTLY IF EXISTS t_v_key;\n")
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert result.exit_code == 1
+    assert "Key (v)=(1)" in result.stderr  # PostgreSQL's DETAIL
+    assert run_sql(empty_url, "SELECT count(*) FROM pg_indexes WHERE indexname = 't_v_key'")[0][0] == 0
+
+
+def test_detail_and_hint_are_shown_on_one_line(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_dup", "CREATE TABLE d (id int PRIMARY KEY);\n"
+                                   "INSERT INTO d VALUES (1), (1);\n", "DROP TABLE d;")
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "0001_dup.sql:2:" in lines[0] and "Key (id)=(1) already exists" in lines[0]
+    assert "fix it and run `dmdb up` again" in lines[0]
+
+    sql_tree.migration("0001_dup", "SELECT * FROM pg_class WHERE relname = 1;\n", "SELECT 1;")
+    result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert "hint:" in result.stderr and "explicit type casts" in result.stderr
+
+
+def test_lost_connection_is_not_blamed_on_the_file(empty_url, sql_tree, tmp_path):
+    sql_tree.migration("0001_slow", "CREATE TABLE s (id int);\nSELECT pg_sleep(30);\n",
+                       "DROP TABLE s;")
+    proc = popen_dmdb(["up"], _sql_env(empty_url, sql_tree), cwd=tmp_path)
+    sleeping = ("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%%' "
+                "AND pid <> pg_backend_pid()")
+    _wait_until(lambda: bool(run_sql(empty_url, sleeping)), what="the migration to run")
+    run_sql(empty_url, f"SELECT pg_terminate_backend(pid) FROM ({sleeping}) s")
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert "lost the connection" in last and "0001_slow is not applied" in last
+    assert "fix it" not in last and ".sql:" not in last
+    assert "s" not in tables(empty_url)
+
+
+def test_partial_rollback_says_what_was_undone(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_a", "CREATE TABLE a (id int);", "DROP TABLE a;")
+    sql_tree.migration("0002_b", "CREATE TABLE b (id int);", "DROP TABLE b; DROP TABLE nope;")
+    sql_tree.migration("0003_c", "CREATE TABLE c (id int);", "DROP TABLE c;")
+    assert cli(["--sql-dir", sql_tree.root, "up"], url=empty_url).exit_code == 0
+    result = cli(["--sql-dir", sql_tree.root, "rollback", "--steps", "3"], url=empty_url)
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert "0002_b.sql:1:" in line and "rolled back before it in this run: 0003_c" in line
+    assert "0002_b stays applied" in line
+    assert ledger(empty_url) == ["0001_a", "0002_b"]
+
+
+def test_retry_policy_flags_over_environment_and_session_cap():
+    from dmdb.errors import ConfigError
+    from dmdb.migration_retry import RetryPolicy
+
+    env = {"DMDB_MIGRATE_ATTEMPTS": "7", "DMDB_MIGRATE_LOCK_TIMEOUT": "300ms",
+           "DMDB_MIGRATE_BACKOFF": "0.2", "DMDB_MIGRATE_BACKOFF_MAX": "1"}
+    policy = RetryPolicy.build(env, attempts=3)
+    assert (policy.attempts, policy.lock_timeout) == (3, "300ms")
+    # A lower DMDB_LOCK_TIMEOUT caps the per-attempt default; a higher one does not raise it.
+    assert RetryPolicy.build({}, session_lock_timeout="200ms").lock_timeout == "200ms"
+    assert RetryPolicy.build({}, session_lock_timeout="5s").lock_timeout == RetryPolicy().lock_timeout
+    for attempt in range(1, 12):  # jittered exponential pauses, never above the cap
+        expected = min(policy.backoff * 2 ** (attempt - 1), policy.backoff_max)
+        assert expected / 2 <= policy.delay(attempt) <= expected
+    for bad in ({"DMDB_MIGRATE_ATTEMPTS": "0"}, {"DMDB_MIGRATE_RETRY_FOR": "soon"},
+                {"DMDB_MIGRATE_STATEMENT_TIMEOUT": "0s"}):
+        with pytest.raises(ConfigError):
+            RetryPolicy.build(bad)
+
+
+@pytest.mark.parametrize("statement,name", [
+    ("CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v_idx ON t (v)", "t_v_idx"),
+    ("-- why\ncreate unique index concurrently app.\"T v\" on app.t (v)", "app.\"T v\""),
+    ("CREATE INDEX t_v_idx ON t (v)", None),
+    ("DROP INDEX CONCURRENTLY IF EXISTS t_v_idx", None),
+])
+def test_concurrent_index_name(statement, name):
+    from dmdb.migrations import concurrent_index_name
+
+    assert concurrent_index_name(statement) == name

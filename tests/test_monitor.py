@@ -1,60 +1,40 @@
 """`dmdb monitor` against a real PostgreSQL: each check against a situation made for it,
-then the output formats and the exit code of --check."""
+then the output formats and the exit code of --check, the dashboard and the history.
+The server-side checks and the truthful status are in test_monitor_server.py."""
 
 from __future__ import annotations
 
 import json
 import threading
-import time
 
 import psycopg
 import pytest
+from monitor_helpers import add_user, one, run_json, wait_for
 
 from dmdb import monitor
 from dmdb.monitor import CheckResult, Status, Thresholds
-
-
-def run_json(cli, url, *args):
-    result = cli(["monitor", "--json", *args], url=url)
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
-    return data, {c["name"]: c for c in data["checks"]}
-
-
-def one(cli, url, name, *args):
-    _, checks = run_json(cli, url, "--only", name, *args)
-    assert list(checks) == [name]
-    return checks[name]
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def add_user(conn) -> int:
-    return conn.execute(
-        "INSERT INTO users (email, display_name) VALUES (%s, 'Monitor') RETURNING user_id",
-        (f"m{time.monotonic_ns()}@example.com",)).fetchone()[0]
-
 
 # ------------------------------------------------------------------ a fresh schema
 
 def test_fresh_schema_is_healthy_and_json_is_stable(cli, schema_url):
     data, checks = run_json(cli, schema_url)
-    assert set(data) == {"checks", "status", "generated_at"}
+    assert set(data) == {"up", "error", "target", "checks", "status", "generated_at", "trends"}
+    assert data["up"] is True and data["error"] is None
+    assert data["trends"] is None  # no --record yet
     assert list(checks) == list(monitor.CHECKS)
     for c in data["checks"]:
         assert set(c) >= {"name", "status", "summary", "metrics", "rows"}
         assert c["status"] in ("OK", "WARNING", "CRITICAL", "UNKNOWN")
-    for name in ("sequences", "invalid_indexes", "not_valid_constraints", "duplicate_indexes",
-                 "partitions", "replication", "xid_wraparound", "long_running_queries"):
+    for name in ("schema", "sequences", "invalid_indexes", "not_valid_constraints",
+                 "duplicate_indexes", "missing_indexes", "index_bloat", "partitions",
+                 "replication", "xid_wraparound", "long_running_queries", "pgbouncer"):
         assert checks[name]["status"] == "OK", checks[name]
     assert checks["replication"]["summary"] == "no replicas"
+    assert checks["schema"]["metrics"]["pending"] == 0
+    # every check answers on this server version (pg_stat_checkpointer on 17+,
+    # pg_stat_bgwriter on 16; inactive_since of slots on 17+ only)
+    assert [n for n, c in checks.items() if c["status"] == "UNKNOWN"] == []
+    assert checks["pgbouncer"]["metrics"]["configured"] is False
     assert checks["partitions"]["metrics"]["months_ahead"] == {"public.learning_events": 3}
     assert checks["partitions"]["metrics"]["default_partition_rows"] == {
         "public.learning_events_default": 0}
@@ -231,7 +211,7 @@ def test_unused_and_duplicate_indexes(cli, schema_url):
         conn.execute("CREATE UNIQUE INDEX idx_t_b_uniq ON idx_t (b)")
         conn.execute("CREATE INDEX idx_t_b ON idx_t (b)")
     unused = one(cli, schema_url, "unused_indexes", "--unused-min-size", "0")
-    names = {r["indexrelname"] for r in unused["rows"]}
+    names = {r["index"] for r in unused["rows"]}
     assert unused["status"] == "WARNING"
     assert {"idx_t_a", "idx_t_a_b", "idx_t_b"} <= names
     assert "idx_t_b_uniq" not in names and "users_pkey" not in names
@@ -240,9 +220,16 @@ def test_unused_and_duplicate_indexes(cli, schema_url):
     assert one(cli, schema_url, "unused_indexes")["status"] == "OK"
 
     dup = one(cli, schema_url, "duplicate_indexes")
-    pairs = {(r["indexrelname"], r["covered_by"]) for r in dup["rows"]}
+    pairs = {(r["index"], r["covered_by"]) for r in dup["rows"]}
     assert dup["status"] == "WARNING"
     assert pairs == {("idx_t_a", "idx_t_a_b"), ("idx_t_b", "idx_t_b_uniq")}
+    # one source of truth: the same indexes as `dmdb indexes report`
+    report = cli(["indexes", "report", "--json", "--min-size-mb", "0"], url=schema_url)
+    assert report.exit_code == 0, report.stderr
+    data = json.loads(report.stdout)
+    # (the monitor reads its own history through dmdb_monitor's index: that one is used)
+    assert {r["index"] for r in data["unused"]} == names - {"snapshots_taken_at_idx"}
+    assert {(r["index"], r["covered_by"]) for r in data["duplicates"]} == pairs
 
 
 def test_rows_in_default_partition_and_missing_months(cli, schema_url):
@@ -402,9 +389,10 @@ def test_prometheus_exposition_parses(cli, schema_url):
 def test_dashboard_shows_a_verdict_per_check(cli, schema_url):
     result = cli(["monitor"], url=schema_url, env={"NO_COLOR": "1", "COLUMNS": "200"})
     assert result.exit_code == 0, result.stderr
-    assert "verdict" in result.stdout
+    verdicts = {ln.split()[1]: ln.split()[0] for ln in result.stdout.splitlines()[1:]
+                if len(ln.split()) > 1}
     for name in monitor.CHECKS:
-        assert name in result.stdout
+        assert verdicts[name] in ("OK", "WARNING", "CRITICAL", "UNKNOWN"), name
 
 
 def test_flag_validation(cli, schema_url):
@@ -429,14 +417,14 @@ def test_watch_renders_in_place_for_the_given_iterations():
     from dmdb.cli.monitor import watch
 
     calls = []
-    shown = watch(lambda: calls.append(1) or Text(f"render {len(calls)}"), 1.0,
+    shown = watch(lambda h, w: calls.append(h) or Text(f"render {len(calls)}"), 1.0,
                   iterations=3, sleep=lambda s: None)
     assert shown == 3 and len(calls) == 3
 
     def interrupted(_):
         raise KeyboardInterrupt
 
-    assert watch(lambda: Text("x"), 5.0, sleep=interrupted) == 1
+    assert watch(lambda h, w: Text("x"), 5.0, sleep=interrupted) == 1
 
 
 def test_check_result_to_dict_keys():
@@ -475,5 +463,131 @@ def test_reads_from_the_replica_and_reports_its_lag(cli, schema_url, pg_settings
         families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
         assert len(families["pg_replication_lag_seconds"].samples) == 2
         assert len(families["pg_replication_lag_bytes"].samples) == 2
+
+        # hot_standby_feedback: the standby holds the primary's xmin horizon, and the
+        # monitor (reading from the standby) shows it from the primary
+        standby = f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}"
+        with psycopg.connect(standby, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET hot_standby_feedback = on")
+            conn.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(schema_url, autocommit=True) as primary:
+            assert wait_for(lambda: primary.execute(
+                "SELECT count(*) FROM pg_stat_replication WHERE backend_xmin IS NOT NULL"
+            ).fetchone()[0] >= 1, timeout=30)
+        xmin = one(cli, schema_url, "xmin_horizon", env=env)
+        assert "standby feedback" in {r["kind"] for r in xmin["rows"]}, xmin
     finally:
         replica.stop()
+
+
+# ------------------------------------------------------------------------ history
+
+def test_record_keeps_a_bounded_history_and_shows_trends(cli, schema_url):
+    first = cli(["monitor", "--record"], url=schema_url)
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.startswith("recorded snapshot ") and first.stdout.count("\n") == 1
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        # an old snapshot (beyond retention) and one a day ago with smaller tables
+        conn.execute("INSERT INTO dmdb_monitor.snapshots (taken_at, status, connections, "
+                     "max_connections, table_blocks_hit, table_blocks_read, index_blocks_hit, "
+                     "index_blocks_read, dead_tuples, database_bytes) VALUES "
+                     "(now() - interval '200 days', 'OK', 1, 100, 0, 0, 0, 0, 0, 1)")
+        conn.execute("UPDATE dmdb_monitor.snapshots SET taken_at = now() - interval '1 day', "
+                     "table_blocks_hit = 0, table_blocks_read = 0, index_blocks_hit = 0, "
+                     "index_blocks_read = 0 WHERE taken_at > now() - interval '1 hour'")
+        conn.execute("UPDATE dmdb_monitor.table_sizes SET table_bytes = 0, index_bytes = 0, "
+                     "live_rows = 0 WHERE table_name = 'users'")
+        conn.execute("INSERT INTO users (email, display_name) SELECT 'h' || g || '@x.test', 'H' "
+                     "FROM generate_series(1, 500) g")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    second = cli(["monitor", "--record", "--retention-days", "90"], url=schema_url)
+    assert second.exit_code == 0, second.stderr
+    assert "1 snapshots older than 90 days deleted" in second.stdout
+    with psycopg.connect(schema_url) as conn:
+        assert conn.execute("SELECT count(*) FROM dmdb_monitor.snapshots").fetchone()[0] == 2
+    data, _ = run_json(cli, schema_url, "--only", "schema")
+    trends = data["trends"]
+    assert trends["snapshots"] == 2
+    assert trends["table_bytes_per_day"] > 0 and trends["index_bytes_per_day"] > 0
+    assert trends["rows_per_day"] >= 400  # users grew by 500 in ~1 day
+    assert trends["top_growth"][0]["table"] == "public.users"
+    assert 0 <= trends["table_hit_ratio"] <= 1
+    dash = cli(["monitor", "--only", "schema"], url=schema_url, env={"COLUMNS": "300"})
+    assert "trends, last 7 days (2 snapshots)" in dash.stdout
+    assert "fastest public.users" in dash.stdout
+    assert run_json(cli, schema_url, "--only", "schema", "--trend-days", "0")[0]["trends"] is None
+
+
+def test_record_without_the_history_schema_is_one_error_line(cli, empty_url):
+    result = cli(["monitor", "--record"], url=empty_url)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("dmdb: error: no monitor history")
+    assert "dmdb up" in result.stderr and result.stderr.count("\n") == 1
+    bad = cli(["monitor", "--record", "--only", "schema"], url=empty_url)
+    assert bad.exit_code == 2 and "--only" in bad.stderr
+
+
+# ---------------------------------------------------------------------- dashboard
+
+def test_healthy_seeded_dashboard_fits_40_lines(cli, schema_url):
+    seeded = cli(["seed", "seed"],  # the default size, as an operator would
+                 url=schema_url)
+    assert seeded.exit_code == 0, seeded.stderr
+    data, checks = run_json(cli, schema_url)
+    for name in ("schema", "dead_tuples", "bloat", "index_bloat", "missing_indexes",
+                 "unused_indexes", "duplicate_indexes", "partitions", "sequences"):
+        assert checks[name]["status"] == "OK", checks[name]
+    result = cli(["monitor"], url=schema_url, env={"NO_COLOR": "1", "COLUMNS": "100"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) <= 40, result.stdout
+    named = [ln.split()[1] for ln in lines[1:] if len(ln.split()) > 1]
+    for name in monitor.CHECKS:  # one line per check
+        assert named.count(name) == 1, (name, result.stdout)
+
+
+def test_dashboard_puts_problems_first_with_details_on_request(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE full_seq MAXVALUE 100")
+        conn.execute("SELECT setval('full_seq', 97)")
+    env = {"NO_COLOR": "1", "COLUMNS": "120"}
+    lines = cli(["monitor"], url=schema_url, env=env).stdout.splitlines()
+    assert lines[1].startswith("CRITICAL") and " sequences " in lines[1]
+    assert any("full_seq" in ln for ln in lines[2:8])  # its rows, under it
+    assert max(len(ln) for ln in lines) <= 120  # one line each, within the terminal
+    brief = cli(["monitor", "--only", "cache_hit"], url=schema_url, env=env).stdout
+    verbose = cli(["monitor", "--only", "cache_hit", "--verbose"], url=schema_url, env=env).stdout
+    assert "hits" not in brief and "hits" in verbose  # an OK check's table only on request
+
+
+def test_watch_fits_the_terminal():
+    import io
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+
+    from dmdb import monitor_render
+    from dmdb.cli.monitor import watch
+    from dmdb.monitor import Report
+
+    rows = [{"status": "WARNING", "schemaname": "public", "relname": f"t{i}", "n_dead_tup": i}
+            for i in range(30)]
+    checks = [CheckResult(f"check_{i}", Status.WARNING if i % 2 else Status.OK, "s" * 200,
+                          rows=rows) for i in range(30)]
+    report = Report(checks, datetime.now(timezone.utc), target="t")
+    for height in (8, 15, 40):
+        out = io.StringIO()
+        con = Console(file=out, width=100, height=height, force_terminal=True)
+        heights: list[int] = []
+
+        def build(h, w, seen=heights):
+            seen.append(h)
+            return monitor_render.dashboard(report, max_lines=h, width=w)
+
+        watch(build, 1.0, iterations=2, sleep=lambda s: None, console=con)
+        assert heights == [height, height]
+        plain = Console(file=io.StringIO(), width=100, record=True)
+        plain.print(monitor_render.dashboard(report, max_lines=height, width=100))
+        text = plain.export_text()
+        assert len(text.splitlines()) <= height, text
+        assert "check_1 " in text  # the worst come first

@@ -1,12 +1,16 @@
-"""The installed wheel, not the checkout: it must carry sql/, templates/ and data/ and work
-from any directory."""
+"""The installed wheel, not the checkout: it must carry sql/, templates/ and data/, work
+from any directory, and, run inside a checkout, read and write that checkout's SQL tree
+(one wheel build for the module)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +62,74 @@ def test_installed_dmdb_works_from_any_directory(installed, empty_url, tmp_path)
     crontab = _dmdb(installed, ["partitions", "cron"], tmp_path)
     assert crontab.returncode == 0, crontab.stderr
     assert "partitions rollover" in crontab.stdout
+
+
+def test_write_apply_loop_from_a_subdirectory_of_a_checkout(installed, embedded_only):
+    """The issue's day one, with a non-editable install: from sql/ of a checkout, `dmdb
+    up` makes the project's embedded server, `dmdb new` writes into the checkout, and
+    status/up/rollback read that same tree, not the copy in site-packages."""
+    # Not under pytest's tmp dirs: the server's system user must reach it (see test_embedded).
+    checkout = Path(tempfile.mkdtemp(prefix="dmdb-checkout-"))
+    shutil.copytree(REPO / "sql", checkout / "sql")
+    shutil.copy(REPO / "dmdb.toml", checkout / "dmdb.toml")
+    shutil.copy(REPO / "pyproject.toml", checkout / "pyproject.toml")
+    env = {"HOME": str(checkout / "user"), "XDG_DATA_HOME": str(checkout / "xdg")}
+    where = checkout / "sql"
+    shipped = sorted(p.stem for p in (REPO / "sql" / "migrations").glob("*.sql"))
+
+    def dmdb(*args):
+        done = _dmdb(installed, list(args), where, env)
+        assert done.returncode == 0, (args, done.stderr)
+        return done
+
+    try:
+        up = dmdb("up", "--json")
+        assert json.loads(up.stdout)["migrations"] == shipped
+        assert str(checkout / ".dmdb") in up.stderr and "dmdb server stop" in up.stderr
+        assert (checkout / ".dmdb" / "data" / "PG_VERSION").exists()
+
+        created = dmdb("new", "add badges").stdout
+        forward = next(checkout.glob("sql/migrations/*_add_badges.sql"))
+        backward = checkout / "sql" / "rollbacks" / forward.name
+        assert str(forward) in created and backward.exists()
+        file_id = forward.stem
+        assert not list((installed / "dmdb" / "sql").glob("*/*_add_badges.sql"))
+        with open(forward, "a") as handle:
+            handle.write("CREATE TABLE badges (badge_id bigint PRIMARY KEY, name text NOT NULL);\n")
+        with open(backward, "a") as handle:
+            handle.write("DROP TABLE badges;\n")
+
+        status = json.loads(dmdb("status", "--json").stdout)
+        states = {m["id"]: m["state"] for m in status["migrations"]}
+        assert states[file_id] == "pending" and status["summary"]["pending"] == 1
+
+        applied = json.loads(dmdb("up", "--json").stdout)
+        assert applied["migrations"] == [file_id]
+
+        def badges_table() -> str:
+            return dmdb("psql", "--", "-Atc", "SELECT to_regclass('badges') IS NOT NULL").stdout
+
+        assert badges_table().strip() == "t"
+        status = json.loads(dmdb("status", "--json", "--check").stdout)
+        assert status["summary"]["up_to_date"] is True
+
+        rolled = json.loads(dmdb("rollback", "--json").stdout)
+        assert rolled["migrations"] == [file_id]
+        assert badges_table().strip() == "f"
+        status = json.loads(dmdb("status", "--json").stdout)
+        assert {m["id"]: m["state"] for m in status["migrations"]}[file_id] == "pending"
+        assert not (checkout / "xdg").exists() and not (where / ".dmdb").exists()
+    finally:
+        _dmdb(installed, ["server", "stop"], where, env)
+        shutil.rmtree(checkout, ignore_errors=True)
+
+
+def test_installed_version_matches_the_project(installed, tmp_path):
+    done = _dmdb(installed, ["--version"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert done.stdout.strip() == f"dmdb {version}"

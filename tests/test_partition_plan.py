@@ -17,7 +17,6 @@ from dmdb.partitions import (
     add_months,
     archive_step,
     create_step,
-    cron_to_oncalendar,
     drop_step,
     month_bounds,
     month_of,
@@ -27,13 +26,13 @@ from dmdb.partitions import (
     plan_create,
     plan_pure,
     plan_retention,
-    render_cron,
     retention_cutoff,
     validate_options,
 )
 from dmdb.partitions_catalog import Dependency
 from dmdb.partitions_plan import DefaultMonth, Stranded, coverage, plan_fill
 from dmdb.partitions_retention import unlink_statements, unlink_step
+from dmdb.schedule import cron_to_oncalendar, render_cron
 
 UTC = timezone.utc
 

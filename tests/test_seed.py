@@ -17,7 +17,7 @@ SMALL = ["--users", "40", "--answers", "30", "--days", "100", "--quiet",
 
 
 def _seed(cli, url, *extra):
-    result = cli(["seed", "seed", *SMALL, *extra], url=url)
+    result = cli(["seed", *SMALL, *extra], url=url)
     assert result.exit_code == 0, result.stderr
     return result
 
@@ -56,7 +56,7 @@ def test_same_seed_same_data_other_seed_other_data(cli, make_database):
 
 
 def test_counts_integrity_and_partitions(cli, schema_url):
-    result = cli(["seed", "seed", *SMALL, "--json"], url=schema_url)
+    result = cli(["seed", *SMALL, "--json"], url=schema_url)
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["users"] == 40 and summary["answers"] == 40 * 30
@@ -90,7 +90,7 @@ def test_counts_integrity_and_partitions(cli, schema_url):
 
 
 def test_higher_ability_reaches_higher_mastery(cli, schema_url):
-    result = cli(["seed", "seed", "--users", "120", "--answers", "40", "--quiet"], url=schema_url)
+    result = cli(["seed", "--users", "120", "--answers", "40", "--quiet"], url=schema_url)
     assert result.exit_code == 0, result.stderr
     with psycopg.connect(schema_url) as conn:
         rows = conn.execute(
@@ -106,24 +106,54 @@ def test_higher_ability_reaches_higher_mastery(cli, schema_url):
 def test_reset_gives_the_same_counts_as_a_fresh_seed(cli, make_database):
     fresh, reseeded = make_database(), make_database()
     _seed(cli, fresh)
-    cli(["seed", "seed", "--users", "5", "--answers", "5", "--quiet", "--random-seed", "3"],
+    cli(["seed", "--users", "5", "--answers", "5", "--quiet", "--random-seed", "3"],
         url=reseeded)
-    again = cli(["seed", "reset", *SMALL, "--yes"], url=reseeded)
+    again = cli(["reset", *SMALL, "--yes"], url=reseeded)
     assert again.exit_code == 0, again.stderr
     assert row_counts(fresh) == row_counts(reseeded)
     assert _snapshot(fresh)["users"] == _snapshot(reseeded)["users"]  # ids restarted too
+    # `dmdb seed --reset` is the same reset
+    cli(["seed", "--reset", "--yes", "--users", "3", "--answers", "3", "--quiet"], url=reseeded)
+    assert row_counts(reseeded)["users"] == 3
+    again = cli(["seed", "--reset", "--yes", *SMALL], url=reseeded)
+    assert again.exit_code == 0, again.stderr
+    assert row_counts(fresh) == row_counts(reseeded)
+
+
+def test_the_former_seed_seed_and_seed_reset_still_work(cli, schema_url):
+    first = cli(["seed", "seed", "--users", "4", "--answers", "3", "--quiet"], url=schema_url)
+    assert first.exit_code == 0, first.stderr
+    assert row_counts(schema_url)["users"] == 4
+    again = cli(["seed", "reset", "--yes", "--users", "6", "--answers", "3", "--quiet"],
+                url=schema_url)
+    assert again.exit_code == 0, again.stderr
+    assert row_counts(schema_url)["users"] == 6
+    stray = cli(["seed", "sed", "--users", "4"], url=schema_url)
+    assert stray.exit_code == 2 and "'sed'" in stray.stderr
+    assert row_counts(schema_url)["users"] == 6
+
+
+def test_seed_users_50_with_defaults_otherwise(cli, schema_url):
+    """The issue's `dmdb seed --users 50`: no subcommand, every other option defaulted."""
+    result = cli(["seed", "--users", "50", "--json"], url=schema_url)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["users"] == 50 and row_counts(schema_url)["users"] == 50
+    assert summary["answers"] == 50 * 100  # --answers defaults to 100 per learner
 
 
 def test_seeding_twice_and_reset_without_yes_are_refused(cli, schema_url):
     _seed(cli, schema_url)
-    again = cli(["seed", "seed", *SMALL], url=schema_url)
-    assert again.exit_code == 1 and "seed reset" in again.stderr
-    no_yes = cli(["seed", "reset", *SMALL], url=schema_url)
-    assert no_yes.exit_code == 2 and "--yes" in no_yes.stderr
+    again = cli(["seed", *SMALL], url=schema_url)
+    assert again.exit_code == 1 and "dmdb reset" in again.stderr
+    for args in (["reset", *SMALL], ["seed", "--reset", *SMALL]):
+        no_yes = cli(args, url=schema_url)
+        assert no_yes.exit_code == 2 and "--yes" in no_yes.stderr
+    assert row_counts(schema_url)["users"] == 40
 
 
 def test_out_of_date_schema_is_a_clear_error(cli, empty_url):
-    result = cli(["seed", "seed", *SMALL], url=empty_url)
+    result = cli(["seed", *SMALL], url=empty_url)
     assert result.exit_code == 1
     assert "not up to date" in result.stderr and "dmdb up" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -173,7 +203,7 @@ def test_data_files_ship_with_the_package():
 
 
 def test_dry_run_plans_and_changes_nothing(cli, schema_url):
-    result = cli(["seed", "seed", *SMALL, "--dry-run", "--json"], url=schema_url)
+    result = cli(["seed", *SMALL, "--dry-run", "--json"], url=schema_url)
     assert result.exit_code == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["dry_run"] is True and plan["answers"] == 40 * 30 and plan["events"] == 0
@@ -190,7 +220,7 @@ def test_dry_run_plans_and_changes_nothing(cli, schema_url):
         assert conn.execute(
             "SELECT to_regclass('learning_events_2026_08') IS NULL").fetchone()[0]
     _seed(cli, schema_url)
-    reset_plan = cli(["seed", "reset", *SMALL, "--dry-run", "--json"], url=schema_url)
+    reset_plan = cli(["reset", *SMALL, "--dry-run", "--json"], url=schema_url)
     assert reset_plan.exit_code == 0, reset_plan.stderr
     assert "learning_events" in json.loads(reset_plan.stdout)["tables_to_clear"]
     with psycopg.connect(schema_url) as conn:

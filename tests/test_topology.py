@@ -104,7 +104,11 @@ def _free_port() -> int:
 
 
 def _pgbouncer_user() -> str:
-    for name in ("postgres", "dmdb_postgres", "nobody"):
+    # The embedded server admits, besides its owner, only its own OS user (peer map): as
+    # root, that is the system user it runs as.
+    from dmdb.embedded import SYSTEM_USER
+
+    for name in (SYSTEM_USER, "postgres", "nobody"):
         try:
             pwd.getpwnam(name)
             return name

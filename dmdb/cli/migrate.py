@@ -1,4 +1,5 @@
-"""dmdb up / rollback / status / new / verify / repair."""
+"""dmdb up / rollback / status / new / verify / repair (lint / drift / baseline in
+migrate_checks.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 
 import typer
 
-from dmdb.render import console, print_json, show_progress, table
+from dmdb.render import console, print_json, show_progress
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and its SQL; change nothing.")
@@ -15,6 +16,45 @@ LOCK_WAIT = typer.Option(
     help="How long to wait for another dmdb run's migration lock before failing.",
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
+ATTEMPT_TIMEOUT = typer.Option(
+    None, "--attempt-timeout", metavar="DURATION",
+    help="lock_timeout of each attempt of a migration's transaction (default 1s, or "
+    "DMDB_LOCK_TIMEOUT when lower; env DMDB_MIGRATE_LOCK_TIMEOUT). Other sessions' queries on "
+    "a table queue behind a waiting DDL at most this long at a time. 0 is refused.",
+)
+ATTEMPTS = typer.Option(None, "--attempts", metavar="N",
+                        help="Attempts per migration before giving up (default 40; "
+                        "DMDB_MIGRATE_ATTEMPTS).")
+RETRY_FOR = typer.Option(None, "--retry-for", metavar="SECONDS",
+                         help="Time budget of all attempts of one migration (default 300; "
+                         "DMDB_MIGRATE_RETRY_FOR).")
+BACKOFF = typer.Option(None, "--backoff", metavar="SECONDS",
+                       help="First pause between attempts, doubled each time, jittered "
+                       "(default 0.5; DMDB_MIGRATE_BACKOFF).")
+BACKOFF_MAX = typer.Option(None, "--backoff-max", metavar="SECONDS",
+                           help="Longest pause between attempts (default 10; "
+                           "DMDB_MIGRATE_BACKOFF_MAX).")
+STATEMENT_TIMEOUT = typer.Option(
+    None, "--statement-timeout", metavar="DURATION",
+    help="statement_timeout of `-- transactional: false` statements, and lock_timeout of "
+    "their CONCURRENTLY ones (default 2h; DMDB_MIGRATE_STATEMENT_TIMEOUT).",
+)
+
+
+def _policy(settings, **flags):
+    from dmdb.migration_retry import RetryPolicy
+
+    explicit = settings.sources.get("lock_timeout", "default") != "default"
+    return RetryPolicy.build(session_lock_timeout=settings.lock_timeout if explicit else None,
+                             **flags)
+
+
+def _on_wait(quiet: bool):
+    from dmdb.render import warning_line
+
+    if quiet:
+        return None
+    return lambda wait: warning_line(wait.describe())
 
 
 def _progress(quiet: bool):
@@ -34,11 +74,30 @@ def _nothing_to_do(result) -> str:
             else "Nothing to roll back: no migration is applied.")
 
 
+def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:
+    """Aligned columns without rich: `status` and a no-op `up` are run by scripts and
+    deploy gates, and their start-up time is the command's cost (rich's import is ~10 %)."""
+    cells = [tuple(str(c) for c in columns)] + [tuple("" if v is None else str(v) for v in r)
+                                                for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [title]
+    for n, row in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+class _Plain:
+    def print(self, text: str) -> None:
+        sys.stdout.write(text + "\n")
+
+
 def _print_run(result, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json(result.to_dict())
         return
-    out = console()
+    out = _Plain()
     if result.dry_run:
         if not result.sql:
             out.print(_nothing_to_do(result))
@@ -58,6 +117,8 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
         out.print(f"{verb} {file_id}")
     for file_id in result.functions:
         out.print(f"Applied function file {file_id}")
+    for name in result.invalid_indexes_dropped:
+        out.print(f"Dropped the INVALID index {name} left by an earlier failed build, and built it again")
 
 
 def register(app: typer.Typer) -> None:
@@ -70,10 +131,20 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON,
         lock_wait: float = LOCK_WAIT,
         quiet: bool = QUIET,
+        attempt_timeout: str | None = ATTEMPT_TIMEOUT,
+        attempts: int | None = ATTEMPTS,
+        retry_for: float | None = RETRY_FOR,
+        backoff: float | None = BACKOFF,
+        backoff_max: float | None = BACKOFF_MAX,
+        statement_timeout: str | None = STATEMENT_TIMEOUT,
     ):
         """Apply pending migrations, each with its ledger entry in one transaction, then
         re-apply changed function files. Safe to run concurrently: runs serialise on an
         advisory lock.
+
+        On a busy table each attempt waits for locks at most --attempt-timeout, then the
+        whole transaction is retried after a jittered pause (--attempts, --retry-for),
+        naming the session in the way on stderr.
 
         Example: dmdb up --dry-run
         """
@@ -83,11 +154,14 @@ def register(app: typer.Typer) -> None:
         state = ctx.obj
         settings = state.settings()
         project = state.project()
+        policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
+                         retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
+                         statement_timeout=statement_timeout)
         with connect(settings, autocommit=True) as conn:
             require_session(conn, "dmdb up")
             result = migrations.up(
-                conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait,
-                lock_timeout=settings.lock_timeout, progress=_progress(quiet or as_json),
+                conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait, policy=policy,
+                progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
             )
         _print_run(result, as_json, quiet)
 
@@ -102,8 +176,15 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON,
         lock_wait: float = LOCK_WAIT,
         quiet: bool = QUIET,
+        attempt_timeout: str | None = ATTEMPT_TIMEOUT,
+        attempts: int | None = ATTEMPTS,
+        retry_for: float | None = RETRY_FOR,
+        backoff: float | None = BACKOFF,
+        backoff_max: float | None = BACKOFF_MAX,
+        statement_timeout: str | None = STATEMENT_TIMEOUT,
     ):
-        """Roll back applied migrations with their files in sql/rollbacks/.
+        """Roll back applied migrations with their files in sql/rollbacks/, with the same
+        lock-wait retries as `up`.
 
         Example: dmdb rollback --steps 2 --dry-run
         """
@@ -113,11 +194,14 @@ def register(app: typer.Typer) -> None:
         state = ctx.obj
         settings = state.settings()
         project = state.project()
+        policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
+                         retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
+                         statement_timeout=statement_timeout)
         with connect(settings, autocommit=True) as conn:
             require_session(conn, "dmdb rollback")
             result = migrations.rollback(
                 conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
-                lock_timeout=settings.lock_timeout, progress=_progress(quiet or as_json),
+                policy=policy, progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
             )
         _print_run(result, as_json, quiet)
 
@@ -145,7 +229,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(data)
         else:
-            out = console()
+            out = sys.stdout
             rows = []
             for m in result.migrations:
                 flags = [
@@ -156,15 +240,16 @@ def register(app: typer.Typer) -> None:
                     ) if on
                 ]
                 rows.append((m.id, m.state, m.applied_at or "", ", ".join(flags)))
-            out.print(table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
+            out.write(plain_table("Migrations", ("id", "state", "applied at (UTC)", "notes"), rows))
             if result.functions:
-                out.print(table("Function files", ("file", "state", "applied at (UTC)"),
-                                [(f.id, f.state, f.applied_at or "") for f in result.functions]))
+                out.write("\n" + plain_table(
+                    "Function files", ("file", "state", "applied at (UTC)"),
+                    [(f.id, f.state, f.applied_at or "") for f in result.functions]))
             s = data["summary"]
-            out.print(f"{s['applied']} applied, {s['pending']} pending, {s['edited']} edited, "
-                      f"{s['functions_pending']} function file(s) to apply")
+            out.write(f"\n{s['applied']} applied, {s['pending']} pending, {s['edited']} edited, "
+                      f"{s['functions_pending']} function file(s) to apply\n")
             for problem in result.problems:
-                out.print(f"[bold]problem:[/bold] {problem}")
+                out.write(f"problem: {problem}\n")
         if check and not data["summary"]["up_to_date"]:
             raise typer.Exit(1)
 
@@ -173,19 +258,23 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         name: str = typer.Argument(..., help="What the migration does, e.g. 'add badges'."),
     ):
-        """Create the next-numbered migration and its rollback from templates/.
+        """Create the next-numbered migration and its rollback in the project's SQL tree
+        (the one `status` and `up` read: --sql-dir, DMDB_SQL_DIR, or the project file's).
+        Touches no database.
 
         Example: dmdb new "add badges"  ->  sql/migrations/0007_add_badges.sql + rollback
         """
-        from pathlib import Path
-
+        from dmdb.errors import ConfigError
         from dmdb.scaffold import new_migration
 
-        state = ctx.obj
-        import os
-
-        sql_dir = state.sql_dir or Path(os.environ.get("DMDB_SQL_DIR") or "sql")
-        created = new_migration(sql_dir, name)
+        settings = ctx.obj.settings()
+        if settings.sql_dir is None:
+            raise ConfigError(
+                "no project SQL tree to write to (outside a project dmdb reads the shipped "
+                "one); run `dmdb new` inside a project (dmdb.toml or [tool.dmdb] in "
+                "pyproject.toml, with sql_dir) or pass --sql-dir DIR"
+            )
+        created = new_migration(settings.sql_dir, name)
         console().print(f"Created {created.migration}\nCreated {created.rollback}")
 
     @app.command()
@@ -251,3 +340,7 @@ def register(app: typer.Typer) -> None:
             console().print(f"{verb} the current content of: " + ", ".join(accepted))
         else:
             console().print("Nothing to repair: no applied file was edited.")
+
+    from dmdb.cli import migrate_checks
+
+    migrate_checks.register(app)

@@ -24,21 +24,25 @@ def _thresholds(**flags):
 
 
 def watch(build: Callable, interval: float, *, iterations: int | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> int:
-    """Show `build()` and re-render it in place every `interval` seconds until Ctrl-C (or
-    `iterations` renders). Returns how many renders were shown."""
+          sleep: Callable[[float], None] = time.sleep, console=None) -> int:
+    """Show `build(height, width)` and re-render it in place every `interval` seconds until
+    Ctrl-C (or `iterations` renders), within the terminal: `height` and `width` are the
+    console's, and whatever still does not fit is cropped, never scrolled. Returns how
+    many renders were shown."""
     from rich.live import Live
 
-    from dmdb.render import console
+    from dmdb.render import console as make_console
 
+    con = console or make_console()
     shown = 0
     try:
-        with Live(build(), console=console(), auto_refresh=False,
-                  redirect_stdout=False, redirect_stderr=False) as live:
+        with Live(build(*con.size[::-1]), console=con, auto_refresh=False,
+                  vertical_overflow="crop", redirect_stdout=False,
+                  redirect_stderr=False) as live:
             shown = 1
             while iterations is None or shown < iterations:
                 sleep(interval)
-                live.update(build(), refresh=True)
+                live.update(build(*con.size[::-1]), refresh=True)
                 shown += 1
     except KeyboardInterrupt:
         pass
@@ -118,11 +122,85 @@ def register(app: typer.Typer) -> None:
         partition_months_ahead: int | None = typer.Option(
             None, "--partition-months-ahead", metavar="N",
             help="WARNING with fewer than N future monthly partitions of learning_events [2]."),
+        xmin_hold_seconds: float | None = typer.Option(
+            None, "--xmin-hold-seconds", metavar="SECONDS",
+            help="WARNING when a transaction holds the xmin horizon this long [3600]."),
+        xmin_age_warn: float | None = typer.Option(
+            None, "--xmin-age-warn", metavar="XIDS",
+            help="WARNING when a holder keeps the horizon this many transactions back [1e7]."),
+        xmin_age_critical: float | None = typer.Option(
+            None, "--xmin-age-critical", metavar="XIDS", help="CRITICAL at this many [1e8]."),
+        prepared_warn: float | None = typer.Option(
+            None, "--prepared-warn", metavar="SECONDS",
+            help="WARNING when a prepared transaction is this old [60]."),
+        prepared_critical: float | None = typer.Option(
+            None, "--prepared-critical", metavar="SECONDS",
+            help="CRITICAL when a prepared transaction is this old [3600]."),
+        slot_wal_warn: float | None = typer.Option(
+            None, "--slot-wal-warn", metavar="MB",
+            help="WARNING when a replication slot keeps this much WAL [1024]."),
+        slot_wal_critical: float | None = typer.Option(
+            None, "--slot-wal-critical", metavar="MB",
+            help="CRITICAL when a replication slot keeps this much WAL [10240]."),
+        archive_ready_warn: int | None = typer.Option(
+            None, "--archive-ready-warn", metavar="N",
+            help="WARNING at N WAL segments waiting to be archived [10]."),
+        checkpoint_req_warn: float | None = typer.Option(
+            None, "--checkpoint-req-warn", metavar="RATIO",
+            help="WARNING when this share of checkpoints were requested, not timed [0.5] ..."),
+        checkpoint_min: int | None = typer.Option(
+            None, "--checkpoint-min", metavar="N",
+            help="... judged from N checkpoints since the statistics reset on [20]."),
+        index_bloat_warn_ratio: float | None = typer.Option(
+            None, "--index-bloat-warn-ratio", metavar="R",
+            help="WARNING when a btree index has R x the pages it needs ... [2]."),
+        index_bloat_min_size: float | None = typer.Option(
+            None, "--index-bloat-min-size", metavar="MB",
+            help="... and at least this many MB are wasted [100]."),
+        missing_index_min_rows: int | None = typer.Option(
+            None, "--missing-index-min-rows", metavar="N",
+            help="missing_indexes looks at tables of at least N rows [10000] ..."),
+        missing_index_pct: float | None = typer.Option(
+            None, "--missing-index-pct", metavar="PCT",
+            help="... WARNING when index scans are under PCT % of their scans [95] ..."),
+        missing_index_min_scans: int | None = typer.Option(
+            None, "--missing-index-min-scans", metavar="N",
+            help="... out of at least N scans [100]."),
+        pgbouncer: str | None = typer.Option(
+            None, "--pgbouncer", metavar="URL", envvar="DMDB_PGBOUNCER_URL",
+            help="PgBouncer's admin console (postgresql://user@host:6432/pgbouncer, a user in "
+            "admin_users or stats_users) for the pgbouncer check [env DMDB_PGBOUNCER_URL]."),
+        pgbouncer_wait_warn: float | None = typer.Option(
+            None, "--pgbouncer-wait-warn", metavar="SECONDS",
+            help="WARNING when a client has waited this long for a server connection [1]."),
+        pgbouncer_wait_critical: float | None = typer.Option(
+            None, "--pgbouncer-wait-critical", metavar="SECONDS",
+            help="CRITICAL when a client has waited this long [10]."),
+        verbose: bool = typer.Option(
+            False, "--verbose", "-v",
+            help="Dashboard: every check's rows and notes (with --only: that check's)."),
+        record: bool = typer.Option(
+            False, "--record",
+            help="Also store a snapshot of the key figures in the dmdb_monitor schema (for "
+            "cron; prints one line) and delete snapshots older than --retention-days."),
+        retention_days: float = typer.Option(
+            90.0, "--retention-days", metavar="DAYS",
+            help="With --record: keep this many days of snapshots [90]."),
+        trend_days: float = typer.Option(
+            7.0, "--trend-days", metavar="DAYS",
+            help="Trends (dashboard, JSON, Prometheus) over the snapshots of the last DAYS "
+            "days [7]; 0: none."),
     ):
-        """Health dashboard: connections, long and blocked queries, cache hit ratios,
-        wraparound, sequences, invalid/unused/duplicate indexes, dead tuples, bloat,
-        replication lag, partitions and the top statements. Read-only; runs on the read
-        replica when one is configured (replication lag on the primary).
+        """Health dashboard of the database and server: the dmdb schema, connections, long,
+        blocked and prepared transactions and what else holds back the xmin horizon, cache
+        hit, wraparound, sequences, invalid/unused/duplicate/missing indexes, dead tuples,
+        table and index bloat, replication lag and slots, WAL archiving, checkpoints,
+        partitions, PgBouncer's pools and the top statements. Read-only; runs on the read
+        replica when one is configured (the primary's own figures on the primary).
+
+        Problems come first; --verbose shows every check's rows. --record (for cron)
+        stores a snapshot in the dmdb_monitor schema; the dashboard and JSON then show
+        trends. With the server down, --format prometheus prints dmdb_up 0.
 
         Example: dmdb monitor --check --seq-warn 80   (exit 0/1/2/3 like check_postgres)
         """
@@ -162,23 +240,68 @@ def register(app: typer.Typer) -> None:
             replication_lag_warn_seconds=replication_lag_warn,
             replication_lag_critical_seconds=replication_lag_critical,
             partition_months_ahead=partition_months_ahead,
+            xmin_hold_seconds=xmin_hold_seconds,
+            xmin_age_warn=int(xmin_age_warn) if xmin_age_warn is not None else None,
+            xmin_age_critical=int(xmin_age_critical) if xmin_age_critical is not None else None,
+            prepared_warn_seconds=prepared_warn,
+            prepared_critical_seconds=prepared_critical,
+            slot_wal_warn_bytes=int(slot_wal_warn * mb) if slot_wal_warn is not None else None,
+            slot_wal_critical_bytes=(int(slot_wal_critical * mb)
+                                     if slot_wal_critical is not None else None),
+            archive_ready_warn=archive_ready_warn,
+            checkpoint_req_warn_ratio=checkpoint_req_warn,
+            checkpoint_min=checkpoint_min,
+            index_bloat_warn_ratio=index_bloat_warn_ratio,
+            index_bloat_min_bytes=(int(index_bloat_min_size * mb)
+                                   if index_bloat_min_size is not None else None),
+            missing_index_min_rows=missing_index_min_rows,
+            missing_index_pct=missing_index_pct,
+            missing_index_min_scans=missing_index_min_scans,
+            pgbouncer_wait_warn_seconds=pgbouncer_wait_warn,
+            pgbouncer_wait_critical_seconds=pgbouncer_wait_critical,
         )
         monitor.select_checks(only)  # unknown names fail before connecting
+        if record:
+            if watch_seconds is not None:
+                raise ConfigError("--record stores one snapshot; it does not combine with --watch")
+            if only:
+                raise ConfigError("--record stores the figures of every check; drop --only")
+            if not retention_days > 0:
+                raise ConfigError(f"--retention-days must be positive (got {retention_days:g})")
+        if trend_days < 0:
+            raise ConfigError(f"--trend-days must not be negative (got {trend_days:g})")
         settings = ctx.obj.settings()
+        options = {"only": only, "project": ctx.obj.project(), "pgbouncer_url": pgbouncer,
+                   "trend_days": trend_days}
 
         if watch_seconds is not None:
-            watch(lambda: monitor_render.dashboard(
-                monitor.monitor(settings, thresholds, only=only)), watch_seconds)
+            watch(lambda height, width: monitor_render.dashboard(
+                monitor.monitor(settings, thresholds, **options), verbose=verbose,
+                max_lines=height, width=width), watch_seconds)
             return
 
         try:
-            report = monitor.monitor(settings, thresholds, only=only,
-                                     warn=None if fmt == "table" else warning_line)
+            report = monitor.monitor(settings, thresholds,
+                                     warn=None if fmt == "table" else warning_line, **options)
         except ConnectError as exc:
-            if check:  # a monitoring system expects UNKNOWN, not a failure
-                sys.stdout.write(f"UNKNOWN: {exc}\n")
-                raise typer.Exit(3) from None
-            raise
+            if fmt == "table" and not check:
+                raise
+            # A scraper must see a down server (dmdb_up 0), not a gap; JSON says so too.
+            report = monitor.unreachable(settings, exc, only)
+            warning_line(str(exc))
+
+        if record and report.up:
+            from dmdb import monitor_history
+            from dmdb.db import connect
+
+            with connect(settings, autocommit=False) as conn:
+                done = monitor_history.record(conn, report, retention_days=retention_days)
+            line = (f"recorded snapshot {done.snapshot_id} ({done.status}, {done.tables} tables);"
+                    f" {done.deleted} snapshots older than {retention_days:g} days deleted")
+            if fmt == "table" and not check:
+                sys.stdout.write(line + "\n")
+                return
+            sys.stderr.write(f"dmdb: {line}\n")
 
         if fmt == "json":
             sys.stdout.write(monitor_render.to_json(report) + "\n")
@@ -187,6 +310,9 @@ def register(app: typer.Typer) -> None:
         elif check:
             sys.stdout.write(report.check_line() + "\n")
         else:
-            console().print(monitor_render.dashboard(report))
+            con = console()
+            con.print(monitor_render.dashboard(report, verbose=verbose, width=con.width))
         if check:
             raise typer.Exit(int(report.status))
+        if record and not report.up:
+            raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""dmdb seed seed / reset: realistic sample data."""
+"""dmdb seed [--reset] / dmdb reset: realistic sample data."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from contextlib import contextmanager
 import typer
 
 from dmdb.render import console, print_json, show_progress
-
-app = typer.Typer(help="Sample data: the driving-theory catalogue and simulated learners.",
-                  no_args_is_help=True)
 
 USERS = typer.Option(200, "--users", min=1, help="Learners to simulate.")
 ANSWERS = typer.Option(100, "--answers", min=1, help="Answers per learner.")
@@ -89,28 +86,10 @@ def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_jso
     _summary(result, as_json, quiet)
 
 
-@app.command("seed")
-def seed_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
-             random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-             quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN):
-    """Load the catalogue and simulate learners into an empty, up-to-date database.
-
-    Example: dmdb seed seed --users 10000 --answers 100 --random-seed 7
-    """
-    from dmdb.seed import seed
-
-    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
+YES = typer.Option(False, "--yes", help="With --reset: do not ask for confirmation.")
 
 
-@app.command("reset")
-def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
-              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN,
-              yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")):
-    """Delete all data (the schema stays), then seed again.
-
-    Example: dmdb seed reset --yes --users 500
-    """
+def _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes):
     from dmdb.seed import reset
 
     if not yes and not dry_run:
@@ -119,10 +98,49 @@ def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, da
         if not sys.stdin.isatty():
             from dmdb.errors import ConfigError
 
-            raise ConfigError("seed reset deletes every row; pass --yes to confirm")
+            raise ConfigError("reset deletes every row; pass --yes to confirm")
         typer.confirm("Delete every learner, event and catalogue row, then reseed?", abort=True)
     _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
 
 
+def seed_cmd(ctx: typer.Context,
+             users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
+             random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
+             quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN,
+             reset: bool = typer.Option(False, "--reset",
+                                        help="Delete all data first (the schema stays), then "
+                                        "seed; asks unless --yes."),
+             yes: bool = YES):
+    """Load the catalogue and simulate learners into an empty, up-to-date database
+    (--reset: delete the data first; same as `dmdb reset`).
+
+    Example: dmdb seed --users 10000 --answers 100 --random-seed 7
+    """
+    # `dmdb seed seed` / `dmdb seed reset`: the former shape, still accepted.
+    legacy = ctx.args[0] if len(ctx.args) == 1 else " ".join(ctx.args) or None
+    if legacy not in (None, "seed", "reset"):
+        from dmdb.errors import ConfigError
+
+        raise ConfigError(f"unexpected argument {legacy!r}; options go after the command, "
+                          "e.g. dmdb seed --users 200 (see `dmdb seed --help`)")
+    if reset or legacy == "reset":
+        _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes)
+        return
+    from dmdb.seed import seed
+
+    _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
+
+
+def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
+              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
+              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN, yes: bool = YES):
+    """Delete all data (the schema stays), then seed again; asks unless --yes.
+
+    Example: dmdb reset --yes --users 500
+    """
+    _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes)
+
+
 def register(main: typer.Typer) -> None:
-    main.add_typer(app, name="seed")
+    main.command("seed", context_settings={"allow_extra_args": True})(seed_cmd)
+    main.command("reset")(reset_cmd)

@@ -35,12 +35,15 @@ def start(
         "and port, for trying read routing (DB_READ_REPLICA_HOST/PORT).",
     ),
 ):
-    """Start the embedded server (initialising it under .dmdb/ the first time).
+    """Start the embedded server (initialising it under its home the first time: the
+    project's .dmdb/, outside a project the per-user one; `dmdb config` shows it).
 
     Example: dmdb server start --replica
     """
+    from dmdb.db import ensure_embedded
+
     settings = ctx.obj.settings()
-    info = _server(ctx).start(dbname=settings.dbname)
+    info = ensure_embedded(settings.home, create=True, dbname=settings.dbname)
     data = {**info.__dict__, "url": _url(info, settings.dbname)}
     if replica:
         from dmdb.embedded import EmbeddedReplica
@@ -61,7 +64,7 @@ def start(
 
 @app.command()
 def stop(ctx: typer.Context, as_json: bool = JSON):
-    """Stop the embedded server (its data stays under .dmdb/data).
+    """Stop the embedded server (its data stays under its home's data/).
 
     Example: dmdb server stop
     """
@@ -77,14 +80,20 @@ def stop(ctx: typer.Context, as_json: bool = JSON):
 
 @app.command()
 def status(ctx: typer.Context, as_json: bool = JSON):
-    """Whether the embedded server runs, where, and its version. Exit 1 when stopped.
+    """Whether the embedded server runs, where, and its version. Exit 1 when stopped
+    or not created yet (this command never starts or creates one).
 
     Example: dmdb server status --json
     """
     settings = ctx.obj.settings()
+    from dmdb.db import NoEmbeddedServer
     from dmdb.embedded import EmbeddedReplica
 
-    info = _server(ctx).info()
+    server = _server(ctx)
+    if not (server.data_dir / "PG_VERSION").exists():
+        raise NoEmbeddedServer(f"no embedded server at {server.home}; run `dmdb up` or set "
+                               "DATABASE_URL")
+    info = server.info()
     data = {**info.__dict__, "url": _url(info, settings.dbname) if info.running else None}
     rinfo = EmbeddedReplica(settings.home).info()
     if rinfo.running or rinfo.version:
@@ -104,12 +113,15 @@ def status(ctx: typer.Context, as_json: bool = JSON):
 
 @app.command()
 def url(ctx: typer.Context):
-    """Print the embedded server's connection URL (starting it if needed), for psql & co.
+    """Print the embedded server's connection URL (starting it when stopped; never
+    creating it), for psql & co.
 
     Example: psql "$(dmdb server url)"
     """
+    from dmdb.db import ensure_embedded
+
     settings = ctx.obj.settings()
-    info = _server(ctx).start(dbname=settings.dbname)
+    info = ensure_embedded(settings.home, create=False)
     typer.echo(_url(info, settings.dbname))
 
 

@@ -1,0 +1,202 @@
+"""Migration, rollback and function files: yoyo's format, read cheaply.
+
+A file is read whole once (its SHA-256 and leading directives need nothing more); its
+statements are split (sqlparse, as yoyo does) only when something runs or inspects
+them. `dmdb status` and a no-op `dmdb up` therefore cost the same with 6 migrations or
+with 500: no file that will not run is ever parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from dmdb import resources
+from dmdb.errors import ConfigError, MigrationError
+
+MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)$")
+
+# yoyo's leading-comment grammar (yoyo.migrations.parse_metadata_from_sql_comments),
+# re-implemented so that reading a file imports neither yoyo nor sqlparse.
+_DIRECTIVE = re.compile(r"^\s*--\s*(transactional|depends)\s*:\s*(.*)$")
+_COMMENT_OR_EMPTY = re.compile(r"^(\s*|\s*--.*)$")
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    line: int  # 1-based line of the file where the statement's SQL starts
+    text_line: int = 0  # the line where `sql` (with its leading comments) starts
+
+
+def migration_hash(file_id: str) -> str:
+    """yoyo's ledger key: the SHA-256 of the migration id (yoyo.migrations.get_migration_hash)."""
+    return hashlib.sha256(file_id.encode("utf-8")).hexdigest()
+
+
+def leading_metadata(text: str) -> tuple[dict[str, str], str]:
+    """(directives, description) from the file's leading comment block, as yoyo reads them."""
+    directives: dict[str, str] = {}
+    comments: list[str] = []
+    for line in _lines(text):
+        match = _DIRECTIVE.match(line)
+        if match:
+            key, value = match.groups()
+            directives[key] = f"{directives[key]} {value}" if key in directives else value
+        elif _COMMENT_OR_EMPTY.match(line):
+            comments.append(line.strip().lstrip("-").strip())
+        else:
+            break
+    description = next((c for c in comments if c), "")
+    return directives, description
+
+
+def _lines(text: str):
+    """Lines one by one, without splitting the whole file (only its head is read)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        yield text[start:end].rstrip("\r")
+        start = end + 1
+
+
+def _leading_comment_lines(raw: str) -> int:
+    """Lines of blank space and `--` comments before a statement's first SQL line."""
+    count = 0
+    for line in raw.split("\n"):
+        if line.strip() and not line.strip().startswith("--"):
+            break
+        count += 1
+    return count
+
+
+def split_statements(text: str) -> tuple[Statement, ...]:
+    """The file's statements as yoyo would run them (sqlparse.split), with line numbers."""
+    import sqlparse
+
+    statements = []
+    offset = 0
+    for raw in sqlparse.split(text):
+        start = text.find(raw, offset)
+        if start < 0:  # sqlparse normalised something: fall back to the running offset
+            start = offset
+        offset = start + len(raw)
+        if not _COMMENTS.sub("", raw).strip():
+            continue
+        text_line = text.count("\n", 0, start) + 1
+        statements.append(Statement(raw.strip(), text_line + _leading_comment_lines(raw), text_line))
+    return tuple(statements)
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    id: str
+    path: Path
+    sha256: str
+    text: str
+
+    @cached_property
+    def _metadata(self) -> tuple[bool, str]:
+        directives, description = leading_metadata(self.text)
+        transactional = directives.get("transactional", "true").strip().lower()
+        if transactional not in ("true", "false"):
+            raise MigrationError(
+                f"{self.path}: '-- transactional: {transactional}' must be true or false")
+        return transactional == "true", description
+
+    @property
+    def transactional(self) -> bool:
+        return self._metadata[0]
+
+    @property
+    def description(self) -> str:
+        return self._metadata[1]
+
+    @cached_property
+    def statements(self) -> tuple[Statement, ...]:
+        return split_statements(self.text)
+
+
+def read_sql_file(path: Path) -> SqlFile:
+    """Read a SQL file: content and checksum; directives and statements on demand."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    if "\r" in text:  # checksums are of the text with universal newlines, as always
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        raw = text.encode("utf-8")
+    return SqlFile(id=path.stem, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text)
+
+
+@dataclass(frozen=True)
+class Migration:
+    id: str
+    forward: SqlFile
+    rollback: SqlFile | None
+
+    @property
+    def hash(self) -> str:
+        return migration_hash(self.id)
+
+
+class Project:
+    """The SQL files of one project: sql_dir/{migrations,rollbacks,functions}.
+
+    The files are read once, when the project is made; a run works on that snapshot
+    (make a new Project to see edits)."""
+
+    def __init__(self, sql_dir: Path | None = None):
+        self.sql_dir = Path(sql_dir) if sql_dir else resources.sql_dir()
+        if not (self.sql_dir / "migrations").is_dir():
+            raise ConfigError(
+                f"{self.sql_dir}/migrations is not a directory; "
+                "pass --sql-dir (or DMDB_SQL_DIR) pointing at a tree with migrations/"
+            )
+        # Misnamed or duplicate files are usage errors, found up front.
+        self._migrations = self._read_migrations()
+        self._functions: list[SqlFile] | None = None
+
+    def migrations(self) -> list[Migration]:
+        return self._migrations
+
+    def migration(self, file_id: str) -> Migration:
+        for m in self._migrations:
+            if m.id == file_id:
+                return m
+        raise ConfigError(f"{file_id}: no such migration; `dmdb status` lists the ids")
+
+    def functions(self) -> list[SqlFile]:
+        if self._functions is None:
+            folder = self.sql_dir / "functions"
+            self._functions = ([read_sql_file(p) for p in sorted(folder.glob("*.sql"))]
+                               if folder.is_dir() else [])
+        return self._functions
+
+    def _read_migrations(self) -> list[Migration]:
+        out = []
+        rollbacks = self.sql_dir / "rollbacks"
+        present = {p.name for p in rollbacks.glob("*.sql")} if rollbacks.is_dir() else set()
+        for path in sorted((self.sql_dir / "migrations").glob("*.sql")):
+            if not MIGRATION_NAME.match(path.stem):
+                raise ConfigError(
+                    f"{path.name}: migration files are named NNNN_lower_snake.sql; rename it"
+                )
+            rollback = read_sql_file(rollbacks / path.name) if path.name in present else None
+            out.append(Migration(path.stem, read_sql_file(path), rollback))
+        numbers = [m.id[:4] for m in out]
+        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"two migrations share the number {dupes[0]}; renumber one of them")
+        return out
+
+
+def joined(sql_file: SqlFile | None) -> str:
+    """The file's statements, each ending in one `;` (for --dry-run)."""
+    if sql_file is None:
+        return ""
+    return "\n\n".join(s.sql.rstrip().rstrip(";") + ";" for s in sql_file.statements)

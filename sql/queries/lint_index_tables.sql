@@ -1,0 +1,1 @@
+SELECT i.indrelid::bigint FROM pg_index i WHERE i.indexrelid = ANY (%s::oid[])

@@ -1,0 +1,407 @@
+"""`dmdb monitor`'s truthful status (no schema, replica or primary down) and its checks
+of the server against situations made on a real one: what holds back the xmin horizon
+(a long and a prepared transaction, slots), replication slots, WAL archiving (a failing
+archive_command), checkpoints, index bloat, missing indexes and PgBouncer's pools."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+from monitor_helpers import needs_superuser, one, run_json, sql_literal, wait_for
+
+# ------------------------------------------------------------------ truthful status
+
+def test_no_schema_is_critical_and_says_run_dmdb_up(cli, empty_url):
+    result = cli(["monitor", "--check"], url=empty_url)
+    assert result.exit_code == 2, result.stdout
+    assert result.stdout.startswith("CRITICAL: schema: no dmdb schema")
+    assert "dmdb up" in result.stdout
+    check = one(cli, empty_url, "schema")
+    assert check["status"] == "CRITICAL" and check["metrics"]["present"] is False
+
+
+def test_pending_migration_is_a_warning(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM _yoyo_migration WHERE migration_id = "
+                     "(SELECT max(migration_id) FROM _yoyo_migration)")
+    check = one(cli, schema_url, "schema")
+    assert check["status"] == "WARNING", check
+    assert check["metrics"]["pending"] == 1 and "dmdb up" in check["summary"]
+
+
+def test_unreachable_replica_is_critical_and_the_primary_checks_still_run(cli, schema_url):
+    env = {"DB_READ_REPLICA_HOST": "127.0.0.1", "DB_READ_REPLICA_PORT": "1"}
+    result = cli(["monitor", "--check", "--only", "replication,sequences,schema"],
+                 url=schema_url, env=env)
+    assert result.exit_code == 2, result.stdout
+    assert result.stdout.startswith("CRITICAL: replication: read replica unreachable")
+    data = json.loads(cli(["monitor", "--json", "--only", "replication,sequences,schema"],
+                          url=schema_url, env=env).stdout)
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["replication"]["status"] == "CRITICAL"
+    assert checks["replication"]["metrics"]["replica_reachable"] is False
+    # the others ran, on the primary
+    assert checks["sequences"]["status"] == "OK" and checks["schema"]["status"] == "OK"
+    assert checks["sequences"]["metrics"]["count"] > 0
+
+
+def test_primary_down_is_dmdb_up_0_in_prometheus_and_unknown_in_json(cli):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = "postgresql://nobody:pw@127.0.0.1:1/nowhere?sslmode=disable"
+    prom = cli(["monitor", "--format", "prometheus"], url=url)
+    assert prom.exit_code == 0  # the scrape worked: it says the server is down
+    families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+    assert [s.value for s in families["dmdb_up"].samples] == [0]
+    assert [s.value for s in families["dmdb_monitor_status"].samples] == [3]
+    assert "cannot connect" in prom.stderr and ":pw@" not in prom.stdout + prom.stderr
+    assert cli(["monitor", "--format", "prometheus", "--check"], url=url).exit_code == 3
+
+    data = json.loads(cli(["monitor", "--json"], url=url).stdout)
+    assert data["up"] is False and data["status"] == "UNKNOWN"
+    assert data["error"].startswith("cannot connect") and ":pw@" not in data["error"]
+    assert {c["status"] for c in data["checks"]} == {"UNKNOWN"}
+    # the dashboard has nothing to show: an error, as before
+    table = cli(["monitor"], url=url)
+    assert table.exit_code == 1 and "cannot connect" in table.stderr
+
+
+def test_prometheus_says_up_when_the_server_answers(cli, schema_url):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = cli(["monitor", "--format", "prometheus", "--only", "schema"], url=schema_url)
+    families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+    assert [s.value for s in families["dmdb_up"].samples] == [1]
+    assert [s.value for s in families["dmdb_schema_present"].samples] == [1]
+
+
+# ----------------------------------------------------------- xmin horizon and slots
+
+def test_long_transaction_holds_the_xmin_horizon(cli, schema_url):
+    with psycopg.connect(schema_url) as holder:
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM users")  # takes the snapshot
+        pid = holder.info.backend_pid
+        check = one(cli, schema_url, "xmin_horizon", "--xmin-hold-seconds", "0")
+        assert check["status"] == "WARNING", check
+        row = next(r for r in check["rows"] if r["holder"] == str(pid))
+        assert row["kind"] == "transaction" and row["status"] == "WARNING"
+        assert check["metrics"]["holders_by_kind"]["transaction"] >= 1
+        assert "transaction" in check["summary"]
+        # held for less than the default hour and few transactions back: listed, OK
+        assert one(cli, schema_url, "xmin_horizon")["status"] == "OK"
+        holder.rollback()
+    after = one(cli, schema_url, "xmin_horizon")
+    assert str(pid) not in [r["holder"] for r in after["rows"]]
+
+
+def test_inactive_physical_slot_reserving_wal(cli, schema_url):
+    needs_superuser(schema_url)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    slot = f"mon_slot_{time.monotonic_ns()}"
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+        try:
+            conn.execute("CREATE TABLE wal_maker AS SELECT g FROM generate_series(1, 20000) g")
+            check = one(cli, schema_url, "replication_slots")
+            row = next(r for r in check["rows"] if r["slot_name"] == slot)
+            assert check["status"] == "WARNING" and row["status"] == "WARNING"
+            assert row["active"] is False and row["retained_bytes"] > 0
+            assert slot in check["summary"] and "inactive" in check["summary"]
+            assert check["metrics"]["inactive"] >= 1
+            # WAL kept over the critical threshold
+            crit = one(cli, schema_url, "replication_slots", "--slot-wal-warn", "0",
+                       "--slot-wal-critical", "0")
+            assert crit["status"] == "CRITICAL"
+            prom = cli(["monitor", "--format", "prometheus", "--only", "replication_slots"],
+                       url=schema_url)
+            families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+            active = {s.labels["slot_name"]: s.value
+                      for s in families["pg_replication_slots_active"].samples}
+            assert active[slot] == 0
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    assert slot not in [r["slot_name"] for r in one(cli, schema_url, "replication_slots")["rows"]]
+
+
+@pytest.fixture(scope="module")
+def special_server(embedded_only):
+    """A server of its own with what the shared one lacks: max_prepared_transactions,
+    wal_level = logical, and WAL archiving to a command that always fails."""
+    import tempfile
+    from pathlib import Path
+
+    from psycopg import sql
+
+    from dmdb.embedded import EmbeddedServer
+
+    server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="dmdb-mon-")), fast=True)
+    info = server.start(dbname="postgres")
+    conninfo = {"host": str(info.socket_dir), "port": info.port, "user": "postgres",
+                "dbname": "postgres"}
+    try:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            for name, value in (("wal_level", "logical"), ("max_prepared_transactions", "5"),
+                                ("archive_mode", "on"), ("archive_command", "false")):
+                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                    sql.Identifier(name), sql.Literal(value)))
+        server.stop()
+        info = server.start(dbname="postgres")
+        yield (f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}")
+    finally:
+        server.destroy()
+
+
+def test_prepared_transaction_holds_the_xmin_horizon(cli, special_server):
+    gid = f"mon_{time.monotonic_ns()}"
+    with psycopg.connect(special_server, autocommit=True) as conn:
+        conn.execute("BEGIN")
+        conn.execute("SELECT txid_current()")
+        conn.execute(sql_literal("PREPARE TRANSACTION {}", gid))
+        try:
+            check = one(cli, special_server, "xmin_horizon", "--prepared-warn", "0")
+            row = next(r for r in check["rows"] if r["holder"] == gid)
+            assert check["status"] == "WARNING", check
+            assert row["kind"] == "prepared transaction" and row["status"] == "WARNING"
+            assert check["metrics"]["prepared_transactions"] == 1
+            assert "ROLLBACK PREPARED" in check["summary"]
+            crit = one(cli, special_server, "xmin_horizon", "--prepared-warn", "0",
+                       "--prepared-critical", "0")
+            assert crit["status"] == "CRITICAL"
+            result = cli(["monitor", "--check", "--only", "xmin_horizon", "--prepared-warn", "0"],
+                         url=special_server)
+            assert result.exit_code == 1 and result.stdout.startswith("WARNING: xmin_horizon")
+            assert one(cli, special_server, "xmin_horizon")["status"] == "OK"  # 60 s default
+        finally:
+            conn.execute(sql_literal("ROLLBACK PREPARED {}", gid))
+    assert one(cli, special_server, "xmin_horizon")["metrics"]["prepared_transactions"] == 0
+
+
+def test_inactive_logical_slot(cli, special_server):
+    slot = f"mon_logical_{time.monotonic_ns()}"
+    with psycopg.connect(special_server, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        try:
+            _, checks = run_json(cli, special_server, "--only", "replication_slots,xmin_horizon")
+            slots = checks["replication_slots"]
+            row = next(r for r in slots["rows"] if r["slot_name"] == slot)
+            assert slots["status"] == "WARNING"
+            assert row["slot_type"] == "logical" and row["status"] == "WARNING"
+            # its catalog_xmin is a holder of the horizon too
+            holders = checks["xmin_horizon"]["rows"]
+            assert any(r["kind"] == "replication slot" and r["holder"] == slot for r in holders)
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_failing_archive_command(cli, special_server):
+    with psycopg.connect(special_server, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS arch AS SELECT g FROM generate_series(1, 1000) g")
+        conn.execute("SELECT pg_switch_wal()")
+        assert wait_for(lambda: conn.execute(
+            "SELECT failed_count > 0 FROM pg_stat_archiver").fetchone()[0], timeout=30)
+    check = one(cli, special_server, "wal_archiving")
+    assert check["status"] == "CRITICAL", check
+    assert check["metrics"]["failing"] is True and check["metrics"]["failed"] >= 1
+    assert "archive_command" in check["summary"]
+    result = cli(["monitor", "--check", "--only", "wal_archiving"], url=special_server)
+    assert result.exit_code == 2
+
+
+def test_archiving_off_is_ok(cli, schema_url):
+    check = one(cli, schema_url, "wal_archiving")
+    with psycopg.connect(schema_url) as conn:
+        mode = conn.execute("SHOW archive_mode").fetchone()[0]
+    if mode == "off":
+        assert check["status"] == "OK" and "archive_mode is off" in check["summary"]
+    else:
+        assert check["metrics"]["archive_mode"] == mode
+
+
+def test_requested_checkpoints(cli, schema_url):
+    needs_superuser(schema_url)
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("CHECKPOINT")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    check = one(cli, schema_url, "checkpoints", "--checkpoint-min", "1",
+                "--checkpoint-req-warn", "0.0001")
+    assert check["metrics"]["requested"] >= 3
+    assert check["status"] == "WARNING" and "max_wal_size" in check["summary"]
+    # too few checkpoints to judge: OK with a note
+    relaxed = one(cli, schema_url, "checkpoints", "--checkpoint-min", "1000000000")
+    assert relaxed["status"] == "OK" and relaxed["notes"]
+
+
+# ------------------------------------------------------- index bloat, missing indexes
+
+def test_seq_scanned_table_is_a_missing_index(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE scanned (id int, v int)")
+        conn.execute("INSERT INTO scanned SELECT g, g % 7 FROM generate_series(1, 20000) g")
+        conn.execute("ANALYZE scanned")
+        for _ in range(120):
+            conn.execute("SELECT count(*) FROM scanned WHERE v = 3")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    check = one(cli, schema_url, "missing_indexes")
+    row = next(r for r in check["rows"] if r["relname"] == "scanned")
+    assert check["status"] == "WARNING" and row["status"] == "WARNING"
+    assert row["seq_scan"] >= 120 and row["idx_scan"] == 0 and row["index_scan_pct"] == 0
+    assert "scanned" in check["summary"]
+    # under pghero's 10,000-row floor it would not count
+    assert one(cli, schema_url, "missing_indexes", "--missing-index-min-rows",
+               "100000")["status"] == "OK"
+
+
+def test_bloated_index(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE puffy (id int, pad text) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO puffy SELECT g, 'x' FROM generate_series(1, 100000) g")
+        conn.execute("CREATE INDEX puffy_id_idx ON puffy (id)")
+        conn.execute("DELETE FROM puffy WHERE id % 10 <> 0")
+        conn.execute("VACUUM ANALYZE puffy")
+    check = one(cli, schema_url, "index_bloat", "--index-bloat-min-size", "0")
+    row = next(r for r in check["rows"] if r["indexrelname"] == "puffy_id_idx")
+    assert check["status"] == "WARNING" and row["status"] == "WARNING"
+    assert 5 <= row["bloat_ratio"] <= 15  # ~10x, give or take the estimate's error
+    assert row["wasted_bytes"] > 0
+    assert one(cli, schema_url, "index_bloat")["status"] == "OK"  # under the 100 MB floor
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("REINDEX INDEX puffy_id_idx")
+        conn.execute("ANALYZE puffy")
+    rebuilt = one(cli, schema_url, "index_bloat", "--index-bloat-min-size", "0")
+    assert "puffy_id_idx" not in [r["indexrelname"] for r in rebuilt["rows"]
+                                  if r["status"] == "WARNING"]
+
+
+def test_dead_tuples_agree_with_maintenance_stale_only(cli, schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE stale (id int) WITH (autovacuum_enabled = false)")
+        conn.execute("INSERT INTO stale SELECT generate_series(1, 2000)")
+        conn.execute("ANALYZE stale")
+        conn.execute("DELETE FROM stale WHERE id <= 1000")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        from dmdb.maintenance import read_table_stats
+
+        stats = {s.name: s for s in read_table_stats(conn)}
+    check = one(cli, schema_url, "dead_tuples", "--dead-tuples-factor", "1")
+    row = next(r for r in check["rows"] if r["relname"] == "stale")
+    assert row["vacuum_trigger"] == stats["stale"].vacuum_threshold
+    assert (row["status"] == "WARNING") == stats["stale"].vacuum_due
+
+
+# ---------------------------------------------------------------------- PgBouncer
+
+@pytest.fixture
+def pgbouncer_admin(schema_db, tmp_path, embedded_only):
+    """A real PgBouncer with one server connection per pool and no reserve, and its admin
+    console open to postgres."""
+    import os
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+
+    from conftest import run_dmdb
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is not installed; .ci/run installs Debian's package")
+        pytest.skip("pgbouncer not installed (apt-get install pgbouncer)")
+    name, url = schema_db
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "pgb"
+    done = run_dmdb(["pgbouncer", "config", "--out-dir", out, "--listen-port", port,
+                     "--admin-users", "postgres"], {"DATABASE_URL": url}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ini = out / "pgbouncer.ini"
+    lines = [("default_pool_size = 1" if ln.startswith("default_pool_size") else
+              "reserve_pool_size = 0" if ln.startswith("reserve_pool_size") else
+              "min_pool_size = 0" if ln.startswith("min_pool_size") else ln)
+             for ln in ini.read_text().splitlines()]
+    ini.write_text("\n".join(lines) + "\n")
+    cmd = [binary, str(ini)]
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root
+        user = next(u for u in ("postgres", "dmdb_postgres", "nobody") if _has_user(pwd, u))
+        shutil.chown(out, user)
+        for f in out.iterdir():
+            shutil.chown(f, user)
+        for parent in out.parents:
+            parent.chmod(parent.stat().st_mode | 0o001)
+        cmd = [binary, "-u", user, str(ini)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    admin = f"postgresql://postgres@127.0.0.1:{port}/pgbouncer"
+    pooled = f"postgresql://postgres@127.0.0.1:{port}/{name}"
+    if not wait_for(lambda: _answers(pooled), timeout=10):
+        proc.kill()
+        pytest.fail(f"pgbouncer did not start: {proc.communicate()[0]}")
+    yield admin, pooled, url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _has_user(pwd, name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _answers(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def test_pgbouncer_clients_waiting_for_a_server(cli, pgbouncer_admin):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    admin, pooled, url = pgbouncer_admin
+    args = ["--pgbouncer", admin]
+    idle = one(cli, url, "pgbouncer", *args)
+    assert idle["status"] == "OK" and idle["metrics"]["up"] is True
+    assert idle["metrics"]["cl_waiting"] == 0
+
+    holder = psycopg.connect(pooled, prepare_threshold=None)
+    waiter = psycopg.connect(pooled, autocommit=True, prepare_threshold=None)
+    thread = threading.Thread(target=lambda: waiter.execute("SELECT 1"))
+    try:
+        holder.execute("SELECT 1")  # a transaction holds the pool's only server connection
+        thread.start()
+        seen = {}
+
+        def waiting():
+            seen.update(one(cli, url, "pgbouncer", *args, "--pgbouncer-wait-warn", "0"))
+            return seen["metrics"]["cl_waiting"] >= 1
+
+        assert wait_for(waiting, timeout=10)
+        assert seen["status"] == "WARNING", seen
+        row = next(r for r in seen["rows"] if r["cl_waiting"])
+        assert row["sv_active"] == 1
+        prom = cli(["monitor", "--format", "prometheus", "--only", "pgbouncer", *args], url=url)
+        families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+        assert max(s.value for s in
+                   families["pgbouncer_pools_client_waiting_connections"].samples) >= 1
+    finally:
+        holder.rollback()
+        thread.join(10)
+        holder.close()
+        waiter.close()
+
+
+def test_pgbouncer_unreachable_is_critical(cli, schema_url):
+    check = one(cli, schema_url, "pgbouncer", "--pgbouncer",
+                "postgresql://postgres:secret@127.0.0.1:1/pgbouncer")
+    assert check["status"] == "CRITICAL" and "unreachable" in check["summary"]
+    assert "secret" not in check["summary"]
