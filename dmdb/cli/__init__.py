@@ -144,7 +144,7 @@ def _register() -> None:
     config_cmd.register(app)
     server.register(app)
     for name in ("partitions", "indexes", "maintenance", "monitor", "seed", "pgbouncer",
-                 "backup"):
+                 "backup", "models"):
         try:
             module = __import__(f"dmdb.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -1,0 +1,148 @@
+-- How well the learning models predict, computed where the events are (`dmdb models report`).
+--
+-- Every question_answered event carries BKT's predicted P(correct) before the answer
+-- (response_data->>'predicted_correct', written by record_answer(s)) and the outcome
+-- (is_correct). Over the events of a window [p_since, p_until):
+--   log loss   −mean(y·ln p + (1−y)·ln(1−p)), p clamped to [1e-9, 1 − 1e-9] (a fitted
+--              guess or slip of 0 can predict exactly 0 or 1; one such miss would be ∞);
+--   RMSE(bins) sqrt(Σ_b n_b·(mean p_b − mean y_b)² / Σ n_b) over p_bins equal-width bins of
+--              the prediction, bin = least(floor(p·p_bins), p_bins − 1): the calibration
+--              error (the srs-benchmark's metric, binned on the prediction alone);
+--   AUC        Mann–Whitney: the probability that a correct answer was predicted higher
+--              than a wrong one, ties counted ½; exact (integer counts in numeric); NULL
+--              when the window holds only one outcome;
+-- beside the constant baseline that predicts the window's mean correctness ȳ for every
+-- answer (its AUC is ½; overall, its RMSE(bins) is 0 by construction, per concept it is
+-- |ȳ − ȳ_concept|). One row per concept plus the overall row (concept_id NULL).
+--
+-- Cost: one scan of the window's partitions, one hash aggregate by (concept, prediction)
+-- and two sorts of its result (the AUC's ranks overall and per concept).
+CREATE OR REPLACE FUNCTION models_bkt_report(
+    p_since timestamptz,
+    p_until timestamptz,
+    p_bins integer DEFAULT 20
+) RETURNS TABLE (
+    concept_id bigint,
+    concept_code text,
+    answers bigint,
+    correct bigint,
+    mean_predicted double precision,
+    log_loss double precision,
+    rmse_bins double precision,
+    auc double precision,
+    baseline_log_loss double precision,
+    baseline_rmse_bins double precision,
+    baseline_auc double precision
+)
+LANGUAGE sql STABLE
+AS $$
+    WITH ev AS (
+        SELECT e.concept_id AS c,
+               e.is_correct::integer AS y,
+               least(greatest((e.response_data ->> 'predicted_correct')::double precision,
+                              1e-9::double precision), 1 - 1e-9::double precision) AS p
+          FROM learning_events e
+         WHERE e.event_type = 'question_answered'
+           AND e.occurred_at >= p_since AND e.occurred_at < p_until
+           AND e.is_correct IS NOT NULL
+           AND e.response_data ? 'predicted_correct'
+    ),
+    -- One row per (group, distinct prediction): the overall group (g = 1) and each concept.
+    by_p AS (
+        SELECT grouping(ev.c) AS g, ev.c, ev.p, count(*) AS n, sum(ev.y)::bigint AS pos
+          FROM ev
+         GROUP BY GROUPING SETS ((ev.c, ev.p), (ev.p))
+    ),
+    ranked AS (
+        SELECT b.g, b.c, b.p, b.n, b.pos,
+               sum(b.n - b.pos) OVER (PARTITION BY b.g, b.c ORDER BY b.p) - (b.n - b.pos) AS neg_below
+          FROM by_p b
+    ),
+    grp AS (
+        SELECT r.g, r.c, sum(r.n)::bigint AS n, sum(r.pos)::bigint AS pos,
+               sum(r.p * r.n) AS sum_p,
+               sum(r.pos * ln(r.p) + (r.n - r.pos) * ln(1 - r.p)) AS ll,
+               sum(r.pos::numeric * r.neg_below + r.pos::numeric * (r.n - r.pos) / 2) AS auc_num
+          FROM ranked r
+         GROUP BY r.g, r.c
+    ),
+    bins AS (
+        SELECT b.g, b.c, least(floor(b.p * p_bins)::integer, p_bins - 1) AS bin,
+               sum(b.n) AS n, sum(b.p * b.n) AS sp, sum(b.pos)::double precision AS sy
+          FROM by_p b
+         GROUP BY 1, 2, 3
+    ),
+    calib AS (
+        SELECT x.g, x.c, sqrt(sum((x.sp - x.sy) ^ 2 / x.n) / sum(x.n)) AS rmse
+          FROM bins x
+         GROUP BY x.g, x.c
+    ),
+    base AS (
+        SELECT least(greatest(grp.pos::double precision / grp.n, 1e-9::double precision),
+                     1 - 1e-9::double precision) AS ybar
+          FROM grp
+         WHERE grp.g = 1
+    )
+    SELECT grp.c, co.code, grp.n, grp.pos,
+           grp.sum_p / grp.n,
+           -grp.ll / grp.n,
+           calib.rmse,
+           CASE WHEN grp.pos > 0 AND grp.pos < grp.n
+                THEN (grp.auc_num / (grp.pos::numeric * (grp.n - grp.pos)))::double precision END,
+           -(grp.pos * ln(base.ybar) + (grp.n - grp.pos) * ln(1 - base.ybar)) / grp.n,
+           abs(base.ybar - grp.pos::double precision / grp.n),
+           CASE WHEN grp.pos > 0 AND grp.pos < grp.n THEN 0.5::double precision END
+      FROM grp
+      JOIN calib ON calib.g = grp.g AND calib.c IS NOT DISTINCT FROM grp.c
+      CROSS JOIN base
+      LEFT JOIN concepts co ON co.concept_id = grp.c
+     ORDER BY grp.g DESC, co.code, grp.c
+$$;
+
+COMMENT ON FUNCTION models_bkt_report(timestamptz, timestamptz, integer) IS
+    'BKT log loss, RMSE(bins), AUC and the constant baseline over a window of question_answered events; concept_id NULL = overall.';
+
+-- SM-2 states no probability of recall (it schedules an interval from quality grades),
+-- so it has no log loss, RMSE or AUC. What the events do show is how its reviews went:
+-- a review is an answer to an item the same learner answered before (within the
+-- window); the recall rate is the share of those answered correctly, overall and by the
+-- gap since the previous answer of that item.
+CREATE OR REPLACE FUNCTION models_review_outcomes(
+    p_since timestamptz,
+    p_until timestamptz
+) RETURNS TABLE (
+    gap text,
+    reviews bigint,
+    recalled bigint,
+    recall_rate double precision
+)
+LANGUAGE sql STABLE
+AS $$
+    WITH ev AS (
+        SELECT e.is_correct,
+               e.occurred_at - lag(e.occurred_at) OVER (
+                   PARTITION BY e.user_id, e.content_id ORDER BY e.occurred_at, e.event_id) AS since_last
+          FROM learning_events e
+         WHERE e.event_type = 'question_answered'
+           AND e.occurred_at >= p_since AND e.occurred_at < p_until
+           AND e.is_correct IS NOT NULL
+    ),
+    r AS (
+        SELECT CASE WHEN ev.since_last < interval '1 day' THEN '< 1 day'
+                    WHEN ev.since_last < interval '7 days' THEN '1-7 days'
+                    WHEN ev.since_last < interval '30 days' THEN '7-30 days'
+                    ELSE '>= 30 days' END AS gap,
+               width_bucket(extract(epoch FROM ev.since_last), ARRAY[86400, 604800, 2592000]) AS gap_order,
+               ev.is_correct
+          FROM ev
+         WHERE ev.since_last IS NOT NULL
+    )
+    SELECT coalesce(r.gap, 'all'), count(*), count(*) FILTER (WHERE r.is_correct),
+           (count(*) FILTER (WHERE r.is_correct))::double precision / count(*)
+      FROM r
+     GROUP BY ROLLUP (r.gap)
+     ORDER BY r.gap IS NULL DESC, min(r.gap_order)
+$$;
+
+COMMENT ON FUNCTION models_review_outcomes(timestamptz, timestamptz) IS
+    'Reviews (repeat answers of an item by a learner) in a window and their recall rate, by gap.';
