@@ -25,8 +25,8 @@ from dmdb.errors import ConfigError, DmdbError
 REPORT_DAYS = 30
 BINS = 20
 HOLDOUT = 0.2
-MAX_ITERATIONS = 20
-TOLERANCE = 1e-5
+MAX_ITERATIONS = 30
+TOLERANCE = 1e-6
 # Below these a concept's four parameters are not identified well enough to replace the
 # current ones (measured with the simulator: at 200 answers from 20 learners the guess
 # and slip estimates already spread by ~±0.05; fewer gives EM room to wander).

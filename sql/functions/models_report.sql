@@ -141,6 +141,7 @@ AS $$
            (count(*) FILTER (WHERE r.is_correct))::double precision / count(*)
       FROM r
      GROUP BY ROLLUP (r.gap)
+    HAVING count(*) > 0
      ORDER BY r.gap IS NULL DESC, min(r.gap_order)
 $$;
 
