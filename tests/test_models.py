@@ -223,3 +223,49 @@ def test_usage_errors_are_one_line(cli, schema_url, args, message):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dmdb: error:") and message in lines[0]
+
+
+# ---------------------------------------------------------------- --apply (last: it writes)
+
+
+def test_apply_changes_what_new_knowledge_states_start_from(cli, sim_db):
+    url, ids = sim_db
+    if not run_sql(url, "SELECT to_regclass('bkt_concept_parameters') IS NOT NULL")[0][0]:
+        pytest.skip("bkt_concept_parameters (migration 0007) is not in this schema")
+    nothing = cli(["models", "fit", "--apply", "--min-answers", LEARNERS * ANSWERS], url=url)
+    assert nothing.exit_code == 1
+    assert nothing.stderr.strip().splitlines()[-1].startswith("dmdb: error: no concept's fit")
+    dry = cli(["models", "fit", "--apply", "--dry-run", "--json"], url=url)
+    assert dry.exit_code == 0, dry.stderr
+    assert json.loads(dry.stdout)["applied"] == []
+    assert run_sql(url, "SELECT count(*) FROM bkt_concept_parameters")[0][0] == 0
+
+    result = cli(["models", "fit", "--apply", "--json"], url=url)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    fitted = {c["concept_id"]: c for c in data["concepts"]}
+    assert sorted(data["applied"]) == sorted(ids[code] for code in TRUTH)
+    stored = {r[0]: r[1:] for r in run_sql(
+        url, "SELECT concept_id, initial_knowledge, learning_rate, guess_parameter, slip_parameter, "
+             "temporal_decay, answers_used FROM bkt_concept_parameters")}
+    for cid, row in stored.items():
+        c = fitted[cid]
+        assert row == (c["initial_knowledge"], c["learning_rate"], c["guess"], c["slip"],
+                       c["temporal_decay"], c["train_answers"])
+
+    # A new learner's first answer on a fitted concept starts from the fitted parameters.
+    signs = fitted[ids["signs"]]
+    with psycopg.connect(url, autocommit=True) as conn:
+        user = conn.execute("INSERT INTO users (email, display_name) VALUES ('new@sim.test', 'New') "
+                            "RETURNING user_id").fetchone()[0]
+        item = conn.execute("SELECT min(content_id) FROM content WHERE concept_id = %s",
+                            (ids["signs"],)).fetchone()[0]
+        predicted = conn.execute(
+            "SELECT predicted_correct FROM record_answer(%s, %s, true, 4000, p_answered_at => %s)",
+            (user, item, END + timedelta(days=1))).fetchone()[0]
+        ks = conn.execute("SELECT initial_knowledge, learning_rate, guess_parameter, slip_parameter "
+                          "FROM knowledge_states WHERE user_id = %s", (user,)).fetchone()
+    assert ks == (signs["initial_knowledge"], signs["learning_rate"], signs["guess"], signs["slip"])
+    l0, guess, slip = signs["initial_knowledge"], signs["guess"], signs["slip"]
+    assert predicted == pytest.approx(l0 * (1 - slip) + (1 - l0) * guess, abs=1e-12)
+    assert ks != (0.1, 0.15, 0.2, 0.1)

@@ -159,15 +159,13 @@ def _render_fit(result) -> None:
               f"(latest {result.holdout:.0%}); {result.seconds:.1f}s")
     rows = []
     for c in result.concepts:
-        fitted = ("—" if c.initial_knowledge is None else
-                  f"{c.initial_knowledge:.3f} {c.learning_rate:.3f} {c.guess:.3f} {c.slip:.3f}")
-        current = (f"{c.current_initial_knowledge:.3f} {c.current_learning_rate:.3f} "
-                   f"{c.current_guess:.3f} {c.current_slip:.3f}")
-        rows.append([c.concept_code or c.concept_id, c.train_answers, c.holdout_answers, current,
-                     fitted, _num(c.holdout_log_loss_before), _num(c.holdout_log_loss_after),
+        rows.append([c.concept_code or c.concept_id, c.train_answers, c.holdout_answers,
+                     _num(c.initial_knowledge, 3), _num(c.learning_rate, 3), _num(c.guess, 3),
+                     _num(c.slip, 3), _num(c.holdout_log_loss_before), _num(c.holdout_log_loss_after),
                      "yes" if c.apply else "; ".join(c.reasons)])
-    out.print(table("BKT per concept (L0 T guess slip); held-out log loss before → after",
-                    ["concept", "train", "held out", "current", "fitted", "before", "after",
+    out.print(table("BKT fitted per concept (current parameters: --json); held-out log loss "
+                    "before → after",
+                    ["concept", "train", "held out", "L0", "T", "guess", "slip", "before", "after",
                      "apply?"], rows))
     if result.apply_requested:
         chosen = [c for c in result.concepts if c.apply]
