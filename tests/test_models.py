@@ -225,6 +225,14 @@ def test_usage_errors_are_one_line(cli, schema_url, args, message):
     assert len(lines) == 1 and lines[0].startswith("dmdb: error:") and message in lines[0]
 
 
+def test_database_without_the_functions_says_run_up(cli, empty_url):
+    for args in (["report"], ["fit"]):
+        result = cli(["models", *args], url=empty_url)
+        assert result.exit_code == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "dmdb up" in lines[0], lines
+
+
 # ---------------------------------------------------------------- --apply (last: it writes)
 
 
