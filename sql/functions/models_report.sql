@@ -15,8 +15,8 @@
 -- answer (its AUC is ½; overall, its RMSE(bins) is 0 by construction, per concept it is
 -- |ȳ − ȳ_concept|). One row per concept plus the overall row (concept_id NULL).
 --
--- Cost: one scan of the window's partitions, one hash aggregate by (concept, prediction)
--- and two sorts of its result (the AUC's ranks overall and per concept).
+-- Cost: one scan of the window's partitions (kept in a tuplestore), one hash aggregate
+-- into bins, and two sorts (the AUC's order, per concept and overall).
 CREATE OR REPLACE FUNCTION models_bkt_report(
     p_since timestamptz,
     p_until timestamptz,
@@ -47,35 +47,38 @@ AS $$
            AND e.is_correct IS NOT NULL
            AND e.response_data ? 'predicted_correct'
     ),
-    -- One row per (group, distinct prediction): the overall group (g = 1) and each concept.
-    by_p AS (
-        SELECT grouping(ev.c) AS g, ev.c, ev.p, count(*) AS n, sum(ev.y)::bigint AS pos
+    -- Counts, log-likelihood and prediction sums per calibration bin, per concept and
+    -- overall (g = 1): one hash aggregate into at most (concepts + 1) × p_bins groups.
+    bins AS (
+        SELECT grouping(ev.c) AS g, ev.c, least(floor(ev.p * p_bins)::integer, p_bins - 1) AS bin,
+               count(*) AS n, sum(ev.y)::bigint AS pos, sum(ev.p) AS sp,
+               sum(CASE WHEN ev.y = 1 THEN ln(ev.p) ELSE ln(1 - ev.p) END) AS ll
           FROM ev
-         GROUP BY GROUPING SETS ((ev.c, ev.p), (ev.p))
-    ),
-    ranked AS (
-        SELECT b.g, b.c, b.p, b.n, b.pos,
-               sum(b.n - b.pos) OVER (PARTITION BY b.g, b.c ORDER BY b.p) - (b.n - b.pos) AS neg_below
-          FROM by_p b
+         GROUP BY GROUPING SETS ((ev.c, 3), (3))
     ),
     grp AS (
-        SELECT r.g, r.c, sum(r.n)::bigint AS n, sum(r.pos)::bigint AS pos,
-               sum(r.p * r.n) AS sum_p,
-               sum(r.pos * ln(r.p) + (r.n - r.pos) * ln(1 - r.p)) AS ll,
-               sum(r.pos::numeric * r.neg_below + r.pos::numeric * (r.n - r.pos) / 2) AS auc_num
-          FROM ranked r
-         GROUP BY r.g, r.c
+        SELECT b.g, b.c, sum(b.n)::bigint AS n, sum(b.pos)::bigint AS pos, sum(b.sp) AS sum_p,
+               sum(b.ll) AS ll, sqrt(sum((b.sp - b.pos) ^ 2 / b.n) / sum(b.n)) AS rmse
+          FROM bins b
+         GROUP BY b.g, b.c
     ),
-    bins AS (
-        SELECT b.g, b.c, least(floor(b.p * p_bins)::integer, p_bins - 1) AS bin,
-               sum(b.n) AS n, sum(b.p * b.n) AS sp, sum(b.pos)::double precision AS sy
-          FROM by_p b
-         GROUP BY 1, 2, 3
-    ),
-    calib AS (
-        SELECT x.g, x.c, sqrt(sum((x.sp - x.sy) ^ 2 / x.n) / sum(x.n)) AS rmse
-          FROM bins x
-         GROUP BY x.g, x.c
+    -- AUC numerator: for each correct answer, the wrong ones predicted lower, plus half
+    -- those predicted equal (the peers of its prediction). One sort per concept, one overall.
+    auc AS (
+        SELECT 0 AS g, x.c, sum(x.neg_le - x.neg_eq / 2.0) FILTER (WHERE x.y = 1) AS auc_num
+          FROM (SELECT ev.c, ev.y,
+                       sum(1 - ev.y) OVER (PARTITION BY ev.c ORDER BY ev.p) AS neg_le,
+                       sum(1 - ev.y) OVER (PARTITION BY ev.c ORDER BY ev.p
+                                            RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS neg_eq
+                  FROM ev) x
+         GROUP BY x.c
+        UNION ALL
+        SELECT 1, NULL, sum(x.neg_le - x.neg_eq / 2.0) FILTER (WHERE x.y = 1)
+          FROM (SELECT ev.y,
+                       sum(1 - ev.y) OVER (ORDER BY ev.p) AS neg_le,
+                       sum(1 - ev.y) OVER (ORDER BY ev.p
+                                            RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS neg_eq
+                  FROM ev) x
     ),
     base AS (
         SELECT least(greatest(grp.pos::double precision / grp.n, 1e-9::double precision),
@@ -86,14 +89,14 @@ AS $$
     SELECT grp.c, co.code, grp.n, grp.pos,
            grp.sum_p / grp.n,
            -grp.ll / grp.n,
-           calib.rmse,
+           grp.rmse,
            CASE WHEN grp.pos > 0 AND grp.pos < grp.n
-                THEN (grp.auc_num / (grp.pos::numeric * (grp.n - grp.pos)))::double precision END,
+                THEN (auc.auc_num / (grp.pos::numeric * (grp.n - grp.pos)))::double precision END,
            -(grp.pos * ln(base.ybar) + (grp.n - grp.pos) * ln(1 - base.ybar)) / grp.n,
            abs(base.ybar - grp.pos::double precision / grp.n),
            CASE WHEN grp.pos > 0 AND grp.pos < grp.n THEN 0.5::double precision END
       FROM grp
-      JOIN calib ON calib.g = grp.g AND calib.c IS NOT DISTINCT FROM grp.c
+      JOIN auc ON auc.g = grp.g AND auc.c IS NOT DISTINCT FROM grp.c
       CROSS JOIN base
       LEFT JOIN concepts co ON co.concept_id = grp.c
      ORDER BY grp.g DESC, co.code, grp.c
