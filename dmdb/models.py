@@ -127,10 +127,13 @@ class ModelReport:
         }
 
 
-def report(conn, win: Window, *, bins: int = BINS) -> ModelReport:
-    """The model report over the question_answered events of `win` (read-only)."""
+def report(conn, win: Window, *, bins: int = BINS, scheduler: str | None = None) -> ModelReport:
+    """The model report over the question_answered events of `win` (read-only); the
+    scheduler section for `scheduler` (default: the one in use)."""
     if not 2 <= bins <= 1000:
         raise ConfigError(f"--bins must be between 2 and 1000, got {bins}")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise ConfigError(f"--scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
     since, until = win.bounds()
     _require(conn, "models_bkt_report")
     cur = conn.execute("SELECT * FROM models_bkt_report(%s, %s, %s)", (since, until, bins))
@@ -138,22 +141,47 @@ def report(conn, win: Window, *, bins: int = BINS) -> ModelReport:
     found = [ConceptMetrics(**dict(zip(cols, r))) for r in cur.fetchall()]
     overall = next((m for m in found if m.concept_id is None), None)
     concepts = [m for m in found if m.concept_id is not None]
-    return ModelReport(win, bins, overall, concepts, scheduler_section(conn, win))
+    return ModelReport(win, bins, overall, concepts,
+                       scheduler_section(conn, win, scheduler=scheduler, bins=bins))
 
 
-def scheduler_section(conn, win: Window) -> dict:
-    """SM-2 predicts no recall probability: say so, and show how its reviews went."""
+SCHEDULERS = ("sm2", "fsrs")
+SM2_NOTE = ("SM-2 schedules an interval from quality grades and states no probability of recall, "
+            "so it has no log loss, RMSE or AUC; shown instead: how its reviews (repeat answers "
+            "of an item) went, by the gap since the previous answer")
+FSRS_NOTE = ("FSRS-6's retrievability before each review (replayed from each learner's answers to "
+             "the item) against the outcome; reviews less than a whole day after the previous "
+             "answer are counted, not scored (FSRS states R = 1 for them)")
+
+
+def scheduler_in_use(conn) -> str:
+    """algorithm_settings.scheduler (migration 0007), else SM-2, the only one before it."""
+    if conn.execute("SELECT to_regclass('algorithm_settings') IS NULL").fetchone()[0]:
+        return "sm2"
+    row = conn.execute("SELECT scheduler FROM algorithm_settings").fetchone()
+    return row[0] if row else "sm2"
+
+
+def scheduler_section(conn, win: Window, *, scheduler: str | None = None, bins: int = BINS) -> dict:
+    """How the scheduler's predicted recall matched the reviews: FSRS's retrievability vs
+    outcome; for SM-2, which predicts none, what its reviews show."""
+    in_use = scheduler_in_use(conn)
+    which = scheduler or in_use
+    if which not in SCHEDULERS:
+        raise ConfigError(f"--scheduler {which!r} is not one of {', '.join(SCHEDULERS)}")
     since, until = win.bounds()
     rows = conn.execute("SELECT * FROM models_review_outcomes(%s, %s)", (since, until)).fetchall()
-    reviews = [{"gap": g, "reviews": n, "recalled": k, "recall_rate": rate} for g, n, k, rate in rows]
-    return {
-        "scheduler": "sm2",
-        "predicts_recall": False,
-        "note": ("SM-2 schedules an interval from quality grades and states no probability of "
-                 "recall, so it has no log loss, RMSE or AUC; shown instead: how its reviews "
-                 "(repeat answers of an item) went, by the gap since the previous answer"),
-        "reviews": reviews,
-    }
+    section: dict = {"scheduler": which, "in_use": which == in_use,
+                     "predicts_recall": which == "fsrs",
+                     "note": FSRS_NOTE if which == "fsrs" else SM2_NOTE,
+                     "reviews": [{"gap": g, "reviews": n, "recalled": k, "recall_rate": rate}
+                                 for g, n, k, rate in rows]}
+    if which == "fsrs":
+        if conn.execute("SELECT to_regproc('fsrs_step') IS NULL").fetchone()[0]:
+            raise DmdbError("this database has no FSRS (fsrs_step); run `dmdb up` (migration 0007)")
+        cur = conn.execute("SELECT * FROM models_fsrs_report(%s, %s, %s)", (since, until, bins))
+        section["fsrs"] = dict(zip([c.name for c in cur.description], cur.fetchone()))
+    return section
 
 
 def _session(conn) -> None:
@@ -206,11 +234,15 @@ def to_prometheus(rep: ModelReport) -> str:
             gauge("dmdb_models_review_recall_ratio",
                   "Share of reviews (repeat answers of an item) answered correctly.",
                   [({"scheduler": rep.scheduler["scheduler"]}, r["recall_rate"])])
-    for metric in METRICS:
-        value = rep.scheduler.get(metric)
-        if value is not None:
-            gauge(f"dmdb_models_scheduler_{metric}", f"The scheduler's predicted recall: {metric}.",
-                  [({"scheduler": rep.scheduler["scheduler"]}, value)])
+    fsrs = rep.scheduler.get("fsrs")
+    if fsrs:
+        gauge("dmdb_models_scheduler_reviews", "Reviews scored against the scheduler's predicted recall.",
+              [({"scheduler": "fsrs"}, fsrs["reviews"])])
+        for metric in METRICS:
+            gauge(f"dmdb_models_scheduler_{metric}",
+                  f"{metric} of the scheduler's predicted recall (retrievability) against review outcomes.",
+                  [({"scheduler": "fsrs", "model": "fsrs"}, fsrs[metric]),
+                   ({"scheduler": "fsrs", "model": "baseline"}, fsrs[f"baseline_{metric}"])])
     return "\n".join(lines) + "\n"
 
 

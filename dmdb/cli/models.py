@@ -42,6 +42,9 @@ def report_cmd(
     since: str | None = SINCE,
     until: str | None = UNTIL,
     bins: int = typer.Option(20, "--bins", help="Calibration bins of the prediction for RMSE(bins)."),
+    scheduler: str | None = typer.Option(None, "--scheduler", metavar="sm2|fsrs",
+                                         help="Scheduler to evaluate (default: the one in use). "
+                                         "fsrs replays each learner's answers through FSRS-6."),
     as_json: bool = JSON,
     fmt: str = typer.Option("table", "--format", metavar="FORMAT",
                             help="table, json or prometheus (the headline figures)."),
@@ -64,7 +67,7 @@ def report_cmd(
         days = models.REPORT_DAYS
     win = models.window(days=days, since=start, until=_time(until, "--until"))
     with connect_read(ctx.obj.settings(), warn=warning_line, autocommit=True) as conn:
-        rep = models.report(conn, win, bins=bins)
+        rep = models.report(conn, win, bins=bins, scheduler=scheduler)
     if fmt == "json":
         print_json(rep.to_dict())
     elif fmt == "prometheus":
@@ -94,7 +97,15 @@ def _render_report(rep) -> None:
                         ["concept", "answers", "correct", "log loss", "baseline", "RMSE(bins)",
                          "baseline", "AUC"], rows))
     s = rep.scheduler
-    out.print(f"Scheduler: {s['scheduler']}. {s['note']}.")
+    out.print(f"Scheduler: {s['scheduler']}{'' if s['in_use'] else ' (not the one in use)'}. "
+              f"{s['note']}.")
+    f = s.get("fsrs")
+    if f:
+        out.print(table(None, ["FSRS-6", "reviews", "same-day", "recalled", "log loss", "baseline",
+                               "RMSE(bins)", "AUC"],
+                        [["retrievability", f["reviews"], f["same_day_reviews"], f["recalled"],
+                          _num(f["log_loss"]), _num(f["baseline_log_loss"]), _num(f["rmse_bins"]),
+                          _num(f["auc"], 3)]]))
     if s.get("reviews"):
         out.print(table(None, ["gap since last answer", "reviews", "recalled", "recall rate"],
                         [[r["gap"], r["reviews"], r["recalled"], f"{r['recall_rate']:.1%}"]
