@@ -144,6 +144,68 @@ def test_report_prometheus_and_empty_window(cli, sim_db):
     assert data["answers"] == 0 and data["overall"] is None and data["concepts"] == []
 
 
+def _has(url: str, regproc: str) -> bool:
+    return run_sql(url, "SELECT to_regproc(%s) IS NOT NULL", (regproc,))[0][0]
+
+
+def test_fsrs_section_equals_a_py_fsrs_replay(cli, schema_url):
+    """FSRS-6's retrievability before each review, replayed by py-fsrs (the reference
+    implementation) over the same events, gives the same figures."""
+    from fsrs import Card, Rating, Scheduler
+
+    if not _has(schema_url, "fsrs_step"):
+        pytest.skip("FSRS (migration 0007) is not in this schema")
+    now = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    seeded = cli(["seed", "seed", "--users", "30", "--answers", "60", "--days", "60", "--quiet",
+                  "--now", now.isoformat()], url=schema_url)
+    assert seeded.exit_code == 0, seeded.stderr
+    since = now - timedelta(days=30)
+    result = cli(["models", "report", "--since", since.isoformat(), "--until", now.isoformat(),
+                  "--scheduler", "fsrs", "--json"], url=schema_url)
+    assert result.exit_code == 0, result.stderr
+    section = json.loads(result.stdout)["scheduler"]
+    assert section["scheduler"] == "fsrs" and section["in_use"] is False
+    got = section["fsrs"]
+
+    settings = run_sql(schema_url, "SELECT fsrs_parameters, fsrs_desired_retention, "
+                                   "fsrs_learning_steps, fsrs_relearning_steps, "
+                                   "fsrs_maximum_interval FROM algorithm_settings")[0]
+    scheduler = Scheduler(parameters=settings[0], desired_retention=settings[1],
+                          learning_steps=[timedelta(seconds=s) for s in settings[2]],
+                          relearning_steps=[timedelta(seconds=s) for s in settings[3]],
+                          maximum_interval=settings[4], enable_fuzzing=False)
+    events = run_sql(schema_url, """
+        SELECT user_id, content_id, occurred_at, quality, is_correct FROM learning_events e
+         WHERE event_type = 'question_answered' AND occurred_at < %(until)s
+           AND (user_id, content_id) IN (SELECT user_id, content_id FROM learning_events
+                                          WHERE event_type = 'question_answered'
+                                            AND occurred_at >= %(since)s AND occurred_at < %(until)s)
+         ORDER BY user_id, content_id, occurred_at, event_id""", {"since": since, "until": now})
+    scored, same_day, cards = [], 0, {}
+    for user, content, at, quality, correct in events:
+        card = cards.get((user, content)) or Card()
+        if at >= since and card.stability is not None:
+            if (at - card.last_review).days >= 1:
+                scored.append((None, int(correct), scheduler.get_card_retrievability(card, at)))
+            else:
+                same_day += 1
+        rating = Rating(1 if quality < 3 else quality - 1)
+        cards[(user, content)], _ = scheduler.review_card(card, rating, at)
+    assert len(scored) > 50 and same_day > 0
+    want = _reference(scored, 20)[None]
+    assert (got["reviews"], got["same_day_reviews"], got["recalled"]) == (
+        want["answers"], same_day, want["correct"])
+    for metric in ("log_loss", "rmse_bins", "auc", "mean_predicted", "baseline_log_loss"):
+        assert got[metric] == pytest.approx(want[metric], abs=1e-9), metric
+
+    # The scheduler in use is the section's default.
+    run_sql(schema_url, "SELECT set_scheduler('fsrs')")
+    again = cli(["models", "report", "--since", since.isoformat(), "--until", now.isoformat(),
+                 "--json"], url=schema_url)
+    assert json.loads(again.stdout)["scheduler"]["scheduler"] == "fsrs"
+    assert json.loads(again.stdout)["scheduler"]["in_use"] is True
+
+
 # ------------------------------------------------------------------ the fit
 
 
