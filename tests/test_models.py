@@ -183,6 +183,7 @@ def test_fsrs_section_equals_a_py_fsrs_replay(cli, schema_url):
          ORDER BY user_id, content_id, occurred_at, event_id""", {"since": since, "until": now})
     scored, same_day, cards = [], 0, {}
     for user, content, at, quality, correct in events:
+        at = at.astimezone(timezone.utc)
         card = cards.get((user, content)) or Card()
         if at >= since and card.stability is not None:
             if (at - card.last_review).days >= 1:
