@@ -93,13 +93,20 @@ def main() -> None:
             win = models.window(days=None, since=None, until=None)
             events = conn.execute(SCAN).fetchone()[0]
             scan_s, _ = timed(lambda: conn.execute(SCAN).fetchone(), args.repeat)
-            report_s, rep = timed(lambda: models.report(conn, win), args.repeat)
+            report_s, rep = timed(lambda: models.report(conn, win, scheduler="sm2"), args.repeat)
+            fsrs = conn.execute("SELECT to_regproc('fsrs_step') IS NOT NULL").fetchone()[0]
+            if fsrs:
+                fsrs_s, fsrs_rep = timed(lambda: models.report(conn, win, scheduler="fsrs"), 1)
             fit_s, result = timed(lambda: models.fit(conn, win), 1)
         print(f"events: {events} question_answered")
         print(f"baseline scan: {scan_s:.2f}s")
         print(f"models report: {report_s:.2f}s  ({report_s / scan_s:.1f}× the scan; "
               f"log loss {rep.overall.log_loss:.4f} vs baseline {rep.overall.baseline_log_loss:.4f}, "
               f"AUC {rep.overall.auc:.3f})")
+        if fsrs:
+            f = fsrs_rep.scheduler["fsrs"]
+            print(f"models report --scheduler fsrs: {fsrs_s:.2f}s  ({fsrs_s / scan_s:.1f}× the scan; "
+                  f"{f['reviews']} reviews scored, {f['same_day_reviews']} same-day)")
         iterations = max((c.iterations for c in result.concepts), default=0)
         print(f"models fit:    {fit_s:.2f}s  ({fit_s / scan_s:.1f}× the scan; {iterations} EM "
               f"iterations at most, {fit_s / max(iterations, 1):.2f}s each)")
