@@ -127,13 +127,17 @@ class ModelReport:
         }
 
 
-def report(conn, win: Window, *, bins: int = BINS, scheduler: str | None = None) -> ModelReport:
-    """The model report over the question_answered events of `win` (read-only); the
-    scheduler section for `scheduler` (default: the one in use)."""
+def check_report_options(*, bins: int, scheduler: str | None) -> None:
     if not 2 <= bins <= 1000:
         raise ConfigError(f"--bins must be between 2 and 1000, got {bins}")
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise ConfigError(f"--scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+
+
+def report(conn, win: Window, *, bins: int = BINS, scheduler: str | None = None) -> ModelReport:
+    """The model report over the question_answered events of `win` (read-only); the
+    scheduler section for `scheduler` (default: the one in use)."""
+    check_report_options(bins=bins, scheduler=scheduler)
     since, until = win.bounds()
     _require(conn, "models_bkt_report")
     cur = conn.execute("SELECT * FROM models_bkt_report(%s, %s, %s)", (since, until, bins))
@@ -337,6 +341,15 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def check_fit_options(*, holdout: float, max_iterations: int, tolerance: float, min_answers: int,
+                      min_learners: int, min_holdout: int) -> None:
+    if not 0 < holdout < 1:
+        raise ConfigError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
+    if max_iterations < 1 or not tolerance >= 0 or min_answers < 1 or min_learners < 1 or min_holdout < 1:
+        raise ConfigError("--max-iterations, --min-answers, --min-learners and --min-holdout must be "
+                          "1 or more, --tolerance 0 or more")
+
+
 def fit(conn, win: Window, *, holdout: float = HOLDOUT, max_iterations: int = MAX_ITERATIONS,
         tolerance: float = TOLERANCE, min_answers: int = MIN_ANSWERS,
         min_learners: int = MIN_LEARNERS, min_holdout: int = MIN_HOLDOUT,
@@ -346,11 +359,8 @@ def fit(conn, win: Window, *, holdout: float = HOLDOUT, max_iterations: int = MA
     (`verdict`) into bkt_concept_parameters in one transaction (nothing with dry_run)."""
     import time
 
-    if not 0 < holdout < 1:
-        raise ConfigError(f"--holdout must be a fraction between 0 and 1, got {holdout}")
-    if max_iterations < 1 or not tolerance >= 0 or min_answers < 1 or min_learners < 1 or min_holdout < 1:
-        raise ConfigError("--max-iterations, --min-answers, --min-learners and --min-holdout must be "
-                          "1 or more, --tolerance 0 or more")
+    check_fit_options(holdout=holdout, max_iterations=max_iterations, tolerance=tolerance,
+                      min_answers=min_answers, min_learners=min_learners, min_holdout=min_holdout)
     _require(conn, "models_bkt_fit")
     if apply and conn.execute("SELECT to_regclass('bkt_concept_parameters') IS NULL").fetchone()[0]:
         raise DmdbError("the database has no bkt_concept_parameters table; run `dmdb up` "

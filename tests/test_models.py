@@ -280,6 +280,9 @@ def test_verdict(overrides, reason):
     (["report", "--since", "2026-11-10T00:00:00Z", "--until", "2026-11-01T00:00:00Z"], "empty"),
     (["report", "--format", "xml"], "--format"),
     (["report", "--bins", "1"], "--bins"),
+    (["report", "--scheduler", "anki"], "--scheduler"),
+    (["fit", "--max-iterations", "0"], "--max-iterations"),
+    (["fit", "--since", "2026-11-01T00:00:00Z", "--days", "3"], "not both"),
 ])
 def test_usage_errors_are_one_line(cli, schema_url, args, message):
     result = cli(["models", *args], url=schema_url)

@@ -66,6 +66,7 @@ def report_cmd(
     if days is None and start is None:
         days = models.REPORT_DAYS
     win = models.window(days=days, since=start, until=_time(until, "--until"))
+    models.check_report_options(bins=bins, scheduler=scheduler)
     with connect_read(ctx.obj.settings(), warn=warning_line, autocommit=True) as conn:
         rep = models.report(conn, win, bins=bins, scheduler=scheduler)
     if fmt == "json":
@@ -145,6 +146,9 @@ def fit_cmd(
     from dmdb.render import print_json
 
     win = models.window(days=days, since=_time(since, "--since"), until=_time(until, "--until"))
+    models.check_fit_options(holdout=holdout, max_iterations=max_iterations, tolerance=tolerance,
+                             min_answers=min_answers, min_learners=min_learners,
+                             min_holdout=min_holdout)
     with connect(ctx.obj.settings(), autocommit=True) as conn:
         result = models.fit(conn, win, holdout=holdout, max_iterations=max_iterations,
                             tolerance=tolerance, min_answers=min_answers, min_learners=min_learners,
