@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--learners", type=int, default=10_000)
     parser.add_argument("--answers", type=int, default=10, help="answers per learner and concept")
     parser.add_argument("--repeat", type=int, default=3, help="report runs (median)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary server (prints its URL)")
     args = parser.parse_args()
 
     import psycopg
@@ -124,7 +125,9 @@ def main() -> None:
             print(f"held-out log loss improved (and may be applied) for {better}/{len(result.concepts)} "
                   "concepts")
     finally:
-        if server is not None:
+        if server is not None and args.keep:
+            print(f"kept: {url}")
+        elif server is not None:
             server.destroy()
 
 

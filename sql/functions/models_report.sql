@@ -16,7 +16,7 @@
 -- |ȳ − ȳ_concept|). One row per concept plus the overall row (concept_id NULL).
 --
 -- Cost: one scan of the window's partitions (kept in a tuplestore), one hash aggregate
--- into bins, and two sorts (the AUC's order, per concept and overall).
+-- into bins, and two sorts for the AUC (per concept, overall), each with running sums.
 CREATE OR REPLACE FUNCTION models_bkt_report(
     p_since timestamptz,
     p_until timestamptz,
@@ -62,22 +62,24 @@ AS $$
           FROM bins b
          GROUP BY b.g, b.c
     ),
-    -- AUC numerator: for each correct answer, the wrong ones predicted lower, plus half
-    -- those predicted equal (the peers of its prediction). One sort per concept, one overall.
+    -- AUC, doubled to stay in integers: Σ over correct answers of (wrong answers predicted
+    -- lower + wrong answers predicted lower or equal), i.e. ties count ½. In the order
+    -- (p, y DESC) a correct answer precedes the wrong ones of its own prediction, so the
+    -- running count of wrong answers up to it (ROWS) is "lower", and the count over its
+    -- peers in p (RANGE, the default frame) is "lower or equal": one sort per ordering.
     auc AS (
-        SELECT 0 AS g, x.c, sum(x.neg_le - x.neg_eq / 2.0) FILTER (WHERE x.y = 1) AS auc_num
+        SELECT 0 AS g, x.c, sum(x.lt + x.le) FILTER (WHERE x.y = 1) AS auc2
           FROM (SELECT ev.c, ev.y,
-                       sum(1 - ev.y) OVER (PARTITION BY ev.c ORDER BY ev.p) AS neg_le,
-                       sum(1 - ev.y) OVER (PARTITION BY ev.c ORDER BY ev.p
-                                            RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS neg_eq
+                       sum(1 - ev.y) OVER (PARTITION BY ev.c ORDER BY ev.p, ev.y DESC
+                                           ROWS UNBOUNDED PRECEDING) AS lt,
+                       sum(1 - ev.y) OVER (PARTITION BY ev.c ORDER BY ev.p) AS le
                   FROM ev) x
          GROUP BY x.c
         UNION ALL
-        SELECT 1, NULL, sum(x.neg_le - x.neg_eq / 2.0) FILTER (WHERE x.y = 1)
+        SELECT 1, NULL, sum(x.lt + x.le) FILTER (WHERE x.y = 1)
           FROM (SELECT ev.y,
-                       sum(1 - ev.y) OVER (ORDER BY ev.p) AS neg_le,
-                       sum(1 - ev.y) OVER (ORDER BY ev.p
-                                            RANGE BETWEEN CURRENT ROW AND CURRENT ROW) AS neg_eq
+                       sum(1 - ev.y) OVER (ORDER BY ev.p, ev.y DESC ROWS UNBOUNDED PRECEDING) AS lt,
+                       sum(1 - ev.y) OVER (ORDER BY ev.p) AS le
                   FROM ev) x
     ),
     base AS (
@@ -91,7 +93,7 @@ AS $$
            -grp.ll / grp.n,
            grp.rmse,
            CASE WHEN grp.pos > 0 AND grp.pos < grp.n
-                THEN (auc.auc_num / (grp.pos::numeric * (grp.n - grp.pos)))::double precision END,
+                THEN (auc.auc2 / (2 * grp.pos::numeric * (grp.n - grp.pos)))::double precision END,
            -(grp.pos * ln(base.ybar) + (grp.n - grp.pos) * ln(1 - base.ybar)) / grp.n,
            abs(base.ybar - grp.pos::double precision / grp.n),
            CASE WHEN grp.pos > 0 AND grp.pos < grp.n THEN 0.5::double precision END
