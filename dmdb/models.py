@@ -43,6 +43,7 @@ RANGES = {
     "slip": (0.0, 0.5),
 }
 METRICS = ("log_loss", "rmse_bins", "auc")
+SCHEDULERS = ("sm2", "fsrs")
 
 
 @dataclass(frozen=True)
@@ -140,16 +141,18 @@ def report(conn, win: Window, *, bins: int = BINS, scheduler: str | None = None)
     check_report_options(bins=bins, scheduler=scheduler)
     since, until = win.bounds()
     _require(conn, "models_bkt_report")
-    cur = conn.execute("SELECT * FROM models_bkt_report(%s, %s, %s)", (since, until, bins))
-    cols = [c.name for c in cur.description]
-    found = [ConceptMetrics(**dict(zip(cols, r))) for r in cur.fetchall()]
+    # One snapshot for every section: answers arriving meanwhile change none of them.
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur = conn.execute("SELECT * FROM models_bkt_report(%s, %s, %s)", (since, until, bins))
+        cols = [c.name for c in cur.description]
+        found = [ConceptMetrics(**dict(zip(cols, r))) for r in cur.fetchall()]
+        section = scheduler_section(conn, win, scheduler=scheduler, bins=bins)
     overall = next((m for m in found if m.concept_id is None), None)
     concepts = [m for m in found if m.concept_id is not None]
-    return ModelReport(win, bins, overall, concepts,
-                       scheduler_section(conn, win, scheduler=scheduler, bins=bins))
+    return ModelReport(win, bins, overall, concepts, section)
 
 
-SCHEDULERS = ("sm2", "fsrs")
 SM2_NOTE = ("SM-2 schedules an interval from quality grades and states no probability of recall, "
             "so it has no log loss, RMSE or AUC; shown instead: how its reviews (repeat answers "
             "of an item) went, by the gap since the previous answer")
