@@ -370,18 +370,22 @@ def fit(conn, win: Window, *, holdout: float = HOLDOUT, max_iterations: int = MA
                         "(migration 0007) before `models fit --apply`")
     started = time.monotonic()
     since, until = win.bounds()
-    cutoff = conn.execute(resources.query("models_cutoff"),
-                          {"since": since, "until": until, "q": 1 - holdout}).fetchone()[0]
+    # The cutoff and the fit read one snapshot: answers arriving meanwhile are in neither.
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cutoff = conn.execute(resources.query("models_cutoff"),
+                              {"since": since, "until": until, "q": 1 - holdout}).fetchone()[0]
+        rows, cols = [], []
+        if cutoff is not None:
+            cur = conn.execute("SELECT * FROM models_bkt_fit(%s, %s, %s, %s, %s, %s, %s)",
+                               (since, until, cutoff, max_iterations, tolerance, min_answers,
+                                min_learners))
+            cols = [c.name for c in cur.description]
+            rows = cur.fetchall()
     result = FitResult(win, cutoff, holdout, [], dry_run=dry_run, apply_requested=apply,
                        minimums={"answers": min_answers, "learners": min_learners,
                                  "holdout_answers": min_holdout})
-    if cutoff is None:
-        result.seconds = time.monotonic() - started
-        return result
-    cur = conn.execute("SELECT * FROM models_bkt_fit(%s, %s, %s, %s, %s, %s, %s)",
-                       (since, until, cutoff, max_iterations, tolerance, min_answers, min_learners))
-    cols = [c.name for c in cur.description]
-    for row in cur.fetchall():
+    for row in rows:
         c = ConceptFit(**dict(zip(cols, row)))
         c.reasons = verdict(c, min_holdout=min_holdout)
         c.apply = not c.reasons
