@@ -25,7 +25,7 @@ from dmdb.errors import ConfigError, DmdbError
 REPORT_DAYS = 30
 BINS = 20
 HOLDOUT = 0.2
-MAX_ITERATIONS = 30
+MAX_ITERATIONS = 25
 TOLERANCE = 1e-6
 # Below these a concept's four parameters are not identified well enough to replace the
 # current ones (measured with the simulator: at 200 answers from 20 learners the guess

@@ -122,7 +122,7 @@ def fit_cmd(
     until: str | None = UNTIL,
     holdout: float = typer.Option(0.2, "--holdout", help="Latest fraction of the window's answers "
                                   "held out (time split) to compare current and fitted parameters."),
-    max_iterations: int = typer.Option(30, "--max-iterations", help="EM iterations per concept at most."),
+    max_iterations: int = typer.Option(25, "--max-iterations", help="EM iterations per concept at most."),
     tolerance: float = typer.Option(1e-6, "--tolerance", help="Stop a concept's EM when its training "
                                     "log-likelihood gains less than this per answer."),
     min_answers: int = typer.Option(200, "--min-answers", help="Training answers a concept needs "

@@ -35,7 +35,7 @@ CREATE OR REPLACE FUNCTION models_bkt_fit(
     p_since timestamptz,
     p_until timestamptz,
     p_cutoff timestamptz,
-    p_max_iterations integer DEFAULT 30,
+    p_max_iterations integer DEFAULT 25,
     p_tolerance double precision DEFAULT 1e-6,
     p_min_answers integer DEFAULT 200,
     p_min_learners integer DEFAULT 20
