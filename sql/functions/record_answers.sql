@@ -6,7 +6,11 @@
 --    "hints_used": 0, "quality": null, "answered_at": "2025-11-25T10:00:00Z",
 --    "session_id": null, "context": {}}
 -- hints_used defaults to 0, quality to the derived one, answered_at to now(),
--- context to {}. Unknown keys are ignored.
+-- context to {}. Unknown keys are ignored. answered_at has record_answer's bounds
+-- (finite, at most algorithm_settings.answer_max_future_skew ahead of the server clock,
+-- not before answer_earliest_at). New knowledge_states rows take the concept's
+-- bkt_concept_parameters; review_schedule keeps SM-2's and FSRS-6's states and
+-- next_review_at is the chosen scheduler's due, as in record_answer.
 --
 -- The result, and every row written, is exactly what calling record_answer once
 -- per element in the same order would give (tests/test_record_answer.py checks
@@ -220,6 +224,8 @@ DECLARE
     v_m double precision;
     v_p0 double precision;
     v_delta double precision;
+    v_log_p0 double precision;
+    v_q0 double precision;
     v_q integer;
     v_day date;
     v_ef numeric;
@@ -443,8 +449,13 @@ BEGIN
         ELSE
             v_delta := greatest(0::double precision, date_part('epoch', v_at - k_last[k]) / 86400.0);
             v_p0 := bkt_forget(k_m[k], k_decay[k], v_delta);
-            v_m := bkt_update(k_m[k], k_decay[k], v_delta, a_correct[i], k_guess[k], k_slip[k],
-                              k_rate[k], k_vel[k]);
+            -- bkt_update in steps, so that its parts are inlined (see record_answer)
+            v_log_p0 := bkt_log_forget(k_m[k], k_decay[k], v_delta);
+            v_q0 := bkt_forget_complement(k_m[k], k_decay[k], v_delta);
+            v_m := bkt_learn(bkt_evidence(v_log_p0, v_q0,
+                                          CASE WHEN a_correct[i] THEN 1 - k_slip[k] ELSE k_slip[k] END,
+                                          CASE WHEN a_correct[i] THEN k_guess[k] ELSE 1 - k_guess[k] END),
+                             k_rate[k], k_vel[k]);
             k_last[k] := greatest(k_last[k], v_at);
         END IF;
         o_pred[i] := v_p0 * (1 - k_slip[k]) + (1 - v_p0) * k_guess[k];
