@@ -235,6 +235,32 @@ def test_fit_recovers_simulated_parameters_and_improves_held_out_loss(cli, sim_d
     assert held == sum(c["holdout_answers"] for c in data["concepts"])
 
 
+def test_fit_leaves_out_sequences_that_began_before_the_window(cli, sim_db):
+    url, _ = sim_db
+    # Cut one learner's sequence in the middle (its 5th answer), somewhere mid-history.
+    since = run_sql(url, """
+        SELECT occurred_at FROM learning_events
+         WHERE event_type = 'question_answered'
+           AND user_id = (SELECT min(user_id) FROM learning_events
+                           WHERE occurred_at >= %s AND event_type = 'question_answered')
+         ORDER BY occurred_at OFFSET 4 LIMIT 1""", (START + timedelta(days=5),))[0][0]
+    expected = dict(run_sql(url, """
+        SELECT concept_id, count(*) FROM learning_events e
+         WHERE event_type = 'question_answered' AND occurred_at >= %(since)s
+           AND NOT EXISTS (SELECT 1 FROM learning_events b
+                            WHERE b.user_id = e.user_id AND b.concept_id = e.concept_id
+                              AND b.event_type = 'question_answered' AND b.occurred_at < %(since)s)
+         GROUP BY concept_id""", {"since": since}))
+    result = cli(["models", "fit", "--since", since.isoformat(), "--json"], url=url)
+    assert result.exit_code == 0, result.stderr
+    got = {c["concept_id"]: c["train_answers"] + c["holdout_answers"]
+           for c in json.loads(result.stdout)["concepts"]}
+    assert got == expected
+    in_window = run_sql(url, "SELECT count(*) FROM learning_events WHERE event_type = "
+                             "'question_answered' AND occurred_at >= %s", (since,))[0][0]
+    assert 0 < sum(got.values()) < in_window
+
+
 def test_fit_guards_too_few_answers(cli, sim_db):
     url, ids = sim_db
     result = cli(["models", "fit", "--min-answers", LEARNERS * ANSWERS, "--json"], url=url)
