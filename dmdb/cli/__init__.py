@@ -293,7 +293,7 @@ def _register() -> None:
     server.register(app)
     psql_cmd.register(app)
     for name in ("partitions", "indexes", "maintenance", "monitor", "seed", "pgbouncer",
-                 "backup"):
+                 "backup", "models"):
         try:
             module = __import__(f"dmdb.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
