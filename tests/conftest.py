@@ -245,3 +245,55 @@ def row_counts(url: str) -> dict[str, int]:
     """Rows of each data table (the tables are constants, not input)."""
     with psycopg.connect(url) as conn:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DATA_TABLES}
+
+
+def pgbouncer_binary() -> str:
+    """Debian's pgbouncer; skip without it, except under CI, which installs it."""
+    import shutil
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is not installed; .ci/run installs Debian's package")
+        pytest.skip("pgbouncer not installed (apt-get install pgbouncer)")
+    return binary
+
+
+def start_pgbouncer(out: Path, probe_url: str) -> subprocess.Popen:
+    """Run pgbouncer on `out`/pgbouncer.ini until `probe_url` answers through it.
+
+    PgBouncer refuses to run as root; as root it runs as the embedded server's own OS
+    user, the one other user its peer map admits."""
+    import pwd
+    import shutil
+    import time
+
+    from dmdb.embedded import SYSTEM_USER
+
+    ini = out / "pgbouncer.ini"
+    cmd = [pgbouncer_binary(), str(ini)]
+    if os.geteuid() == 0:
+        user = next(u for u in (SYSTEM_USER, "postgres", "nobody") if _has_user(pwd, u))
+        shutil.chown(out, user)
+        for f in out.iterdir():
+            shutil.chown(f, user)
+        for parent in out.parents:  # let the unprivileged user reach its files
+            parent.chmod(parent.stat().st_mode | 0o001)
+        cmd = [cmd[0], "-u", user, str(ini)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for _ in range(100):
+        try:
+            psycopg.connect(probe_url, connect_timeout=2).close()
+            return proc
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"pgbouncer did not start: {proc.communicate()[0]}")
+
+
+def _has_user(pwd, name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False

@@ -301,19 +301,10 @@ def test_dead_tuples_agree_with_maintenance_stale_only(cli, schema_url):
 def pgbouncer_admin(schema_db, tmp_path, embedded_only):
     """A real PgBouncer with one server connection per pool and no reserve, and its admin
     console open to postgres."""
-    import os
-    import pwd
-    import shutil
     import socket
-    import subprocess
 
-    from conftest import run_dmdb
+    from conftest import run_dmdb, start_pgbouncer
 
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not os.path.exists(binary):
-        if os.environ.get("CI"):
-            pytest.fail("pgbouncer is not installed; .ci/run installs Debian's package")
-        pytest.skip("pgbouncer not installed (apt-get install pgbouncer)")
     name, url = schema_db
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -328,40 +319,12 @@ def pgbouncer_admin(schema_db, tmp_path, embedded_only):
               "min_pool_size = 0" if ln.startswith("min_pool_size") else ln)
              for ln in ini.read_text().splitlines()]
     ini.write_text("\n".join(lines) + "\n")
-    cmd = [binary, str(ini)]
-    if os.geteuid() == 0:  # PgBouncer refuses to run as root
-        user = next(u for u in ("postgres", "dmdb_postgres", "nobody") if _has_user(pwd, u))
-        shutil.chown(out, user)
-        for f in out.iterdir():
-            shutil.chown(f, user)
-        for parent in out.parents:
-            parent.chmod(parent.stat().st_mode | 0o001)
-        cmd = [binary, "-u", user, str(ini)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     admin = f"postgresql://postgres@127.0.0.1:{port}/pgbouncer"
     pooled = f"postgresql://postgres@127.0.0.1:{port}/{name}"
-    if not wait_for(lambda: _answers(pooled), timeout=10):
-        proc.kill()
-        pytest.fail(f"pgbouncer did not start: {proc.communicate()[0]}")
+    proc = start_pgbouncer(out, pooled)
     yield admin, pooled, url
     proc.terminate()
     proc.wait(timeout=10)
-
-
-def _has_user(pwd, name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
-
-
-def _answers(url: str) -> bool:
-    try:
-        psycopg.connect(url, connect_timeout=2).close()
-        return True
-    except psycopg.OperationalError:
-        return False
 
 
 def test_pgbouncer_clients_waiting_for_a_server(cli, pgbouncer_admin):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -16,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import PASSWORD, PASSWORD_ROLE, row_counts, run_dmdb
+from conftest import PASSWORD, PASSWORD_ROLE, row_counts, run_dmdb, start_pgbouncer
 
 # -- read replica ---------------------------------------------------------------
 
@@ -103,27 +101,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pgbouncer_user() -> str:
-    # The embedded server admits, besides its owner, only its own OS user (peer map): as
-    # root, that is the system user it runs as.
-    from dmdb.embedded import SYSTEM_USER
-
-    for name in (SYSTEM_USER, "postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise RuntimeError("no unprivileged user to run pgbouncer as")
-
-
 @pytest.fixture
 def pgbouncer(schema_db, tmp_path, embedded_only):
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not os.path.exists(binary):
-        if os.environ.get("CI"):
-            pytest.fail("pgbouncer is not installed; .ci/run installs Debian's package")
-        pytest.skip("pgbouncer not installed (apt-get install pgbouncer)")
     name, url = schema_db
     port = _free_port()
     out = tmp_path / "pgb"
@@ -133,26 +112,8 @@ def pgbouncer(schema_db, tmp_path, embedded_only):
     ini = (out / "pgbouncer.ini").read_text()
     assert "pool_mode = transaction" in ini and f"listen_port = {port}" in ini
     assert oct((out / "userlist.txt").stat().st_mode & 0o777) == "0o600"
-    cmd = [binary, str(out / "pgbouncer.ini")]
-    if os.geteuid() == 0:  # PgBouncer refuses to run as root
-        user = _pgbouncer_user()
-        shutil.chown(out, user)
-        for f in out.iterdir():
-            shutil.chown(f, user)
-        for parent in out.parents:  # let the unprivileged user reach its files
-            parent.chmod(parent.stat().st_mode | 0o001)
-        cmd = [binary, "-u", user, str(out / "pgbouncer.ini")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     bouncer_url = f"postgresql://postgres@127.0.0.1:{port}/{name}"
-    for _ in range(100):
-        try:
-            psycopg.connect(bouncer_url, connect_timeout=2).close()
-            break
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"pgbouncer did not start: {proc.communicate()[0]}")
+    proc = start_pgbouncer(out, bouncer_url)
     yield bouncer_url, url
     proc.terminate()
     proc.wait(timeout=10)
