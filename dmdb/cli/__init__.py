@@ -45,6 +45,12 @@ class DmdbGroup(TyperGroup):
     """The root group: global options anywhere on the line, and every error as one line
     (with the traceback under --debug)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from dmdb.cli.coercion import install
+
+        install(self)
+
     def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         self._debug = _argv_debug(args)
         if ctx.parent is None and args:
