@@ -244,7 +244,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(
+_APP_SETTINGS = dict(
     cls=DmdbGroup,
     name="dmdb",
     help=(
@@ -265,7 +265,6 @@ app = typer.Typer(
 )
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     database_url: str | None = typer.Option(
@@ -291,30 +290,71 @@ def root(
     ctx.obj = AppState(database_url, host, port, dbname, user, sql_dir, debug)
 
 
-def _register() -> None:
-    from dmdb.cli import config_cmd, migrate, psql_cmd, server
+# The modules that register commands, in the order of `dmdb --help`, and the top-level
+# command names each one adds: a command line needs only its command's module, so
+# `dmdb status` neither imports nor builds the other twenty commands
+# (tests/test_cli.py checks this table against what the modules register).
+_MODULES = ("migrate", "config_cmd", "server", "psql_cmd", "partitions", "indexes",
+            "maintenance", "monitor", "seed", "pgbouncer", "backup", "models")
+_OPTIONAL = frozenset(_MODULES[4:])
+_COMMAND_MODULE = {
+    **dict.fromkeys(("up", "rollback", "status", "new", "verify", "repair", "lint", "drift",
+                     "baseline"), "migrate"),
+    "config": "config_cmd", "server": "server", "psql": "psql_cmd",
+    "partitions": "partitions", "indexes": "indexes", "maintenance": "maintenance",
+    "monitor": "monitor", "seed": "seed", "reset": "seed", "pgbouncer": "pgbouncer",
+    "backup": "backup", "restore": "backup", "models": "models",
+}
+# The root options that take a value (their value is never the command).
+_ROOT_VALUE_OPTIONS = frozenset(("--database-url", "--host", "--port", "--dbname", "--user",
+                                 "--sql-dir"))
 
-    migrate.register(app)
-    config_cmd.register(app)
-    server.register(app)
-    psql_cmd.register(app)
-    for name in ("partitions", "indexes", "maintenance", "monitor", "seed", "pgbouncer",
-                 "backup", "models"):
+
+def _make_app(modules=_MODULES) -> typer.Typer:
+    """The root Typer app with the commands of `modules`."""
+    root_app = typer.Typer(**_APP_SETTINGS)
+    root_app.callback()(root)
+    for name in modules:
         try:
             module = __import__(f"dmdb.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
-            if exc.name == f"dmdb.cli.{name}":
+            if name in _OPTIONAL and exc.name == f"dmdb.cli.{name}":
                 continue
             raise
-        module.register(app)
+        module.register(root_app)
+    return root_app
 
 
-_register()
+def _modules_for(args: list[str]) -> tuple[str, ...]:
+    """The one module a command line needs, when its first word is a known command (after
+    root options and their values); every module otherwise (help, a typo, a command's
+    option with its value written before the command)."""
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            break
+        if token.startswith("-") and token != "-":
+            if token in _ROOT_VALUE_OPTIONS:
+                i += 1
+            i += 1
+            continue
+        module = _COMMAND_MODULE.get(token)
+        return (module,) if module is not None else _MODULES
+    return _MODULES
+
+
+def __getattr__(name: str):
+    # `dmdb.cli.app`, the whole command tree (for CliRunner), built on first use.
+    if name == "app":
+        globals()["app"] = built = _make_app()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     try:
-        app(prog_name="dmdb")
+        _make_app(_modules_for(sys.argv[1:]))(prog_name="dmdb")
     except SystemExit:
         raise
     except Exception as exc:  # pragma: no cover - last resort, outside any command
