@@ -1,12 +1,12 @@
-"""`dmdb status` and a no-op `dmdb up` against `yoyo list` on the same database, with 6
-applied migrations and with 500.
+"""`dmdb status` and a no-op `dmdb up` against `yoyo list` on the same database, with the
+shipped migrations applied and with 500.
 
-Two databases: one with the shipped migrations applied (6), one with the shipped ones
-plus 494 generated ones (each a table, an index, a PL/pgSQL trigger function and its
+Two databases: one with the shipped migrations applied (8 today), one with the shipped
+ones plus generated ones up to 500 (each a table, an index, a PL/pgSQL trigger function and its
 trigger, ~25 lines). On each, the three commands run as fresh processes, interleaved,
 `--runs` times; the tables show the median and best wall-clock time and the median CPU
 time, each with the ratio to `yoyo list` on the same database (the same-run baseline:
-yoyo parses every file) and the ratio of 500 to 6 (flat in history means close to 1).
+yoyo parses every file) and the ratio of 500 to the shipped count (flat in history means close to 1).
 
     python bench/bench_status.py                      # its own embedded server
     DATABASE_URL=postgresql://postgres@host/postgres python bench/bench_status.py
@@ -65,11 +65,18 @@ CREATE TRIGGER gen_{n}_touch BEFORE UPDATE ON gen_{n}
 """
 
 
+def shipped_migrations() -> list[Path]:
+    return sorted((REPO / "sql" / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+
+
 def make_tree(root: Path, total: int) -> Path:
+    """The shipped tree plus generated migrations numbered after the last shipped one, up
+    to `total` migrations."""
     tree = root / f"sql_{total}"
     shutil.copytree(REPO / "sql", tree)
-    shipped = len(list((tree / "migrations").glob("*.sql")))
-    for n in range(shipped + 1, total + 1):
+    shipped = shipped_migrations()
+    last = int(shipped[-1].name[:4])
+    for n in range(last + 1, last + 1 + total - len(shipped)):
         name = f"{n:04d}_generated_{n}.sql"
         (tree / "migrations" / name).write_text(GENERATED.format(n=n))
         (tree / "rollbacks" / name).write_text(
@@ -126,7 +133,8 @@ def main() -> None:
     created: list[str] = []
     try:
         scenarios = {}
-        for total in (6, args.many):
+        few = len(shipped_migrations())
+        for total in (few, args.many):
             tree = make_tree(work, total)
             name = f"dmdb_bench_{uuid.uuid4().hex[:8]}"
             with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -154,7 +162,7 @@ def main() -> None:
             for total, commands in scenarios.items():
                 for label, (cmd, env) in commands.items():
                     times.setdefault((total, label), []).append(timed(cmd, env))
-        few, many = 6, args.many
+        many = args.many
         labels = ("yoyo list", "dmdb status", "dmdb up (no-op)")
         print(f"{args.runs} runs of each, fresh processes, interleaved; the machine may be shared")
         for title, pick in (("wall clock, median", lambda v: statistics.median(w for w, _ in v)),
