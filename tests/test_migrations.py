@@ -358,15 +358,23 @@ def test_sigkill_mid_migration_then_clean_up(empty_url, sql_tree, tmp_path):
         assert conn.execute("SELECT count(*) FROM big").fetchone()[0] == 1000
 
 
-def test_help_does_not_import_the_database_stack():
+@pytest.mark.parametrize("argv", [None, ["--help"], ["status", "--help"], ["partitions", "--help"]])
+def test_help_does_not_import_the_database_stack(argv):
+    """Importing the CLI, and any --help, loads no database driver, migration engine,
+    template engine, nor pydantic (Typer's option coercion)."""
     import subprocess
     import sys
 
-    code = ("import sys; import dmdb.cli; "
-            "print(','.join(m for m in ('psycopg', 'yoyo', 'sqlparse', 'jinja2') if m in sys.modules))")
+    run = "" if argv is None else (
+        f"sys.argv = ['dmdb', *{argv!r}]\n"
+        "try:\n    dmdb.cli.main()\nexcept SystemExit as exc:\n    assert not exc.code\n")
+    code = ("import sys; import dmdb.cli\n" + run +
+            "sys.stderr.write('LOADED:' + ','.join(m for m in ('psycopg', 'yoyo', 'sqlparse',"
+            " 'jinja2', 'pydantic') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == ""
+    assert argv is None or "Usage: dmdb" in done.stdout
+    assert done.stderr.rsplit("LOADED:", 1)[1] == ""
 
 
 # -- busy databases: retries, non-transactional files, truthful errors (issue 14) --------
