@@ -76,7 +76,10 @@ def _fit(param) -> None:
     descriptor = getattr(param, "type_descriptor", None)
     if (isinstance(param, _TyperParameter) and descriptor is not None
             and getattr(param, "_runtime_param", "") is None):
-        param._runtime_param = FastRuntimeParam(descriptor)
+        try:
+            param._runtime_param = FastRuntimeParam(descriptor)
+        except (TypeError, AttributeError):  # pragma: no cover - a Typer with other internals
+            pass
 
 
 def install(command) -> None:
@@ -87,14 +90,14 @@ def install(command) -> None:
     for param in command.params:
         _fit(param)
     # --help is made on first use, per command: fit it then.
-    make_help = command.get_help_option
+    make_help = getattr(command, "get_help_option", None)
+    if make_help is not None:
+        def get_help_option(ctx, make_help=make_help):
+            option = make_help(ctx)
+            if option is not None:
+                _fit(option)
+            return option
 
-    def get_help_option(ctx):
-        option = make_help(ctx)
-        if option is not None:
-            _fit(option)
-        return option
-
-    command.get_help_option = get_help_option
+        command.get_help_option = get_help_option
     for sub in getattr(command, "commands", {}).values():
         install(sub)
