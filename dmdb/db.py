@@ -63,7 +63,10 @@ def resolve(settings: Settings) -> Settings:
 def redact(text: str, settings: Settings | None = None) -> str:
     """Remove passwords from a message: the configured one and any URL's."""
     text = re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    text = re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
+    # A mistyped URL (`postgresql//u:pw@h`) is quoted whole by libpq's parse error.
+    text = re.sub(r"((?:^|[/\s\"'])[^:/@\s\"']+:)(?!\*\*\*@)[^@/\s\"']+@", r"\1***@", text)
+    text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text,
+                  flags=re.IGNORECASE)
     if settings is not None and settings.password:
         text = text.replace(settings.password, "***")
     return text

@@ -364,8 +364,14 @@ def test_pgbouncer_clients_waiting_for_a_server(cli, pgbouncer_admin):
         waiter.close()
 
 
-def test_pgbouncer_unreachable_is_critical(cli, schema_url):
-    check = one(cli, schema_url, "pgbouncer", "--pgbouncer",
-                "postgresql://postgres:secret@127.0.0.1:1/pgbouncer")
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres:secret@127.0.0.1:1/pgbouncer",
+    # Mistyped URLs: libpq then quotes the whole string, password included, in its error.
+    "postgresql//postgres:secret@127.0.0.1:1/pgbouncer",
+    "postgres:/postgres:secret@127.0.0.1:1/pgbouncer",
+    "host=127.0.0.1 port=1 dbname=pgbouncer password='se cret'",
+])
+def test_pgbouncer_unreachable_is_critical(cli, schema_url, url):
+    check = one(cli, schema_url, "pgbouncer", "--pgbouncer", url)
     assert check["status"] == "CRITICAL" and "unreachable" in check["summary"]
-    assert "secret" not in check["summary"]
+    assert "secret" not in check["summary"] and "cret" not in check["summary"]
