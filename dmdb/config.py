@@ -57,6 +57,17 @@ def check_duration(value: str, name: str) -> str:
     return value.strip()
 
 
+def check_lock_timeout(value: str, name: str) -> str:
+    """A lock_timeout that is a real limit: 0 means "wait forever" to PostgreSQL, and a
+    DDL waiting for its lock queues every later query of its table behind it."""
+    value = check_duration(value, name)
+    if not re.search(r"[1-9]", value):
+        raise ConfigError(f"{name} {value!r} removes the lock wait limit (0 = wait forever, "
+                          "and the table's queries queue behind the waiting DDL); set a "
+                          "bounded duration such as 2s")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str | None = None
@@ -374,10 +385,5 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
         if attr in values and values[attr] < 1:
             raise ConfigError(f"{key}={values[attr]} must be 1 or more")
     if "lock_timeout" in values:
-        values["lock_timeout"] = check_duration(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
-        # 0 means "no limit" to PostgreSQL: a waiting DDL would stall its table's traffic.
-        if not re.search(r"[1-9]", values["lock_timeout"]):
-            raise ConfigError(
-                f"DMDB_LOCK_TIMEOUT={values['lock_timeout']!r} removes the lock wait limit; "
-                "set a bounded duration such as 5s")
+        values["lock_timeout"] = check_lock_timeout(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
     return Settings(**values, sources=sources)
