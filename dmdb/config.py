@@ -190,6 +190,23 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
 
 
+def _refuse_foreign(path: Path, what: str) -> None:
+    """A project file or .env decides which SQL dmdb runs, as whom and where: one that
+    another user owns (say /tmp/dmdb.toml, which anyone may create) could make `dmdb up`
+    run their SQL as you. Like git's "dubious ownership", only yours or root's count."""
+    if not hasattr(os, "geteuid"):
+        return
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return
+    if owner not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"{path} belongs to another user (uid {owner}): dmdb does not read a {what} "
+            "someone else can change (it decides which SQL runs as you); remove it or chown "
+            "it, or work in a directory of your own project")
+
+
 def find_project_file(start: Path) -> ProjectFile | None:
     """The nearest project file upward from `start`: dmdb.toml, or a pyproject.toml with
     a [tool.dmdb] table (a pyproject.toml without one does not stop the search)."""
@@ -197,11 +214,13 @@ def find_project_file(start: Path) -> ProjectFile | None:
     for folder in (start, *start.parents):
         candidate = folder / PROJECT_FILE
         if candidate.is_file():
+            _refuse_foreign(candidate, "project file")
             return ProjectFile(candidate, _read_toml(candidate))
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
             table = _read_toml(candidate).get("tool", {}).get("dmdb")
             if isinstance(table, dict):
+                _refuse_foreign(candidate, "project file")
                 return ProjectFile(candidate, table)
     return None
 
@@ -239,6 +258,7 @@ def user_home(environ: dict[str, str]) -> Path:
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
+    _refuse_foreign(path, ".env")
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
