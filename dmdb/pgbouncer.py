@@ -136,6 +136,15 @@ def build_config(
     return PgBouncerConfig(ini, userlist, listen_port, pool_mode)
 
 
+def check_auth(settings: Settings, auth_type: str | None, listen_addr: str,
+               listen_port: int) -> str:
+    """The auth_type to render, or the refusal; callable before any server is touched."""
+    if auth_type is not None and auth_type not in AUTH_TYPES:
+        raise ConfigError(f"--auth-type {auth_type}: use one of {', '.join(AUTH_TYPES)}")
+    return _auth_type(auth_type, settings.password, ini_value(listen_addr, "--listen-addr"),
+                      listen_port)
+
+
 def _auth_type(chosen: str | None, password: str | None, listen_addr: str,
                listen_port: int) -> str:
     """scram-sha-256 needs the password; `trust` lets anyone who reaches the listening

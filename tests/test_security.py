@@ -352,6 +352,11 @@ def test_pgbouncer_without_a_password_refuses_trust_unless_asked(tmp_path):
     assert done.returncode == 0 and "auth_type = scram-sha-256" in done.stdout.splitlines()
     done = run_dmdb(["pgbouncer", "config", "--stdout", "--auth-type", "md5"], env, cwd=tmp_path)
     assert done.returncode == 2 and "--auth-type md5" in _one_error_line(done)
+    # With the embedded server: refused before any server is created or started.
+    home = tmp_path / "home"
+    done = run_dmdb(["pgbouncer", "config", "--stdout"], {"DMDB_HOME": str(home)}, cwd=tmp_path)
+    assert done.returncode == 2 and "DB_PASSWORD" in _one_error_line(done)
+    assert not home.exists()
 
 
 def test_a_real_pgbouncer_reads_the_escaped_files(tmp_path):

@@ -37,10 +37,12 @@ def config_cmd(
     Example: DB_HOST=10.0.0.5 dmdb pgbouncer config --out-dir /etc/pgbouncer
     """
     from dmdb.db import resolve
-    from dmdb.pgbouncer import build_config, write_config
+    from dmdb.pgbouncer import build_config, check_auth, write_config
 
     settings = ctx.obj.settings()
     if settings.embedded:
+        # Refuse before starting the embedded server only to render nothing.
+        check_auth(settings, auth_type, listen_addr, listen_port)
         settings = resolve(settings)
     config = build_config(settings, listen_addr=listen_addr, listen_port=listen_port,
                           pool_mode=pool_mode, out_dir=out_dir, unix_socket_dir=unix_socket_dir,
