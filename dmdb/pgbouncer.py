@@ -164,6 +164,6 @@ def _auth_type(chosen: str | None, password: str | None, listen_addr: str,
 def write_config(config: PgBouncerConfig, out_dir: Path) -> tuple[Path, Path]:
     private_dir(out_dir)
     ini, users = out_dir / "pgbouncer.ini", out_dir / "userlist.txt"
-    ini.write_text(config.ini)
+    write_private(ini, config.ini, mode=0o644)  # no secret in it; never through a link
     write_private(users, config.userlist)
     return ini, users

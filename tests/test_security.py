@@ -332,6 +332,21 @@ def test_pgbouncer_refuses_what_it_cannot_escape(env, what, tmp_path):
     assert not (tmp_path / "pgb").exists()
 
 
+def test_pgbouncer_config_never_writes_through_a_planted_link(tmp_path):
+    """--out-dir in a shared place: a pgbouncer.ini that is a link to another file is not
+    followed (as root that would overwrite any file of the system)."""
+    out = tmp_path / "pgb"
+    out.mkdir()
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    (out / "pgbouncer.ini").symlink_to(target)
+    env = {"DB_HOST": "/tmp", "DB_PASSWORD": "s3cret"}
+    done = run_dmdb(["pgbouncer", "config", "--out-dir", out], env, cwd=tmp_path)
+    assert done.returncode != 0
+    _one_error_line(done)
+    assert target.read_text() == "keep me\n" and not (out / "userlist.txt").exists()
+
+
 def test_pgbouncer_without_a_password_refuses_trust_unless_asked(tmp_path):
     """Without DB_PASSWORD the safe default is a refusal, not auth_type = trust (anyone
     reaching listen_addr would enter as the role); trust is rendered only by name."""
