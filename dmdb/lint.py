@@ -363,6 +363,19 @@ def _judge(file_id: str, st: TracedStatement, held: dict[str, str],
     return out
 
 
+def _without_cluster_wide(sql_file: SqlFile) -> SqlFile:
+    """The file as the scratch replay may run it: without its cluster-wide statements."""
+    from dataclasses import replace
+
+    kept = tuple(stmt for stmt in sql_file.statements
+                 if not _CLUSTER_WIDE.match(_COMMENTS.sub("", stmt.sql)))
+    if len(kept) == len(sql_file.statements):
+        return sql_file
+    copy = replace(sql_file)
+    copy.__dict__["statements"] = kept  # the cached_property's slot
+    return copy
+
+
 def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Relation]
                 ) -> tuple[LintFile, list[Finding]]:
     import psycopg
@@ -519,7 +532,7 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
                 runner = Runner(conn, command="dmdb lint")
                 for sql_file, report in plan:
                     if not report:
-                        runner.run_file(sql_file)
+                        runner.run_file(_without_cluster_wide(sql_file))
                         continue
                     if progress:
                         progress(sql_file.id)

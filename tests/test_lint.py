@@ -124,3 +124,25 @@ def test_cluster_wide_statements_are_not_replayed(cli, schema_url, tmp_path):
         assert result.exit_code == 1  # a warning: at or above the default threshold
         assert run_sql(schema_url, "SELECT count(*) FROM pg_roles WHERE rolname = %s",
                        (role,))[0][0] == 0
+
+
+def test_an_earlier_pending_file_does_not_change_the_live_server_either(cli, schema_url, tmp_path):
+    """Linting one file replays the pending migrations before it, unreported: their
+    cluster-wide statements are skipped too."""
+    import shutil
+
+    from conftest import REPO
+
+    root = tmp_path / "sql"
+    shutil.copytree(REPO / "sql", root)
+    role = f"lint_early_{tmp_path.name.replace('-', '_').lower()[-20:]}"
+    (root / "migrations" / "9001_role.sql").write_text(f"CREATE ROLE {role} NOLOGIN;\n")
+    (root / "rollbacks" / "9001_role.sql").write_text(f"DROP ROLE {role};\n")
+    later = root / "migrations" / "9002_nick.sql"
+    later.write_text("ALTER TABLE users ADD COLUMN nick text;\n")
+    (root / "rollbacks" / "9002_nick.sql").write_text("ALTER TABLE users DROP COLUMN nick;\n")
+    result = cli(["--sql-dir", root, "lint", "--json", later], url=schema_url)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert [f["id"] for f in json.loads(result.stdout)["files"]] == ["9002_nick"]
+    assert run_sql(schema_url, "SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                   (role,))[0][0] == 0
