@@ -97,7 +97,7 @@ def connect(
     except psycopg.OperationalError as exc:
         first = redact(first_line(exc), settings)
         target = describe_target(settings, replica=replica)
-        hint = connect_hint(str(exc), settings)
+        hint = connect_hint(str(exc), settings, replica=replica)
         raise ConnectError(f"cannot connect to {target}: {first}; {hint}") from None
     if lock_timeout or settings.lock_timeout:
         conn.execute("SELECT set_config('lock_timeout', %s, false)",
@@ -107,9 +107,17 @@ def connect(
     return conn
 
 
-def connect_hint(message: str, settings: Settings) -> str:
+def connect_hint(message: str, settings: Settings, *, replica: bool = False) -> str:
     """The fix for a connection failure, by its cause (libpq's message is all we get:
-    a failed connection carries no SQLSTATE)."""
+    a failed connection carries no SQLSTATE); for the read replica, naming its settings."""
+    hint = _connect_hint(message, settings)
+    if replica:
+        hint = (hint.replace("DB_HOST / DB_PORT", "DB_READ_REPLICA_HOST / DB_READ_REPLICA_PORT")
+                .replace("fix DB_HOST", "fix DB_READ_REPLICA_HOST"))
+    return hint
+
+
+def _connect_hint(message: str, settings: Settings) -> str:
     text = message.lower()
     user = settings.user or "the login role"
     if "role" in text and "does not exist" in text:

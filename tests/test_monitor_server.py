@@ -39,6 +39,8 @@ def test_unreachable_replica_is_critical_and_the_primary_checks_still_run(cli, s
                  url=schema_url, env=env)
     assert result.exit_code == 2, result.stdout
     assert result.stdout.startswith("CRITICAL: replication: read replica unreachable")
+    # The hint names the replica's settings, not the primary's DB_HOST / DB_PORT.
+    assert "DB_READ_REPLICA_HOST" in result.stdout and "DB_HOST /" not in result.stdout
     data = json.loads(cli(["monitor", "--json", "--only", "replication,sequences,schema"],
                           url=schema_url, env=env).stdout)
     checks = {c["name"]: c for c in data["checks"]}
