@@ -57,6 +57,17 @@ def check_duration(value: str, name: str) -> str:
     return value.strip()
 
 
+def check_lock_timeout(value: str, name: str) -> str:
+    """A lock_timeout that is a real limit: 0 means "wait forever" to PostgreSQL, and a
+    DDL waiting for its lock queues every later query of its table behind it."""
+    value = check_duration(value, name)
+    if not re.search(r"[1-9]", value):
+        raise ConfigError(f"{name} {value!r} removes the lock wait limit (0 = wait forever, "
+                          "and the table's queries queue behind the waiting DDL); set a "
+                          "bounded duration such as 2s")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str | None = None
@@ -179,6 +190,23 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"cannot read {path}: {exc.strerror}; check its permissions") from None
 
 
+def _refuse_foreign(path: Path, what: str) -> None:
+    """A project file or .env decides which SQL dmdb runs, as whom and where: one that
+    another user owns (say /tmp/dmdb.toml, which anyone may create) could make `dmdb up`
+    run their SQL as you. Like git's "dubious ownership", only yours or root's count."""
+    if not hasattr(os, "geteuid"):
+        return
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return
+    if owner not in (os.geteuid(), 0):
+        raise ConfigError(
+            f"{path} belongs to another user (uid {owner}): dmdb does not read a {what} "
+            "someone else can change (it decides which SQL runs as you); remove it or chown "
+            "it, or work in a directory of your own project")
+
+
 def find_project_file(start: Path) -> ProjectFile | None:
     """The nearest project file upward from `start`: dmdb.toml, or a pyproject.toml with
     a [tool.dmdb] table (a pyproject.toml without one does not stop the search)."""
@@ -186,11 +214,13 @@ def find_project_file(start: Path) -> ProjectFile | None:
     for folder in (start, *start.parents):
         candidate = folder / PROJECT_FILE
         if candidate.is_file():
+            _refuse_foreign(candidate, "project file")
             return ProjectFile(candidate, _read_toml(candidate))
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
             table = _read_toml(candidate).get("tool", {}).get("dmdb")
             if isinstance(table, dict):
+                _refuse_foreign(candidate, "project file")
                 return ProjectFile(candidate, table)
     return None
 
@@ -228,6 +258,7 @@ def user_home(environ: dict[str, str]) -> Path:
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
+    _refuse_foreign(path, ".env")
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
@@ -374,10 +405,5 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
         if attr in values and values[attr] < 1:
             raise ConfigError(f"{key}={values[attr]} must be 1 or more")
     if "lock_timeout" in values:
-        values["lock_timeout"] = check_duration(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
-        # 0 means "no limit" to PostgreSQL: a waiting DDL would stall its table's traffic.
-        if not re.search(r"[1-9]", values["lock_timeout"]):
-            raise ConfigError(
-                f"DMDB_LOCK_TIMEOUT={values['lock_timeout']!r} removes the lock wait limit; "
-                "set a bounded duration such as 5s")
+        values["lock_timeout"] = check_lock_timeout(values["lock_timeout"], "DMDB_LOCK_TIMEOUT")
     return Settings(**values, sources=sources)

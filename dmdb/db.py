@@ -63,7 +63,10 @@ def resolve(settings: Settings) -> Settings:
 def redact(text: str, settings: Settings | None = None) -> str:
     """Remove passwords from a message: the configured one and any URL's."""
     text = re.sub(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    text = re.sub(r"(password\s*=\s*)\S+", r"\1***", text, flags=re.IGNORECASE)
+    # A mistyped URL (`postgresql//u:pw@h`) is quoted whole by libpq's parse error.
+    text = re.sub(r"((?:^|[/\s\"'])[^:/@\s\"']+:)(?!\*\*\*@)[^@/\s\"']+@", r"\1***@", text)
+    text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text,
+                  flags=re.IGNORECASE)
     if settings is not None and settings.password:
         text = text.replace(settings.password, "***")
     return text
@@ -94,7 +97,7 @@ def connect(
     except psycopg.OperationalError as exc:
         first = redact(first_line(exc), settings)
         target = describe_target(settings, replica=replica)
-        hint = connect_hint(str(exc), settings)
+        hint = connect_hint(str(exc), settings, replica=replica)
         raise ConnectError(f"cannot connect to {target}: {first}; {hint}") from None
     if lock_timeout or settings.lock_timeout:
         conn.execute("SELECT set_config('lock_timeout', %s, false)",
@@ -104,9 +107,17 @@ def connect(
     return conn
 
 
-def connect_hint(message: str, settings: Settings) -> str:
+def connect_hint(message: str, settings: Settings, *, replica: bool = False) -> str:
     """The fix for a connection failure, by its cause (libpq's message is all we get:
-    a failed connection carries no SQLSTATE)."""
+    a failed connection carries no SQLSTATE); for the read replica, naming its settings."""
+    hint = _connect_hint(message, settings)
+    if replica:
+        hint = (hint.replace("DB_HOST / DB_PORT", "DB_READ_REPLICA_HOST / DB_READ_REPLICA_PORT")
+                .replace("fix DB_HOST", "fix DB_READ_REPLICA_HOST"))
+    return hint
+
+
+def _connect_hint(message: str, settings: Settings) -> str:
     text = message.lower()
     user = settings.user or "the login role"
     if "role" in text and "does not exist" in text:

@@ -32,12 +32,14 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, text: str) -> Path:
+def write_private(path: Path, text: str, mode: int = 0o600) -> Path:
     """Write `text` to `path`, 0600 at creation (an existing file is made 0600 before a
-    byte is written); never through a symbolic link."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    byte is written); never through a symbolic link (one planted in a shared directory
+    would otherwise make the write land on its target). `mode` 0644 for a file without
+    secrets that another user's service reads."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
     except BaseException:
         os.close(fd)
         raise

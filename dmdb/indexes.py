@@ -582,14 +582,14 @@ def build(
     """
     import psycopg
 
-    from dmdb.config import check_duration
+    from dmdb.config import check_lock_timeout
     from dmdb.db import advisory_unlock, die_with_client, retry_on_lock_timeout, try_advisory_lock
 
     if not conn.autocommit:
         raise DmdbError("indexes build needs an autocommit connection (CONCURRENTLY cannot "
                         "run inside a transaction block)")
     die_with_client(conn)  # a killed build stops on the server and frees its lock
-    lock_timeout = check_duration(lock_timeout, "--lock-timeout")
+    lock_timeout = check_lock_timeout(lock_timeout, "--lock-timeout")
     started = time.monotonic()
     target = resolve_table(conn, table) if table else None
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))

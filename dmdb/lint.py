@@ -17,8 +17,9 @@ Rules of the trace (severity): `table-rewrite` (error), `non-concurrent-index` (
 `validation-scan` (error under ACCESS EXCLUSIVE, which blocks reads; else warning),
 `lock-held-across-work` (warning: ACCESS EXCLUSIVE taken by an earlier statement of the
 transaction is still held while this one does work), `access-exclusive` (info),
-`replay-failed` (error). A finding is silenced for one statement by a comment among the
-statement's leading comments, which must give a reason:
+`cluster-wide` (warning: a statement on roles, tablespaces, databases or server settings,
+shared with the live server, so not replayed), `replay-failed` (error). A finding is
+silenced for one statement by a comment among the statement's leading comments, which must give a reason:
 
     -- dmdb-lint: ignore table-rewrite -- users has 40 rows in every environment
 """
@@ -64,6 +65,14 @@ def mode_name(mode: str) -> str:
 _IGNORE = re.compile(r"^\s*--\s*dmdb-lint:\s*ignore\s+(?P<rules>[\w\-]+(?:\s*,\s*[\w\-]+)*)"
                      r"\s*(?:--\s*(?P<reason>.*?))?\s*$")
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
+# Statements on objects the whole cluster shares (roles and memberships, tablespaces,
+# databases, server settings). The scratch database lives in the live cluster, so
+# replaying one would change the live server: they are named, not run. (A DO block that
+# does the same is not recognised.)
+_CLUSTER_WIDE = re.compile(
+    r"^\s*(?:(?:CREATE|ALTER|DROP)\s+(?:ROLE|GROUP|TABLESPACE|DATABASE)\b"
+    r"|(?:CREATE|ALTER|DROP)\s+USER\b(?!\s+MAPPING)|ALTER\s+SYSTEM\b"
+    r"|(?:GRANT|REVOKE)\b(?![^;]*\bON\b))", re.IGNORECASE)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|COPY|WITH|SELECT)\b", re.IGNORECASE)
 
@@ -354,6 +363,19 @@ def _judge(file_id: str, st: TracedStatement, held: dict[str, str],
     return out
 
 
+def _without_cluster_wide(sql_file: SqlFile) -> SqlFile:
+    """The file as the scratch replay may run it: without its cluster-wide statements."""
+    from dataclasses import replace
+
+    kept = tuple(stmt for stmt in sql_file.statements
+                 if not _CLUSTER_WIDE.match(_COMMENTS.sub("", stmt.sql)))
+    if len(kept) == len(sql_file.statements):
+        return sql_file
+    copy = replace(sql_file)
+    copy.__dict__["statements"] = kept  # the cached_property's slot
+    return copy
+
+
 def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Relation]
                 ) -> tuple[LintFile, list[Finding]]:
     import psycopg
@@ -370,9 +392,22 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
         findings.append(Finding(sql_file.id, stmt.line, "replay-failed", "error",
                                 f"fails on the live schema: {message}", "trace"))
 
+    def cluster_wide(stmt: Statement) -> bool:
+        if not _CLUSTER_WIDE.match(_COMMENTS.sub("", stmt.sql)):
+            return False
+        lint_file.statements.append(TracedStatement(stmt.line, _first_line(stmt), traced=False))
+        findings.append(Finding(
+            sql_file.id, stmt.line, "cluster-wide", "warning",
+            "changes roles, tablespaces, databases or server settings, which every database "
+            "of the server shares: not replayed (the scratch copy lives on the live server); "
+            "it takes effect on the whole server at once when applied", "trace"))
+        return True
+
     if sql_file.transactional:
         conn.execute("BEGIN")
         for stmt in sql_file.statements:
+            if cluster_wide(stmt):
+                continue
             try:
                 traced, held = _trace_statement(conn, stmt, live)
             except psycopg.Error as exc:
@@ -387,6 +422,8 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
         conn.execute("COMMIT")
         return lint_file, findings
     for stmt in sql_file.statements:
+        if cluster_wide(stmt):
+            continue
         body = _COMMENTS.sub("", stmt.sql)
         try:
             if _CONCURRENTLY.search(body):
@@ -495,7 +532,7 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
                 runner = Runner(conn, command="dmdb lint")
                 for sql_file, report in plan:
                     if not report:
-                        runner.run_file(sql_file)
+                        runner.run_file(_without_cluster_wide(sql_file))
                         continue
                     if progress:
                         progress(sql_file.id)

@@ -355,10 +355,11 @@ def refresh(
     import psycopg
     from psycopg.rows import dict_row
 
-    from dmdb.db import retry_on_lock_timeout
+    from dmdb.db import die_with_client, retry_on_lock_timeout
 
     if not conn.autocommit:
         raise DmdbError("maintenance refresh needs an autocommit connection")
+    die_with_client(conn)  # a killed run's REFRESH stops on the server, its locks freed
     started = time.monotonic()
     with conn.cursor(row_factory=dict_row) as cur:
         matviews = cur.execute(resources.query("maintenance_matviews"),

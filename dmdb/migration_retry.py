@@ -38,6 +38,10 @@ RETRYABLE = {
 CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
 
 
+_LOCK_WAIT_WHY = ("0 means wait forever, and every query on the table queues behind a "
+                  "waiting DDL")
+
+
 def duration_ms(value: str, name: str) -> float:
     """Milliseconds of a PostgreSQL duration (2s, 500ms, 1min; a bare number is ms)."""
     match = _DURATION.fullmatch(str(value or ""))
@@ -46,13 +50,12 @@ def duration_ms(value: str, name: str) -> float:
     return float(match.group(1)) * _UNITS_MS[match.group(2) or ""]
 
 
-def bounded_duration(value: str, name: str) -> str:
+def bounded_duration(value: str, name: str, *, why: str = _LOCK_WAIT_WHY,
+                     example: str = "1s") -> str:
     """A duration that must be a real limit: 0 means `no limit` to PostgreSQL, refused."""
     if duration_ms(value, name) < 1:
-        raise ConfigError(
-            f"{name} {value!r} would remove the limit (0 means wait forever, and every query "
-            "on the table queues behind a waiting DDL); set a bounded value such as 1s"
-        )
+        raise ConfigError(f"{name} {value!r} would remove the limit ({why}); set a bounded "
+                          f"value such as {example}")
     return value.strip()
 
 
@@ -70,6 +73,10 @@ class RetryPolicy:
     # Statements of `-- transactional: false` files. Waiting on a CONCURRENTLY build
     # blocks no reader or writer, so those run under this bound for locks and run time.
     statement_timeout: str = "2h"
+
+    # The command-line spelling of each field (`up --lock-timeout` is another knob: the
+    # wait for another run's advisory lock).
+    FLAGS = {"lock_timeout": "--attempt-timeout"}
 
     ENV = {
         "lock_timeout": "DMDB_MIGRATE_LOCK_TIMEOUT",
@@ -91,13 +98,17 @@ class RetryPolicy:
         values: dict = {}
         for attr, key in cls.ENV.items():
             raw = flags.get(attr)
-            source = f"--{attr.replace('_', '-')}"
+            source = cls.FLAGS.get(attr, f"--{attr.replace('_', '-')}")
             if raw is None and env.get(key) not in (None, ""):
                 raw, source = env[key], key
             if raw is None:
                 continue
-            if attr in ("lock_timeout", "statement_timeout"):
+            if attr == "lock_timeout":
                 values[attr] = bounded_duration(str(raw), source)
+            elif attr == "statement_timeout":
+                values[attr] = bounded_duration(
+                    str(raw), source, example="2h",
+                    why="0 means a non-transactional statement may run and wait forever")
             else:
                 try:
                     number = int(raw) if attr == "attempts" else float(raw)

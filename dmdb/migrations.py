@@ -316,8 +316,11 @@ def prepare_session(conn: psycopg.Connection, lock_timeout: str) -> None:
     """Session settings for a run that changes the schema."""
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     conn.execute("SET application_name = 'dmdb'")
-    # A killed client is noticed within a second, so its transaction and lock are freed.
-    conn.execute("SET client_connection_check_interval = '1s'")
+    # A killed client is noticed within a second, so its transaction and lock are freed
+    # (best effort: a server on a platform without the check refuses a non-zero value).
+    from dmdb.db import die_with_client
+
+    die_with_client(conn)
 
 
 def _refuse_problems(state: Status) -> None:

@@ -194,8 +194,10 @@ def scheduler_section(conn, win: Window, *, scheduler: str | None = None, bins: 
 def _session(conn) -> None:
     # The fit runs for seconds to a minute in one statement: a killed client is noticed
     # within a second and its statement cancelled, instead of running to the end.
+    from dmdb.db import die_with_client
+
     conn.execute("SET application_name = 'dmdb'")
-    conn.execute("SET client_connection_check_interval = '1s'")
+    die_with_client(conn)
 
 
 def _require(conn, function: str) -> None:

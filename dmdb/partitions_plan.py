@@ -399,9 +399,9 @@ def validate_options(*, ahead: int, retain: int | None, archive_schema: str | No
 
 
 def check_lock_timeout(value: str) -> str:
-    from dmdb.config import check_duration
+    from dmdb.config import check_lock_timeout
 
-    return check_duration(value, "--lock-timeout")
+    return check_lock_timeout(value, "--lock-timeout")
 
 
 # -- SQL for each step ---------------------------------------------------------

@@ -24,6 +24,7 @@ from dmdb.files import private_dir, refuse_control, write_private
 from dmdb.scaffold import render
 
 POOL_MODES = ("transaction", "session", "statement")
+AUTH_TYPES = ("scram-sha-256", "trust")
 _DB_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _PLAIN_CONN_VALUE = re.compile(r"[^\s']+")
 
@@ -85,9 +86,12 @@ def build_config(
     out_dir: Path = Path("."),
     unix_socket_dir: str | None = None,
     admin_users: str | None = None,
+    auth_type: str | None = None,
 ) -> PgBouncerConfig:
     if pool_mode not in POOL_MODES:
         raise ConfigError(f"--pool-mode {pool_mode}: use one of {', '.join(POOL_MODES)}")
+    if auth_type is not None and auth_type not in AUTH_TYPES:
+        raise ConfigError(f"--auth-type {auth_type}: use one of {', '.join(AUTH_TYPES)}")
     if settings.host is None:
         raise ConfigError("no server configured to pool; set DB_HOST/DATABASE_URL "
                           "(or run `dmdb server start` and pass its socket as --host)")
@@ -98,8 +102,7 @@ def build_config(
     if admin_users:
         admins = ",".join(ini_value(name.strip(), "--admin-users entry")
                           for name in admin_users.split(",") if name.strip())
-    ini = render(
-        "pgbouncer.ini.j2",
+    values = dict(
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         db_key=db_key(settings.dbname),
         host=conn_value(str(settings.host), "DB_HOST"),
@@ -109,7 +112,6 @@ def build_config(
         listen_addr=ini_value(listen_addr, "--listen-addr"), listen_port=listen_port,
         unix_socket_dir=ini_value(unix_socket_dir, "--unix-socket-dir") if unix_socket_dir
         else None,
-        auth_type="scram-sha-256" if password else "trust",
         auth_file=ini_value(str(out_dir / "userlist.txt"), "--out-dir"), pool_mode=pool_mode,
         default_pool_size=settings.max_connections,
         min_pool_size=max(0, settings.max_connections // 4),
@@ -120,6 +122,9 @@ def build_config(
         admin_users=admins, logfile=ini_value(str(out_dir / "pgbouncer.log"), "--out-dir"),
         pidfile=ini_value(str(out_dir / "pgbouncer.pid"), "--out-dir"),
     )
+    # Checked after every value is known to be clean, so the message can name them.
+    auth = _auth_type(auth_type, password, values["listen_addr"], listen_port)
+    ini = render("pgbouncer.ini.j2", auth_type=auth, **values)
     # PgBouncer needs the password itself to log in to PostgreSQL with SCRAM; the file is
     # written 0600 and never printed (nor is the password in an error).
     try:
@@ -131,9 +136,34 @@ def build_config(
     return PgBouncerConfig(ini, userlist, listen_port, pool_mode)
 
 
+def check_auth(settings: Settings, auth_type: str | None, listen_addr: str,
+               listen_port: int) -> str:
+    """The auth_type to render, or the refusal; callable before any server is touched."""
+    if auth_type is not None and auth_type not in AUTH_TYPES:
+        raise ConfigError(f"--auth-type {auth_type}: use one of {', '.join(AUTH_TYPES)}")
+    return _auth_type(auth_type, settings.password, ini_value(listen_addr, "--listen-addr"),
+                      listen_port)
+
+
+def _auth_type(chosen: str | None, password: str | None, listen_addr: str,
+               listen_port: int) -> str:
+    """scram-sha-256 needs the password; `trust` lets anyone who reaches the listening
+    address in as the pooled role (with the embedded server, a superuser), so it is only
+    rendered when asked for by name."""
+    if chosen == "trust":
+        return chosen
+    if not password:
+        wanted = "--auth-type scram-sha-256 needs" if chosen else "PgBouncer needs"
+        raise ConfigError(
+            f"DB_PASSWORD is not set: {wanted} it to authenticate clients (without it anyone "
+            f"reaching {listen_addr}:{listen_port} would get in as the pooled role); set "
+            "DB_PASSWORD, or pass --auth-type trust for a private development setup (see docs/security.md)")
+    return "scram-sha-256"
+
+
 def write_config(config: PgBouncerConfig, out_dir: Path) -> tuple[Path, Path]:
     private_dir(out_dir)
     ini, users = out_dir / "pgbouncer.ini", out_dir / "userlist.txt"
-    ini.write_text(config.ini)
+    write_private(ini, config.ini, mode=0o644)  # no secret in it; never through a link
     write_private(users, config.userlist)
     return ini, users

@@ -70,6 +70,15 @@ def test_usage_errors_are_one_line_and_a_bare_group_prints_its_help(cli):
     assert "Usage:" in bare.stdout and "dmdb: error" not in bare.stderr
 
 
+def test_a_global_option_after_the_command_without_its_value_is_named(cli):
+    # `dmdb status --dbname` used to become `dmdb --dbname status`: "Missing command."
+    for args in (["status", "--dbname"], ["partitions", "list", "--sql-dir"]):
+        result = cli(args)
+        assert result.exit_code == 2, args
+        assert result.stderr.count("\n") == 1 and args[-1] in result.stderr, result.stderr
+        assert "requires an argument" in result.stderr
+
+
 def test_new_writes_into_the_project_tree_and_refuses_outside_a_project(cli, tmp_path,
                                                                        monkeypatch):
     outside = cli(["new", "add badges"])

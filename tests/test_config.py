@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,34 @@ def test_project_file_is_found_upward_and_its_paths_are_relative_to_it(tmp_path:
     settings = load_settings({}, cwd=custom)
     assert settings.sql_dir == tmp_path / "other" / "db" / "schema"
     assert settings.home == tmp_path / "other" / "var" / "pg"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root to give a file to another user")
+@pytest.mark.parametrize("name, text", [
+    ("dmdb.toml", 'sql_dir = "evil"\n'),
+    ("pyproject.toml", '[tool.dmdb]\nsql_dir = "evil"\n'),
+    (".env", "DATABASE_URL=postgresql://u@evil.example/x\n"),
+])
+def test_files_another_user_owns_are_refused(tmp_path: Path, name, text):
+    """A project file or .env found upward (e.g. /tmp/dmdb.toml, which anyone can create)
+    decides which SQL `dmdb up` runs as you, and where: one another user owns is refused,
+    as git refuses a repository of dubious ownership."""
+    import pwd
+
+    shared = tmp_path / "shared"
+    work = shared / "mine"
+    work.mkdir(parents=True)
+    planted = shared / name
+    planted.write_text(text)
+    if name == ".env":  # read from the working directory or the project root
+        (shared / "dmdb.toml").write_text("")
+    os.chown(planted, pwd.getpwnam("nobody").pw_uid, -1)
+    with pytest.raises(ConfigError) as info:
+        load_settings({"HOME": str(tmp_path / "me")}, cwd=work)
+    assert str(planted) in str(info.value) and "another user" in str(info.value)
+    os.chown(planted, os.geteuid(), -1)  # the same file, yours: used
+    assert load_settings({"HOME": str(tmp_path / "me")}, cwd=work).project_file is not None
 
 
 def test_pyproject_tool_dmdb_counts_and_a_pyproject_without_it_does_not(tmp_path: Path):

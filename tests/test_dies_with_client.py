@@ -1,6 +1,7 @@
-"""Work dies with its client: a SIGKILLed `dmdb indexes build`, `maintenance vacuum` or
-`partitions create` stops on the server within seconds (client_connection_check_interval),
-so its locks and its advisory lock are free for the next run, and nothing is half-done.
+"""Work dies with its client: a SIGKILLed `dmdb indexes build`, `maintenance vacuum`,
+`maintenance refresh` or `partitions create` stops on the server within seconds
+(client_connection_check_interval), so its locks and its advisory lock are free for the
+next run, and nothing is half-done.
 
 Each command is made to wait on the server (a lock held by an open transaction, or a
 pause inside the transaction) so that it is still working when it is killed; without
@@ -90,6 +91,19 @@ def test_killed_vacuum_stops_on_the_server(schema_url):
         holder.execute("LOCK TABLE content IN SHARE UPDATE EXCLUSIVE MODE")  # VACUUM waits
         proc = popen_dmdb(["maintenance", "vacuum", "--table", "content", "--quiet"], env)
         pid = wait_for(server_pid(schema_url, "VACUUM", "Lock"), 60, "the vacuum waiting")
+        kill_and_wait_gone(schema_url, proc, pid)
+        holder.rollback()
+
+
+def test_killed_refresh_stops_on_the_server(schema_url):
+    env = {"DATABASE_URL": schema_url, "DMDB_LOCK_TIMEOUT": "120s"}
+    with psycopg.connect(schema_url) as holder:
+        # A refresh in an open transaction holds ACCESS EXCLUSIVE on the view (LOCK TABLE
+        # refuses materialized views): dmdb's REFRESH ... CONCURRENTLY waits for it.
+        holder.execute("REFRESH MATERIALIZED VIEW content_performance")
+        proc = popen_dmdb(["maintenance", "refresh", "--quiet"], env)
+        pid = wait_for(server_pid(schema_url, "REFRESH MATERIALIZED VIEW", "Lock"), 60,
+                       "the refresh waiting")
         kill_and_wait_gone(schema_url, proc, pid)
         holder.rollback()
 

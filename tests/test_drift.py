@@ -91,3 +91,10 @@ def test_baseline_records_a_matching_schema_and_refuses_drift(cli, schema_url):
     up = cli(["up", "--json"], url=schema_url)
     assert up.exit_code == 0 and json.loads(up.stdout)["migrations"] == []
     assert cli(["drift"], url=schema_url).exit_code == 0
+
+
+def test_drift_on_a_database_without_migrations_says_so(cli, empty_url):
+    result = cli(["drift"], url=empty_url)
+    assert result.exit_code == 0, result.stderr
+    assert "None" not in result.stdout
+    assert "no migration is applied" in result.stdout

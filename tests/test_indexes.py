@@ -406,6 +406,17 @@ def test_report_sums_partitioned_indexes(cli, tree_db):
 # -- identifiers from the command line ------------------------------------------------------
 
 
+def test_unlimited_lock_timeout_is_refused(cli, schema_url):
+    # 0 means no limit: an ON ONLY / ATTACH step waiting for a lock would queue every
+    # query of its table behind it for as long as the blocker lasts.
+    for args in (["indexes", "build", "--lock-timeout", "0"],
+                 ["indexes", "build", "--dry-run", "--lock-timeout", "0s"]):
+        result = cli(args, url=schema_url)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("dmdb: error: --lock-timeout")
+        assert result.stderr.count("\n") == 1
+
+
 def test_hostile_table_name_is_refused_and_nothing_injected(cli, schema_url):
     hostile = "x; DROP TABLE users"
     for args in (["indexes", "build", "--table", hostile],

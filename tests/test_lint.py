@@ -100,3 +100,49 @@ def test_shipped_migrations_pass(cli, empty_url):
     assert cli(["up"], url=empty_url).exit_code == 0
     nothing = json.loads(cli(["lint", "--json"], url=empty_url).stdout)
     assert nothing["files"] == [] and "no pending migrations" in nothing["notes"][0]
+
+
+def test_cluster_wide_statements_are_not_replayed(cli, schema_url, tmp_path):
+    """The scratch database lives in the live cluster, whose roles, tablespaces, databases
+    and settings it shares: replaying `CREATE ROLE` or `ALTER ROLE ... PASSWORD` there
+    would change the live server. Lint names such statements and does not run them."""
+    suffix = tmp_path.name.replace("-", "_").lower()[-20:]
+    role = f"lint_leak_{suffix}"
+    body = (f"CREATE ROLE {role} NOLOGIN;\n"
+            f"ALTER ROLE {role} PASSWORD 'x';\n"
+            f"GRANT dm_app TO {role};\n"
+            "ALTER TABLE users ADD COLUMN nick text;\n")
+    for name, text in (("0007_tx.sql", body),
+                       ("0008_nt.sql", "-- transactional: false\n" + body.replace("nick", "nick2"))):
+        result, data = _lint(cli, schema_url, tmp_path, text, name=name)
+        rules = [(f["line"], f["rule"], f["severity"]) for f in data["findings"]
+                 if f["source"] == "trace"]
+        first = 2 if name == "0008_nt.sql" else 1
+        assert [(ln, r) for ln, r, _ in rules if r == "cluster-wide"] == [
+            (first, "cluster-wide"), (first + 1, "cluster-wide"), (first + 2, "cluster-wide")]
+        assert "replay-failed" not in {r for _, r, _ in rules}
+        assert result.exit_code == 1  # a warning: at or above the default threshold
+        assert run_sql(schema_url, "SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                       (role,))[0][0] == 0
+
+
+def test_an_earlier_pending_file_does_not_change_the_live_server_either(cli, schema_url, tmp_path):
+    """Linting one file replays the pending migrations before it, unreported: their
+    cluster-wide statements are skipped too."""
+    import shutil
+
+    from conftest import REPO
+
+    root = tmp_path / "sql"
+    shutil.copytree(REPO / "sql", root)
+    role = f"lint_early_{tmp_path.name.replace('-', '_').lower()[-20:]}"
+    (root / "migrations" / "9001_role.sql").write_text(f"CREATE ROLE {role} NOLOGIN;\n")
+    (root / "rollbacks" / "9001_role.sql").write_text(f"DROP ROLE {role};\n")
+    later = root / "migrations" / "9002_nick.sql"
+    later.write_text("ALTER TABLE users ADD COLUMN nick text;\n")
+    (root / "rollbacks" / "9002_nick.sql").write_text("ALTER TABLE users DROP COLUMN nick;\n")
+    result = cli(["--sql-dir", root, "lint", "--json", later], url=schema_url)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert [f["id"] for f in json.loads(result.stdout)["files"]] == ["9002_nick"]
+    assert run_sql(schema_url, "SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                   (role,))[0][0] == 0

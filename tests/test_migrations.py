@@ -475,16 +475,20 @@ def test_retries_exhausted_names_the_blocker_not_the_file(schema_url, shipped_tr
     assert "9001_nickname" not in ledger(schema_url)
 
 
-@pytest.mark.parametrize("args,env", [
-    (["up", "--attempt-timeout", "0"], {}),
-    (["up", "--statement-timeout", "0ms"], {}),
-    (["up"], {"DMDB_MIGRATE_LOCK_TIMEOUT": "0"}),
-    (["status"], {"DMDB_LOCK_TIMEOUT": "0"}),
+@pytest.mark.parametrize("args,env,named", [
+    (["up", "--attempt-timeout", "0"], {}, "--attempt-timeout"),
+    (["rollback", "--attempt-timeout", "0"], {}, "--attempt-timeout"),
+    (["up", "--statement-timeout", "0ms"], {}, "--statement-timeout"),
+    (["up"], {"DMDB_MIGRATE_LOCK_TIMEOUT": "0"}, "DMDB_MIGRATE_LOCK_TIMEOUT"),
+    (["status"], {"DMDB_LOCK_TIMEOUT": "0"}, "DMDB_LOCK_TIMEOUT"),
 ])
-def test_unlimited_lock_timeout_is_refused(cli, empty_url, two, args, env):
+def test_unlimited_lock_timeout_is_refused(cli, empty_url, two, args, env, named):
     result = cli(["--sql-dir", two.root, *args], url=empty_url, env=env)
     assert result.exit_code == 2, result.stdout
-    assert "limit" in result.stderr
+    # The error names the flag or variable the user actually set (`up` also has an
+    # unrelated --lock-timeout, so naming that one would send them to the wrong knob).
+    assert "limit" in result.stderr and named in result.stderr
+    assert named == "--lock-timeout" or "--lock-timeout" not in result.stderr
     assert ledger(empty_url) == []
 
 

@@ -335,6 +335,7 @@ def test_apply_changes_what_new_knowledge_states_start_from(cli, sim_db):
     nothing = cli(["models", "fit", "--apply", "--min-answers", LEARNERS * ANSWERS], url=url)
     assert nothing.exit_code == 1
     assert nothing.stderr.strip().splitlines()[-1].startswith("dmdb: error: no concept's fit")
+    assert "Wrote" not in nothing.stdout  # no success line beside the error
     dry = cli(["models", "fit", "--apply", "--dry-run", "--json"], url=url)
     assert dry.exit_code == 0, dry.stderr
     assert json.loads(dry.stdout)["applied"] == []

@@ -39,6 +39,8 @@ def test_unreachable_replica_is_critical_and_the_primary_checks_still_run(cli, s
                  url=schema_url, env=env)
     assert result.exit_code == 2, result.stdout
     assert result.stdout.startswith("CRITICAL: replication: read replica unreachable")
+    # The hint names the replica's settings, not the primary's DB_HOST / DB_PORT.
+    assert "DB_READ_REPLICA_HOST" in result.stdout and "DB_HOST /" not in result.stdout
     data = json.loads(cli(["monitor", "--json", "--only", "replication,sequences,schema"],
                           url=schema_url, env=env).stdout)
     checks = {c["name"]: c for c in data["checks"]}
@@ -311,7 +313,8 @@ def pgbouncer_admin(schema_db, tmp_path, embedded_only):
         port = s.getsockname()[1]
     out = tmp_path / "pgb"
     done = run_dmdb(["pgbouncer", "config", "--out-dir", out, "--listen-port", port,
-                     "--admin-users", "postgres"], {"DATABASE_URL": url}, cwd=tmp_path)
+                     "--admin-users", "postgres", "--auth-type", "trust"],
+                    {"DATABASE_URL": url}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     ini = out / "pgbouncer.ini"
     lines = [("default_pool_size = 1" if ln.startswith("default_pool_size") else
@@ -363,8 +366,14 @@ def test_pgbouncer_clients_waiting_for_a_server(cli, pgbouncer_admin):
         waiter.close()
 
 
-def test_pgbouncer_unreachable_is_critical(cli, schema_url):
-    check = one(cli, schema_url, "pgbouncer", "--pgbouncer",
-                "postgresql://postgres:secret@127.0.0.1:1/pgbouncer")
+@pytest.mark.parametrize("url", [
+    "postgresql://postgres:secret@127.0.0.1:1/pgbouncer",
+    # Mistyped URLs: libpq then quotes the whole string, password included, in its error.
+    "postgresql//postgres:secret@127.0.0.1:1/pgbouncer",
+    "postgres:/postgres:secret@127.0.0.1:1/pgbouncer",
+    "host=127.0.0.1 port=1 dbname=pgbouncer password='se cret'",
+])
+def test_pgbouncer_unreachable_is_critical(cli, schema_url, url):
+    check = one(cli, schema_url, "pgbouncer", "--pgbouncer", url)
     assert check["status"] == "CRITICAL" and "unreachable" in check["summary"]
-    assert "secret" not in check["summary"]
+    assert "secret" not in check["summary"] and "cret" not in check["summary"]

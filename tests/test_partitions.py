@@ -610,6 +610,8 @@ def test_lock_timeout_is_retried_then_fails_without_half_applying(cli, schema_ur
     ["create", "--from", "2026-13"],
     ["create", "--ahead", "-1"],
     ["create", "--lock-timeout", "soon"],
+    ["create", "--lock-timeout", "0"],  # 0 = no limit: a waiting DDL stalls the table
+    ["rollover", "--lock-timeout", "0ms"],
     ["create", "--table", "knowledge_states"],
     ["create", "--table", "no_such_table"],
     ["cron", "--schedule", "every hour"],

@@ -332,6 +332,48 @@ def test_pgbouncer_refuses_what_it_cannot_escape(env, what, tmp_path):
     assert not (tmp_path / "pgb").exists()
 
 
+def test_pgbouncer_config_never_writes_through_a_planted_link(tmp_path):
+    """--out-dir in a shared place: a pgbouncer.ini that is a link to another file is not
+    followed (as root that would overwrite any file of the system)."""
+    out = tmp_path / "pgb"
+    out.mkdir()
+    target = tmp_path / "precious"
+    target.write_text("keep me\n")
+    (out / "pgbouncer.ini").symlink_to(target)
+    env = {"DB_HOST": "/tmp", "DB_PASSWORD": "s3cret"}
+    done = run_dmdb(["pgbouncer", "config", "--out-dir", out], env, cwd=tmp_path)
+    assert done.returncode != 0
+    _one_error_line(done)
+    assert target.read_text() == "keep me\n" and not (out / "userlist.txt").exists()
+
+
+def test_pgbouncer_without_a_password_refuses_trust_unless_asked(tmp_path):
+    """Without DB_PASSWORD the safe default is a refusal, not auth_type = trust (anyone
+    reaching listen_addr would enter as the role); trust is rendered only by name."""
+    env = {"DB_HOST": "/tmp", "DB_PASSWORD": ""}
+    for extra in ([], ["--auth-type", "scram-sha-256"], ["--stdout"]):
+        done = run_dmdb(["pgbouncer", "config", "--out-dir", tmp_path / "pgb", *extra], env,
+                        cwd=tmp_path)
+        assert done.returncode == 2, done.stdout
+        line = _one_error_line(done)
+        assert "DB_PASSWORD" in line and "--auth-type trust" in line
+        assert "auth_type" not in done.stdout and not (tmp_path / "pgb").exists()
+    done = run_dmdb(["pgbouncer", "config", "--out-dir", tmp_path / "pgb", "--auth-type",
+                     "trust"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "auth_type = trust" in (tmp_path / "pgb" / "pgbouncer.ini").read_text().splitlines()
+    done = run_dmdb(["pgbouncer", "config", "--stdout"], {**env, "DB_PASSWORD": "s3cret"},
+                    cwd=tmp_path)
+    assert done.returncode == 0 and "auth_type = scram-sha-256" in done.stdout.splitlines()
+    done = run_dmdb(["pgbouncer", "config", "--stdout", "--auth-type", "md5"], env, cwd=tmp_path)
+    assert done.returncode == 2 and "--auth-type md5" in _one_error_line(done)
+    # With the embedded server: refused before any server is created or started.
+    home = tmp_path / "home"
+    done = run_dmdb(["pgbouncer", "config", "--stdout"], {"DMDB_HOME": str(home)}, cwd=tmp_path)
+    assert done.returncode == 2 and "DB_PASSWORD" in _one_error_line(done)
+    assert not home.exists()
+
+
 def test_a_real_pgbouncer_reads_the_escaped_files(tmp_path):
     """PgBouncer itself parses what dmdb escaped: the quoted role logs in with the quoted
     password, and the socket directory with a space arrives whole."""

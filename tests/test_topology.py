@@ -106,7 +106,9 @@ def pgbouncer(schema_db, tmp_path, embedded_only):
     name, url = schema_db
     port = _free_port()
     out = tmp_path / "pgb"
-    done = run_dmdb(["pgbouncer", "config", "--out-dir", out, "--listen-port", port, "--json"],
+    # The embedded server takes no password (peer): trust is the explicit development opt-in.
+    done = run_dmdb(["pgbouncer", "config", "--out-dir", out, "--listen-port", port, "--json",
+                     "--auth-type", "trust"],
                     {"DATABASE_URL": url}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     ini = (out / "pgbouncer.ini").read_text()

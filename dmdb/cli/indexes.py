@@ -98,9 +98,11 @@ def build_cmd(
     Example: dmdb indexes build --dry-run
     """
     from dmdb import indexes
+    from dmdb.config import check_lock_timeout
     from dmdb.db import connect, require_session
     from dmdb.errors import DmdbError
 
+    check_lock_timeout(lock_timeout, "--lock-timeout")  # before connecting
     settings = ctx.obj.settings()
     declared = _declared(ctx)
     bar = _BuildBar() if show_progress(quiet or as_json) and not dry_run else None

@@ -187,7 +187,7 @@ def _render_fit(result) -> None:
         if result.dry_run:
             out.print(f"-- dry run: would write {len(chosen)} concepts' parameters into "
                       "bkt_concept_parameters; nothing was changed")
-        else:
+        elif result.applied:  # else the caller reports the refusal, one error line
             out.print(f"Wrote {len(result.applied)} concepts' parameters into bkt_concept_parameters; "
                       "new knowledge states of those concepts start from them.")
 

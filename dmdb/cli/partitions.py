@@ -208,7 +208,8 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON):
                             [(m.label, m.rows) for m in t.default.months]))
     if listing.default_rows:
         out.print(f"[bold]{listing.default_rows} row(s) sit in DEFAULT partitions[/bold]: "
-                  "`dmdb partitions create --fill` creates their months and moves them.")
+                  "`dmdb partitions create --fill` creates their months and moves them "
+                  "(within 120 months of today; it names the rows it cannot place).")
 
 
 def _short(bound: str) -> str:

@@ -23,6 +23,11 @@ def config_cmd(
     unix_socket_dir: str | None = typer.Option(None, "--unix-socket-dir"),
     admin_users: str | None = typer.Option(None, "--admin-users",
                                               help="Users allowed on the admin console."),
+    auth_type: str | None = typer.Option(
+        None, "--auth-type", metavar="scram-sha-256|trust",
+        help="How PgBouncer authenticates clients. Default scram-sha-256, which needs "
+             "DB_PASSWORD. trust admits anyone who reaches --listen-addr as the configured "
+             "role: development only (docs/security.md)."),
     stdout: bool = typer.Option(False, "--stdout", help="Print pgbouncer.ini instead of writing."),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
 ):
@@ -32,14 +37,16 @@ def config_cmd(
     Example: DB_HOST=10.0.0.5 dmdb pgbouncer config --out-dir /etc/pgbouncer
     """
     from dmdb.db import resolve
-    from dmdb.pgbouncer import build_config, write_config
+    from dmdb.pgbouncer import build_config, check_auth, write_config
 
     settings = ctx.obj.settings()
     if settings.embedded:
+        # Refuse before starting the embedded server only to render nothing.
+        check_auth(settings, auth_type, listen_addr, listen_port)
         settings = resolve(settings)
     config = build_config(settings, listen_addr=listen_addr, listen_port=listen_port,
                           pool_mode=pool_mode, out_dir=out_dir, unix_socket_dir=unix_socket_dir,
-                          admin_users=admin_users)
+                          admin_users=admin_users, auth_type=auth_type)
     if stdout:
         typer.echo(config.ini, nl=False)
         return
