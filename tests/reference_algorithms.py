@@ -1,9 +1,18 @@
-"""Independent Python implementations of the learning algorithms (DESIGN.md).
+"""Independent, exact Python implementations of the learning algorithms (DESIGN.md).
 
 Written from DESIGN.md's formulas, not from the SQL, so that the tests compare two
-implementations. The few guards the SQL documents (no decay for Δdays <= 0, decay that
-would underflow is 0, an evidence denominator of 0 keeps p0, results clamped to [0, 1],
-SM-2 interval capped at 36,500 days) are mirrored here.
+implementations, and computed EXACTLY, so that floating-point drift in the SQL cannot
+hide behind the same drift here:
+- SM-2 in rational arithmetic (fractions.Fraction): EF 2.5 + 0.1 is 13/5, and
+  ceil(6 × 3/2) is 9, never 10;
+- BKT and IRT with 60-digit decimals (decimal.Decimal): the value of the formula for
+  the given (binary) inputs, where a double would underflow or divide 0 by 0;
+- FSRS-6 by the reference package itself (py-fsrs, `fsrs` 6.3.2, fuzzing off).
+
+Conventions the SQL documents and that are mirrored here (they are definitions, not
+float workarounds): no decay for Δdays <= 0; an evidence step whose numerator and
+denominator are both exactly 0 (an answer the model says is impossible) leaves p0
+unchanged; the SM-2 interval is capped at 36,500 days.
 """
 
 from __future__ import annotations
@@ -11,55 +20,92 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, localcontext
+from fractions import Fraction
 
-MASTERY_EVENT_THRESHOLD = 0.95
+MASTERY_EVENT_THRESHOLD = Decimal("0.95")
 XP_CORRECT = 10
 XP_INCORRECT = 2
 SM2_MAX_INTERVAL = 36500
+DIGITS = 60
+# 60 digits, and exponents wide enough that nothing here overflows or underflows.
+EXACT = Context(prec=DIGITS, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+D0, D1 = Decimal(0), Decimal(1)
 
 
-# -- BKT ------------------------------------------------------------------------------
+def dec(x) -> Decimal:
+    """The exact value of a float (or int, str, Decimal) as a Decimal."""
+    return x if isinstance(x, Decimal) else Decimal(x)
 
 
-def bkt_forget(mastery: float, decay: float, delta_days: float) -> float:
-    """Step 1: p0 = mastery × decay^Δdays."""
-    if delta_days <= 0 or decay == 1:
-        return mastery
-    if mastery <= 0 or decay <= 0:
-        return 0.0
-    if math.log(mastery) + delta_days * math.log(decay) < -700:
-        return 0.0
-    return mastery * decay**delta_days
+# -- BKT (60 digits) -------------------------------------------------------------------
 
 
-def bkt_predict_correct(mastery, decay, delta_days, guess, slip) -> float:
+def bkt_forget(mastery, decay, delta_days) -> Decimal:
+    """Step 1: p0 = mastery × decay^Δdays (Δdays <= 0: no decay)."""
+    m, d, dd = dec(mastery), dec(decay), dec(delta_days)
+    with localcontext(EXACT):
+        if dd <= 0 or d == 1:
+            return +m
+        if m <= 0 or d <= 0:
+            return D0
+        return m * (dd * d.ln()).exp()
+
+
+def bkt_evidence(p0: Decimal, correct: bool, guess, slip) -> Decimal:
+    """Step 2: P(mastered | answer) = a / (a + b); a = b = 0 → p0."""
+    g, s = dec(guess), dec(slip)
+    with localcontext(EXACT):
+        q0 = 1 - p0
+        a, b = (p0 * (1 - s), q0 * g) if correct else (p0 * s, q0 * (1 - g))
+        if a + b == 0:
+            return p0
+        return a / (a + b)
+
+
+def bkt_learn(p1: Decimal, learning_rate, velocity) -> Decimal:
+    """Step 3: p1 + (1 − p1)·min(1, learning_rate × velocity), clamped to [0, 1]."""
+    with localcontext(EXACT):
+        rate = min(D1, dec(learning_rate) * dec(velocity))
+        return min(D1, max(D0, p1 + (1 - p1) * rate))
+
+
+def bkt_predict_correct(mastery, decay, delta_days, guess, slip) -> Decimal:
     p0 = bkt_forget(mastery, decay, delta_days)
-    return p0 * (1 - slip) + (1 - p0) * guess
+    with localcontext(EXACT):
+        return p0 * (1 - dec(slip)) + (1 - p0) * dec(guess)
 
 
-def bkt_posterior(p0, correct, guess, slip, learning_rate, velocity) -> float:
-    """Steps 2 (evidence) and 3 (learning)."""
-    if correct:
-        num, den = p0 * (1 - slip), p0 * (1 - slip) + (1 - p0) * guess
-    else:
-        num, den = p0 * slip, p0 * slip + (1 - p0) * (1 - guess)
-    p1 = p0 if den == 0 else num / den
-    p = p1 + (1 - p1) * min(1.0, learning_rate * velocity)
-    return min(1.0, max(0.0, p))
+def bkt_posterior(p0, correct, guess, slip, learning_rate, velocity) -> Decimal:
+    """Steps 2 (evidence) and 3 (learning) from p0 itself."""
+    return bkt_learn(bkt_evidence(dec(p0), correct, guess, slip), learning_rate, velocity)
 
 
-def bkt_update(mastery, decay, delta_days, correct, guess, slip, learning_rate, velocity):
+def bkt_update(mastery, decay, delta_days, correct, guess, slip, learning_rate, velocity) -> Decimal:
     return bkt_posterior(bkt_forget(mastery, decay, delta_days), correct, guess, slip,
                          learning_rate, velocity)
 
 
-# -- SM-2, quality, IRT -----------------------------------------------------------------
+# -- SM-2 (exact rationals), quality, IRT ------------------------------------------------
 
 
-def sm2_step(easiness: float, interval_days: int, repetitions: int, quality: int):
-    """(easiness, interval_days, repetitions) after a review of quality 0..5."""
+def frac(x) -> Fraction:
+    """A decimal EF (str, Decimal, int) as an exact fraction; floats are refused."""
+    if isinstance(x, float):
+        raise TypeError("SM-2 easiness must be exact (str, Decimal, Fraction), not float")
+    return Fraction(str(x)) if isinstance(x, Decimal) else Fraction(x)
+
+
+SM2_START = Fraction(5, 2)
+SM2_FLOOR = Fraction(13, 10)
+
+
+def sm2_step(easiness, interval_days: int, repetitions: int, quality: int):
+    """(easiness, interval_days, repetitions) after a review of quality 0..5, exactly."""
     if not 0 <= quality <= 5:
         raise ValueError(f"quality {quality} outside 0..5")
+    ef = frac(easiness)
     if quality < 3:
         reps, interval = 0, 1
     else:
@@ -68,10 +114,18 @@ def sm2_step(easiness: float, interval_days: int, repetitions: int, quality: int
         elif repetitions == 1:
             interval = 6
         else:
-            interval = min(SM2_MAX_INTERVAL, math.ceil(interval_days * easiness))
+            interval = min(SM2_MAX_INTERVAL, math.ceil(interval_days * ef))
         reps = repetitions + 1
-    ef = max(1.3, easiness + 0.1 - (5 - quality) * (0.08 + (5 - quality) * 0.02))
-    return ef, interval, reps
+    k = 5 - quality
+    new_ef = max(SM2_FLOOR, ef + Fraction(1, 10) - k * (Fraction(8, 100) + k * Fraction(2, 100)))
+    return new_ef, interval, reps
+
+
+def sm2_replay(qualities, easiness=SM2_START, interval_days=0, repetitions=0):
+    """The SM-2 state after a sequence of qualities from the given state."""
+    for q in qualities:
+        easiness, interval_days, repetitions = sm2_step(easiness, interval_days, repetitions, q)
+    return easiness, interval_days, repetitions
 
 
 def answer_quality(is_correct: bool, hints_used: int | None, response_time_ms,
@@ -87,10 +141,16 @@ def answer_quality(is_correct: bool, hints_used: int | None, response_time_ms,
     return 4
 
 
-def irt_probability(theta, difficulty, discrimination, guess) -> float:
-    x = -1.7 * discrimination * (theta - difficulty)
-    x = max(-700.0, min(700.0, x))
-    return guess + (1 - guess) / (1 + math.exp(x))
+def fsrs_rating(quality: int) -> int:
+    """The FSRS rating (Again 1, Hard 2, Good 3, Easy 4) from SM-2's quality 0..5."""
+    return 1 if quality < 3 else quality - 1
+
+
+def irt_probability(theta, difficulty, discrimination, guess) -> Decimal:
+    with localcontext(EXACT):
+        x = Decimal("-1.7") * dec(discrimination) * (dec(theta) - dec(difficulty))
+        c = dec(guess)
+        return c + (1 - c) / (1 + x.exp())
 
 
 # -- record_answer replay ---------------------------------------------------------------
@@ -102,7 +162,7 @@ class KnowledgeState:
     learning_rate: float = 0.15
     guess: float = 0.2
     slip: float = 0.1
-    mastery: float = 0.1
+    mastery: Decimal | float = 0.1
     decay: float = 0.98
     velocity: float = 1.0
     last_interaction: datetime | None = None
@@ -113,12 +173,15 @@ class KnowledgeState:
 
 @dataclass
 class ReviewState:
-    easiness: float = 2.5
+    easiness: Fraction = SM2_START
     interval_days: int = 0
     repetitions: int = 0
     next_review_at: datetime | None = None
     last_quality: int | None = None
     last_reviewed_at: datetime | None = None
+    sm2_due: datetime | None = None
+    fsrs_card: object | None = None   # fsrs.Card, or None before the first answer
+    fsrs_due: datetime | None = None
 
 
 @dataclass
@@ -131,12 +194,26 @@ class UserState:
 
 @dataclass
 class Outcome:
-    mastery_before: float
-    mastery: float
-    predicted_correct: float
+    mastery_before: Decimal
+    mastery: Decimal
+    predicted_correct: Decimal
     quality: int
     next_review_at: datetime
     newly_mastered: bool
+
+
+def fsrs_review(scheduler, card, rating: int, at: datetime):
+    """One FSRS review by py-fsrs; the last review kept is the later one (dmdb's
+    out-of-order rule: py-fsrs would move it back to an older answer's time)."""
+    from fsrs import Card, Rating
+
+    if card is None:
+        card = Card(card_id=1, due=at)
+    before = card.last_review
+    card, _ = scheduler.review_card(card, Rating(rating), at)
+    if before is not None and before > at:
+        card.last_review = before
+    return card
 
 
 @dataclass
@@ -146,17 +223,26 @@ class Learner:
     user: UserState = field(default_factory=UserState)
     knowledge: dict[int, KnowledgeState] = field(default_factory=dict)
     reviews: dict[int, ReviewState] = field(default_factory=dict)
+    scheduler: str = "sm2"
+    fsrs_scheduler: object | None = None
+    concept_parameters: dict[int, dict] = field(default_factory=dict)
 
     def answer(self, concept_id: int, content_id: int, is_correct: bool, response_time_ms: int,
                answered_at: datetime, hints_used: int = 0, quality: int | None = None,
                average_response_time_ms: float | None = None) -> Outcome:
-        ks = self.knowledge.setdefault(concept_id, KnowledgeState())
+        if concept_id not in self.knowledge:
+            fitted = self.concept_parameters.get(concept_id)
+            self.knowledge[concept_id] = (
+                KnowledgeState(**fitted, mastery=fitted["initial_knowledge"]) if fitted
+                else KnowledgeState())
+        ks = self.knowledge[concept_id]
         if ks.last_interaction is None:
-            p0 = ks.initial_knowledge
+            p0 = dec(ks.initial_knowledge)
         else:
             delta = max(0.0, (answered_at - ks.last_interaction).total_seconds() / 86400)
             p0 = bkt_forget(ks.mastery, ks.decay, delta)
-        predicted = p0 * (1 - ks.slip) + (1 - p0) * ks.guess
+        with localcontext(EXACT):
+            predicted = p0 * (1 - dec(ks.slip)) + (1 - p0) * dec(ks.guess)
         mastery = bkt_posterior(p0, is_correct, ks.guess, ks.slip, ks.learning_rate, ks.velocity)
         newly = ks.mastered_at is None and mastery >= MASTERY_EVENT_THRESHOLD
         self.knowledge[concept_id] = replace(
@@ -169,10 +255,15 @@ class Learner:
             is_correct, hints_used, response_time_ms, average_response_time_ms)
         rs = self.reviews.setdefault(content_id, ReviewState())
         ef, interval, reps = sm2_step(rs.easiness, rs.interval_days, rs.repetitions, q)
-        next_at = answered_at + timedelta(days=interval)
+        sm2_due = answered_at + timedelta(days=interval)
+        card = rs.fsrs_card
+        if self.fsrs_scheduler is not None:
+            card = fsrs_review(self.fsrs_scheduler, card, fsrs_rating(q), answered_at)
+        next_at = card.due if self.scheduler == "fsrs" else sm2_due
         self.reviews[content_id] = ReviewState(
             ef, interval, reps, next_at, q,
-            max(filter(None, [rs.last_reviewed_at, answered_at])))
+            max(filter(None, [rs.last_reviewed_at, answered_at])), sm2_due, card,
+            card.due if card is not None else None)
 
         day = answered_at.astimezone(timezone.utc).date()
         u = self.user

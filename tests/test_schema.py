@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -116,7 +117,9 @@ RANGES = [
     ("content", "guess_parameter", *AT_MOST_HALF),
     ("content", "average_response_time_ms", [-1.0, NAN, INF], [0.0, 2500.5]),
     ("concepts", "difficulty", [-3.5, 3.5], [-3.0, 3.0]),
-    ("review_schedule", "easiness", [1.29, 0.0, -2.5, NAN, INF], [1.3, 2.5, 4.2]),
+    # numeric since 0007 (exact SM-2): values to the hundredth, more decimals refused.
+    ("review_schedule", "easiness", [1.29, 0.0, -2.5, NAN, INF, Decimal("2.555")],
+     [Decimal("1.3"), Decimal("2.5"), Decimal("4.2")]),
     ("review_schedule", "last_quality", [-1, 6], [0, 3, 5]),
     ("review_schedule", "interval_days", [-1], [0, 365]),
     ("learning_events", "quality", [-1, 6], [0, 5]),

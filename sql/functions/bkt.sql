@@ -5,18 +5,35 @@
 -- SQL function whose body contains CASE is never inlined). NULL in → NULL out
 -- all the same, because every branch is arithmetic on the arguments.
 --
--- Guards (they only matter outside the CHECKed ranges or for extreme gaps):
+-- The edges (docs/algorithms.md): the result is the value of the formula in exact
+-- arithmetic — or its limit — wherever a double would underflow, overflow or divide
+-- 0 by 0. PostgreSQL raises an error on a float underflow to 0 and on exp()
+-- overflow, so no intermediate may do either:
+--   * forgetting p0 = m·d^Δ is carried as its logarithm x = ln m + Δ·ln d, so
+--     that a p0 too small for a double (a long gap: 0.5·0.9^7000 = e^−738) still
+--     counts as positive in the evidence step; bkt_forget itself returns 0 for
+--     p0 < 1e−300 (below any tolerance, and no product with it can underflow);
+--     a positive Δdays counts as at least 1e−290 days (so Δ·ln d cannot underflow, and
+--     p0 < 1 stays strict whenever Δ > 0 and decay < 1);
+--   * 1 − p0 is computed without cancellation (−expm1(x) by its series for |x| < 0.01),
+--     so a p0 within an ulp of 1 is still < 1 when it is;
+--   * evidence: p1 = a / (a + b) with a = p0·L(mastered), b = (1 − p0)·L(not mastered)
+--     (correct: L = 1 − slip, guess; wrong: slip, 1 − guess), evaluated as the
+--     logistic of ln b − ln a, clamped to ±700 (beyond, p1 is 0 or 1 within 1e−304).
+--     a = 0 < b → 0; b = 0 < a → 1 (e.g. guess 0 and a correct answer: mastery 1,
+--     however small p0 > 0 is); a = b = 0 (the answer is impossible under the
+--     model, e.g. p0 = 0 and guess 0 on a correct answer) → no information, p1 = p0;
+--   * learning: L = min(1, learning_rate × velocity) from logarithms where the
+--     product could underflow; p = p1 + (1 − p1)·L, computed as p1(1 − L) + L and
+--     clamped to [0, 1] against rounding;
 --   * Δdays <= 0 (first interaction, or an answer older than last_interaction)
---     means no forgetting;
---   * decay^Δdays that would underflow (PostgreSQL raises on float underflow)
---     is taken as 0 once mastery × decay^Δdays < e^-700;
---   * an evidence denominator of 0 (p0 = 0 with guess = 0 on a correct answer,
---     p0 = 1 with slip = 0 on a wrong one) carries no information: p1 = p0;
---   * the result is clamped to [0, 1] against rounding (p1 + (1 − p1) can be
---     1 + 1 ulp), so it always satisfies the CHECK on mastery_probability.
--- tests/reference_algorithms.py implements the same rules independently.
+--     means no forgetting.
+-- The domain: probabilities in [0, 1], decay in (0, 1], velocity > 0. Nonzero guess
+-- and slip below 1e−290 are outside it (their products with a small 1 − p0 could
+-- underflow).
+-- tests/reference_algorithms.py evaluates the same formulas with 60-digit decimals.
 
--- Step 1, forgetting: p0 = mastery × decay ^ Δdays.
+-- Step 1, forgetting: p0 = mastery × decay ^ Δdays (0 when below 1e−300).
 CREATE OR REPLACE FUNCTION bkt_forget(
     p_mastery double precision,
     p_decay double precision,
@@ -25,15 +42,98 @@ CREATE OR REPLACE FUNCTION bkt_forget(
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE
+        WHEN p_mastery < 1e-300 THEN 0::double precision
         WHEN p_delta_days <= 0 OR p_decay = 1 THEN p_mastery
-        WHEN p_mastery <= 0 OR p_decay <= 0 THEN 0::double precision
-        WHEN ln(p_mastery) + p_delta_days * ln(p_decay) < -700 THEN 0::double precision
+        WHEN p_decay <= 0 THEN 0::double precision
+        WHEN ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay) < -690.7755 THEN
+            0::double precision
         ELSE p_mastery * power(p_decay, p_delta_days)
     END
 $$;
 
 COMMENT ON FUNCTION bkt_forget(double precision, double precision, double precision) IS
-    'BKT forgetting: mastery × decay^Δdays (Δdays <= 0 → no decay).';
+    'BKT forgetting: mastery × decay^Δdays (Δdays <= 0 → no decay; below 1e-300 → 0).';
+
+-- ln p0 ('-Infinity' for p0 = 0).
+CREATE OR REPLACE FUNCTION bkt_log_forget(
+    p_mastery double precision,
+    p_decay double precision,
+    p_delta_days double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN p_mastery <= 0 THEN '-Infinity'::double precision
+        WHEN p_delta_days <= 0 OR p_decay = 1 THEN ln(p_mastery)
+        WHEN p_decay <= 0 THEN '-Infinity'::double precision
+        ELSE ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)
+    END
+$$;
+
+-- 1 − p0 without cancellation.
+CREATE OR REPLACE FUNCTION bkt_forget_complement(
+    p_mastery double precision,
+    p_decay double precision,
+    p_delta_days double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN p_mastery <= 0 THEN 1::double precision
+        WHEN p_delta_days <= 0 OR p_decay = 1 THEN 1 - p_mastery
+        WHEN p_decay <= 0 THEN 1::double precision
+        WHEN ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay) < -700 THEN 1::double precision
+        WHEN ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay) > -0.01 THEN
+            -- −expm1(x) = −x(1 + x/2(1 + x/3(1 + x/4(1 + x/5(1 + x/6))))), error < x^7/5040
+            -(ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay))
+            * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 2
+               * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 3
+                  * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 4
+                     * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 5
+                        * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 6)))))
+        ELSE 1 - exp(ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay))
+    END
+$$;
+
+-- Evidence: p1 = a / (a + b), a = p0·p_like_mastered, b = q0·p_like_unmastered,
+-- from ln p0 and q0 = 1 − p0.
+CREATE OR REPLACE FUNCTION bkt_evidence(
+    p_log_p0 double precision,
+    p_q0 double precision,
+    p_like_mastered double precision,
+    p_like_unmastered double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN (p_log_p0 = '-Infinity' OR p_like_mastered <= 0)
+             AND (p_q0 <= 0 OR p_like_unmastered <= 0) THEN
+            CASE WHEN p_log_p0 < -700 THEN 0::double precision ELSE exp(p_log_p0) END
+        WHEN p_log_p0 = '-Infinity' OR p_like_mastered <= 0 THEN 0::double precision
+        WHEN p_q0 <= 0 OR p_like_unmastered <= 0 THEN 1::double precision
+        ELSE 1 / (1 + exp(greatest(-700::double precision, least(700::double precision,
+                 ln(p_q0) + ln(p_like_unmastered) - p_log_p0 - ln(p_like_mastered)))))
+    END
+$$;
+
+-- Learning: p1 + (1 − p1)·min(1, learning_rate × velocity), in [0, 1].
+CREATE OR REPLACE FUNCTION bkt_learn(
+    p_p1 double precision,
+    p_learning_rate double precision,
+    p_velocity double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT greatest(0::double precision, least(1::double precision,
+        p_p1 * (1 - CASE WHEN p_learning_rate <= 0 OR p_velocity <= 0 THEN 0::double precision
+                         WHEN ln(p_learning_rate) + ln(p_velocity) >= 0 THEN 1::double precision
+                         WHEN ln(p_learning_rate) + ln(p_velocity) < -700 THEN 0::double precision
+                         ELSE p_learning_rate * p_velocity END)
+        + CASE WHEN p_learning_rate <= 0 OR p_velocity <= 0 THEN 0::double precision
+               WHEN ln(p_learning_rate) + ln(p_velocity) >= 0 THEN 1::double precision
+               WHEN ln(p_learning_rate) + ln(p_velocity) < -700 THEN 0::double precision
+               ELSE p_learning_rate * p_velocity END))
+$$;
 
 -- P(correct) predicted before the answer: p0(1 − slip) + (1 − p0)·guess.
 CREATE OR REPLACE FUNCTION bkt_predict_correct(
@@ -46,18 +146,14 @@ CREATE OR REPLACE FUNCTION bkt_predict_correct(
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT bkt_forget(p_mastery, p_decay, p_delta_days) * (1 - p_slip)
-           + (1 - bkt_forget(p_mastery, p_decay, p_delta_days)) * p_guess
+           + bkt_forget_complement(p_mastery, p_decay, p_delta_days) * p_guess
 $$;
 
 COMMENT ON FUNCTION bkt_predict_correct(double precision, double precision, double precision,
                                         double precision, double precision) IS
     'BKT predicted P(correct) before an answer: p0(1-slip) + (1-p0)guess, p0 = decayed mastery.';
 
--- Steps 2 and 3 given the decayed mastery p0 (evidence, then learning).
--- The learning step p1 + (1 − p1)·L is computed as p1·(1 − L) + L (the same
--- value up to rounding), so that p1 appears once and the function stays a
--- single expression the planner can inline (no FROM clause, each costly
--- argument used once): inlined it costs ~0.3 µs, called ~10 µs.
+-- Steps 2 and 3 given the decayed mastery p0 itself (taken as exact: p0 = 0 is 0).
 CREATE OR REPLACE FUNCTION bkt_posterior(
     p_p0 double precision,
     p_correct boolean,
@@ -68,16 +164,12 @@ CREATE OR REPLACE FUNCTION bkt_posterior(
 ) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT greatest(0::double precision, least(1::double precision,
-        CASE
-            WHEN p_correct THEN
-                CASE WHEN p_p0 * (1 - p_slip) + (1 - p_p0) * p_guess = 0 THEN p_p0
-                     ELSE p_p0 * (1 - p_slip) / (p_p0 * (1 - p_slip) + (1 - p_p0) * p_guess) END
-            ELSE
-                CASE WHEN p_p0 * p_slip + (1 - p_p0) * (1 - p_guess) = 0 THEN p_p0
-                     ELSE p_p0 * p_slip / (p_p0 * p_slip + (1 - p_p0) * (1 - p_guess)) END
-        END * (1 - least(1::double precision, p_learning_rate * p_velocity))
-        + least(1::double precision, p_learning_rate * p_velocity)))
+    SELECT bkt_learn(
+        bkt_evidence(CASE WHEN p_p0 > 0 THEN ln(p_p0) ELSE '-Infinity'::double precision END,
+                     1 - p_p0,
+                     CASE WHEN p_correct THEN 1 - p_slip ELSE p_slip END,
+                     CASE WHEN p_correct THEN p_guess ELSE 1 - p_guess END),
+        p_learning_rate, p_velocity)
 $$;
 
 COMMENT ON FUNCTION bkt_posterior(double precision, boolean, double precision, double precision,
@@ -97,10 +189,14 @@ CREATE OR REPLACE FUNCTION bkt_update(
 ) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT bkt_posterior(bkt_forget(p_mastery, p_decay, p_delta_days),
-                         p_correct, p_guess, p_slip, p_learning_rate, p_velocity)
+    SELECT bkt_learn(
+        bkt_evidence(bkt_log_forget(p_mastery, p_decay, p_delta_days),
+                     bkt_forget_complement(p_mastery, p_decay, p_delta_days),
+                     CASE WHEN p_correct THEN 1 - p_slip ELSE p_slip END,
+                     CASE WHEN p_correct THEN p_guess ELSE 1 - p_guess END),
+        p_learning_rate, p_velocity)
 $$;
 
 COMMENT ON FUNCTION bkt_update(double precision, double precision, double precision, boolean,
                                double precision, double precision, double precision, double precision) IS
-    'BKT update (DESIGN.md): forgetting, evidence, learning; returns the new mastery in [0,1].';
+    'BKT update (DESIGN.md): forgetting, evidence, learning; the exact value or its limit, in [0,1].';

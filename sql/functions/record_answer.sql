@@ -4,13 +4,17 @@
 --   1. learning_events: one question_answered row (mastery_before = the mastery
 --      at answer time, i.e. after forgetting; mastery_after = the BKT result;
 --      quality; response_data = {"predicted_correct": P}).
---   2. knowledge_states (user, the item's concept): the BKT update of DESIGN.md; a
---      missing row is created with the column defaults, already updated (one INSERT).
+--   2. knowledge_states (user, the item's concept): the BKT update of DESIGN.md
+--      (bkt_update: exact values or their limits at the edges, see bkt.sql); a missing
+--      row is created already updated (one INSERT), with the concept's fitted parameters
+--      from bkt_concept_parameters when it has a row, else the column defaults.
 --      On the first interaction (last_interaction NULL) mastery = initial_knowledge and
 --      Δdays = 0. An answer older than last_interaction (out-of-order delivery)
 --      gets Δdays = 0, and last_interaction keeps the later time.
---   3. review_schedule (user, item): SM-2 (start EF 2.5, interval 0, reps 0);
---      next_review_at = answered_at + interval × 24 h.
+--   3. review_schedule (user, item): both schedulers' states, whichever is chosen:
+--      SM-2 exact (start EF 2.5, interval 0, reps 0; sm2_due = answered_at + interval ×
+--      24 h) and FSRS-6 (fsrs_step, rating fsrs_rating(quality); fsrs_due).
+--      next_review_at = the due of algorithm_settings.scheduler ('sm2' | 'fsrs').
 --   4. users gamification: xp +10 for a correct answer, +2 for a wrong one;
 --      current_streak over days in UTC: same day → unchanged, the next day → +1,
 --      a gap → 1, an answer dated before last_active_date → unchanged;
@@ -20,6 +24,12 @@
 --
 -- Quality: p_quality if given (0..5), else answer_quality(correct, hints,
 -- response time, the item's average response time).
+--
+-- Answer time: refused (22023, nothing written) when not finite, later than the
+-- server's clock (clock_timestamp()) + algorithm_settings.answer_max_future_skew
+-- (default 5 minutes), or earlier than algorithm_settings.answer_earliest_at (default
+-- 2000-01-01). Within those bounds an answer older than the state it updates is the
+-- out-of-order case above (Δdays = 0, later times kept).
 --
 -- Concurrency: the users row is locked first (the gamification UPDATE), so all
 -- answers of one user are serialised on that row (record_answers locks its users
@@ -54,7 +64,30 @@
 --
 -- Errors (nothing written): 22004 a required argument is NULL; 22023 negative
 -- response time or hints, quality outside 0..5, context not a JSON object, a
--- session of another user; P0002 unknown user, item or session.
+-- session of another user, an answer time out of bounds; P0002 unknown user, item or
+-- session; 55000 algorithm_settings has no row.
+-- Why an answer time is refused (NULL when it is accepted): not
+-- finite, before the floor, or more than the skew ahead of the clock; the bounds of
+-- record_answer and record_answers.
+CREATE OR REPLACE FUNCTION answer_time_error(
+    p_answered_at timestamptz,
+    p_clock timestamptz,
+    p_skew interval,
+    p_earliest timestamptz
+) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN NOT isfinite(p_answered_at) THEN p_answered_at || ' is not a finite time'
+        WHEN p_answered_at < p_earliest THEN
+            format('%s is before the earliest accepted time %s (algorithm_settings.answer_earliest_at)',
+                   p_answered_at, p_earliest)
+        WHEN p_answered_at > p_clock + p_skew THEN
+            format('%s is more than %s ahead of the server clock (algorithm_settings.answer_max_future_skew)',
+                   p_answered_at, p_skew)
+    END
+$$;
+
 CREATE OR REPLACE FUNCTION record_answer(
     p_user_id bigint,
     p_content_id bigint,
@@ -98,16 +131,36 @@ DECLARE
     v_last timestamptz;
     v_mastered_at timestamptz;
     v_p0 double precision;
+    v_delta double precision;
     -- review_schedule (NULL columns: no row yet)
     v_rs_found boolean;
-    v_ef double precision;
+    v_ef numeric;
     v_interval integer;
     v_reps integer;
+    v_rs_last timestamptz;
+    v_sm2_due timestamptz;
+    v_fsrs record;
+    v_fs_state smallint;
+    v_fs_step smallint;
+    v_fs_s double precision;
+    v_fs_d double precision;
+    -- algorithm_settings
+    v_settings_found boolean;
+    v_scheduler text;
+    v_w double precision[];
+    v_retention double precision;
+    v_lsteps integer[];
+    v_rsteps integer[];
+    v_max_interval integer;
+    v_skew interval;
+    v_earliest timestamptz;
+    v_clock timestamptz;
 BEGIN
     -- One test on the normal path; the detailed checks only when something is wrong.
     IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
        OR p_response_time_ms IS NULL OR p_answered_at IS NULL OR p_response_time_ms < 0
-       OR v_hints < 0 OR p_quality < 0 OR p_quality > 5 OR jsonb_typeof(v_context) <> 'object' THEN
+       OR v_hints < 0 OR p_quality < 0 OR p_quality > 5 OR jsonb_typeof(v_context) <> 'object'
+       OR NOT isfinite(p_answered_at) THEN
         IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
            OR p_response_time_ms IS NULL OR p_answered_at IS NULL THEN
             RAISE EXCEPTION 'record_answer: % must not be NULL',
@@ -128,6 +181,10 @@ BEGIN
         END IF;
         IF p_quality < 0 OR p_quality > 5 THEN
             RAISE EXCEPTION 'record_answer: quality % is outside 0..5', p_quality
+                USING ERRCODE = '22023';
+        END IF;
+        IF NOT isfinite(p_answered_at) THEN
+            RAISE EXCEPTION 'record_answer: answered_at %', answer_time_error(p_answered_at, NULL, NULL, NULL)
                 USING ERRCODE = '22023';
         END IF;
         RAISE EXCEPTION 'record_answer: context must be a JSON object, got %', jsonb_typeof(v_context)
@@ -176,44 +233,68 @@ BEGIN
     -- The item, and this user's state for it, in one statement (after the lock: this
     -- statement's snapshot sees what the previous holder committed).
     SELECT c.concept_id, c.average_response_time_ms,
-           ks.user_id IS NOT NULL, ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay,
-           ks.guess_parameter, ks.slip_parameter, ks.learning_rate, ks.personal_learning_velocity,
+           ks.user_id IS NOT NULL, ks.mastery_probability,
+           coalesce(ks.initial_knowledge, bp.initial_knowledge), coalesce(ks.temporal_decay, bp.temporal_decay),
+           coalesce(ks.guess_parameter, bp.guess_parameter), coalesce(ks.slip_parameter, bp.slip_parameter),
+           coalesce(ks.learning_rate, bp.learning_rate), ks.personal_learning_velocity,
            ks.last_interaction, ks.mastered_at,
-           rs.user_id IS NOT NULL, rs.easiness, rs.interval_days, rs.repetitions
+           rs.user_id IS NOT NULL, rs.easiness, rs.interval_days, rs.repetitions, rs.last_reviewed_at,
+           rs.fsrs_state, rs.fsrs_step, rs.fsrs_stability, rs.fsrs_difficulty,
+           st.singleton IS NOT NULL, st.scheduler, st.fsrs_parameters, st.fsrs_desired_retention,
+           st.fsrs_learning_steps, st.fsrs_relearning_steps, st.fsrs_maximum_interval,
+           st.answer_max_future_skew, st.answer_earliest_at
       INTO concept_id, v_avg_rt,
            v_ks_found, v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity,
            v_last, v_mastered_at,
-           v_rs_found, v_ef, v_interval, v_reps
+           v_rs_found, v_ef, v_interval, v_reps, v_rs_last,
+           v_fs_state, v_fs_step, v_fs_s, v_fs_d,
+           v_settings_found, v_scheduler, v_w, v_retention, v_lsteps, v_rsteps, v_max_interval,
+           v_skew, v_earliest
       FROM content c
       LEFT JOIN knowledge_states ks ON ks.user_id = p_user_id AND ks.concept_id = c.concept_id
       LEFT JOIN review_schedule rs ON rs.user_id = p_user_id AND rs.content_id = c.content_id
+      LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = c.concept_id AND ks.user_id IS NULL
+      LEFT JOIN algorithm_settings st ON true
      WHERE c.content_id = p_content_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
             USING ERRCODE = 'P0002';
     END IF;
+    IF NOT v_settings_found THEN
+        RAISE EXCEPTION 'record_answer: algorithm_settings has no row'
+            USING ERRCODE = '55000',
+                  HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
+    END IF;
+    v_clock := clock_timestamp();
+    IF p_answered_at > v_clock + v_skew OR p_answered_at < v_earliest THEN
+        RAISE EXCEPTION 'record_answer: answered_at %',
+            answer_time_error(p_answered_at, v_clock, v_skew, v_earliest)
+            USING ERRCODE = '22023';
+    END IF;
 
     -- BKT on (user, concept).
     IF NOT v_ks_found THEN
-        -- The column defaults of knowledge_states (0003), so that the new row is written
+        -- A new row: the concept's fitted parameters (bkt_concept_parameters), else the
+        -- column defaults of knowledge_states (0003), so that the new row is written
         -- once, already updated; tests/test_record_answer.py checks they still agree.
-        v_initial := 0.1;
-        v_guess := 0.2;
-        v_slip := 0.1;
-        v_rate := 0.15;
+        v_initial := coalesce(v_initial, 0.1);
+        v_guess := coalesce(v_guess, 0.2);
+        v_slip := coalesce(v_slip, 0.1);
+        v_rate := coalesce(v_rate, 0.15);
         v_velocity := 1;
-        v_decay := 0.98;
+        v_decay := coalesce(v_decay, 0.98);
     END IF;
     IF v_last IS NULL THEN
-        v_p0 := v_initial;
+        v_p0 := bkt_forget(v_initial, 1, 0);
+        mastery := bkt_posterior(v_initial, p_is_correct, v_guess, v_slip, v_rate, v_velocity);
     ELSE
-        v_p0 := bkt_forget(v_mastery, v_decay,
-                           greatest(0::double precision,
-                                    date_part('epoch', p_answered_at - v_last) / 86400.0));
+        v_delta := greatest(0::double precision, date_part('epoch', p_answered_at - v_last) / 86400.0);
+        v_p0 := bkt_forget(v_mastery, v_decay, v_delta);
+        mastery := bkt_update(v_mastery, v_decay, v_delta, p_is_correct, v_guess, v_slip, v_rate,
+                              v_velocity);
     END IF;
     predicted_correct := v_p0 * (1 - v_slip) + (1 - v_p0) * v_guess;
     mastery_before := v_p0;
-    mastery := bkt_posterior(v_p0, p_is_correct, v_guess, v_slip, v_rate, v_velocity);
     newly_mastered := v_mastered_at IS NULL AND mastery >= 0.95;
 
     IF v_ks_found THEN
@@ -236,26 +317,38 @@ BEGIN
                 CASE WHEN record_answer.newly_mastered THEN p_answered_at END);
     END IF;
 
-    -- SM-2 on (user, item); a new row starts at EF 2.5, interval 0, repetitions 0.
+    -- SM-2 (exact) and FSRS-6 on (user, item); a new row starts at EF 2.5, interval 0,
+    -- repetitions 0, and as a new FSRS card (fsrs_state NULL).
     quality := coalesce(p_quality, answer_quality(p_is_correct, v_hints, p_response_time_ms, v_avg_rt));
+    IF NOT v_rs_found THEN
+        v_ef := 2.5;
+        v_interval := 0;
+        v_reps := 0;
+    END IF;
+    v_fsrs := fsrs_step(v_fs_state, v_fs_step, v_fs_s, v_fs_d, v_rs_last, fsrs_rating(quality),
+                        p_answered_at, v_w, v_retention, v_lsteps, v_rsteps, v_max_interval);
+    v_interval := sm2_next_interval(v_ef, v_interval, v_reps, quality);
+    v_sm2_due := p_answered_at + v_interval * interval '24 hours';
+    next_review_at := CASE WHEN v_scheduler = 'fsrs' THEN v_fsrs.due ELSE v_sm2_due END;
     IF v_rs_found THEN
-        v_interval := sm2_next_interval(v_ef, v_interval, v_reps, quality);
-        next_review_at := p_answered_at + v_interval * interval '24 hours';
         UPDATE review_schedule rs
            SET easiness = sm2_next_easiness(v_ef, record_answer.quality),
                interval_days = v_interval,
                repetitions = sm2_next_repetitions(v_reps, record_answer.quality),
                next_review_at = record_answer.next_review_at, last_quality = record_answer.quality,
-               last_reviewed_at = greatest(rs.last_reviewed_at, p_answered_at)
+               last_reviewed_at = greatest(rs.last_reviewed_at, p_answered_at),
+               sm2_due = v_sm2_due, fsrs_state = v_fsrs.state, fsrs_step = v_fsrs.step,
+               fsrs_stability = v_fsrs.stability, fsrs_difficulty = v_fsrs.difficulty,
+               fsrs_due = v_fsrs.due
          WHERE rs.user_id = p_user_id AND rs.content_id = p_content_id;
     ELSE
-        v_interval := sm2_next_interval(2.5, 0, 0, quality);
-        next_review_at := p_answered_at + v_interval * interval '24 hours';
         INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
-                                     next_review_at, last_quality, last_reviewed_at)
+                                     next_review_at, last_quality, last_reviewed_at, sm2_due,
+                                     fsrs_state, fsrs_step, fsrs_stability, fsrs_difficulty, fsrs_due)
         VALUES (p_user_id, p_content_id, sm2_next_easiness(2.5, record_answer.quality), v_interval,
                 sm2_next_repetitions(0, record_answer.quality), record_answer.next_review_at,
-                record_answer.quality, p_answered_at);
+                record_answer.quality, p_answered_at, v_sm2_due, v_fsrs.state, v_fsrs.step,
+                v_fsrs.stability, v_fsrs.difficulty, v_fsrs.due);
     END IF;
 
     INSERT INTO learning_events AS e (user_id, occurred_at, event_type, concept_id, content_id,

@@ -35,8 +35,97 @@
 -- relies on "whoever holds an event id not yet committed holds a lock on
 -- learning_events" (see rollup.sql).
 --
--- Errors (nothing written; the message names the element, 1-based): as
--- record_answer, plus 22023 when p_answers is not a JSON array of objects.
+-- Errors (nothing written): as record_answer, plus 22023 when p_answers is not a JSON
+-- array of objects. The message names the first failing element by its JSON index
+-- (0-based, as p_answers->i; the result's ordinal is i + 1) and the field:
+--   record_answers: answers[17].quality: 100000 is outside 0..5
+--   record_answers: answers[3].answered_at: "yesterday" is not a timestamp
+-- A value of the wrong type (a string for a number, 3.5 for an integer, a number out
+-- of the column's range, text that is no timestamp) fails the typed parse; only then
+-- record_answers_input_error() walks the elements one by one to name it.
+CREATE OR REPLACE FUNCTION record_answers_input_error(
+    p_answers jsonb,
+    p_clock timestamptz,
+    p_skew interval,
+    p_earliest timestamptz
+) RETURNS text
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_elem jsonb;
+    v_i integer := -1;
+    v_field text;
+    v_type text;
+    v_value jsonb;
+    v_text text;
+    v_at timestamptz;
+    v_where text;
+BEGIN
+    FOR v_elem IN SELECT e FROM jsonb_array_elements(p_answers) AS e LOOP
+        v_i := v_i + 1;
+        v_where := format('answers[%s]', v_i);
+        IF jsonb_typeof(v_elem) <> 'object' THEN
+            RETURN format('22023%s: must be a JSON object, got %s', v_where, jsonb_typeof(v_elem));
+        END IF;
+        FOREACH v_field IN ARRAY ARRAY['user_id', 'content_id', 'is_correct', 'response_time_ms',
+                                       'hints_used', 'quality', 'answered_at', 'session_id',
+                                       'context'] LOOP
+            v_value := v_elem -> v_field;
+            v_type := CASE v_field WHEN 'user_id' THEN 'bigint' WHEN 'content_id' THEN 'bigint'
+                                   WHEN 'session_id' THEN 'bigint' WHEN 'is_correct' THEN 'boolean'
+                                   WHEN 'answered_at' THEN 'timestamptz' WHEN 'context' THEN 'jsonb'
+                                   ELSE 'integer' END;
+            IF v_value IS NULL OR v_value = 'null'::jsonb THEN
+                IF v_field IN ('user_id', 'content_id', 'is_correct', 'response_time_ms') THEN
+                    RETURN format('22004%s.%s: must not be null', v_where, v_field);
+                END IF;
+                CONTINUE;
+            END IF;
+            IF v_type = 'jsonb' THEN
+                IF jsonb_typeof(v_value) <> 'object' THEN
+                    RETURN format('22023%s.context: must be a JSON object, got %s', v_where,
+                                  jsonb_typeof(v_value));
+                END IF;
+                CONTINUE;
+            END IF;
+            v_text := v_value #>> '{}';
+            -- One pg_input_is_valid call per type: each call site caches the type it
+            -- first checked (PostgreSQL 18 answers wrongly when the type changes).
+            IF jsonb_typeof(v_value) NOT IN ('number', 'string', 'boolean')
+               OR NOT (CASE v_type WHEN 'bigint' THEN pg_input_is_valid(v_text, 'bigint')
+                                   WHEN 'integer' THEN pg_input_is_valid(v_text, 'integer')
+                                   WHEN 'boolean' THEN pg_input_is_valid(v_text, 'boolean')
+                                   ELSE pg_input_is_valid(v_text, 'timestamptz') END) THEN
+                RETURN format('22023%s.%s: %s is not %s', v_where, v_field, v_value,
+                              CASE v_type WHEN 'bigint' THEN 'an id (a whole number)'
+                                          WHEN 'integer' THEN 'a whole number in the integer range'
+                                          WHEN 'boolean' THEN 'a boolean'
+                                          ELSE 'a timestamp' END);
+            END IF;
+            IF v_field IN ('response_time_ms', 'hints_used') AND v_text::integer < 0 THEN
+                RETURN format('22023%s.%s: %s is negative', v_where, v_field, v_text);
+            END IF;
+            IF v_field = 'quality' AND v_text::integer NOT BETWEEN 0 AND 5 THEN
+                RETURN format('22023%s.quality: %s is outside 0..5', v_where, v_text);
+            END IF;
+            IF v_field = 'content_id'
+               AND NOT EXISTS (SELECT FROM content c WHERE c.content_id = v_text::bigint) THEN
+                RETURN format('P0002%s.content_id: unknown content_id %s', v_where, v_text);
+            END IF;
+            IF v_field = 'answered_at' THEN
+                v_at := v_text::timestamptz;
+                IF NOT isfinite(v_at) OR v_at > p_clock + p_skew OR v_at < p_earliest THEN
+                    RETURN format('22023%s.answered_at: %s', v_where,
+                                  answer_time_error(v_at, p_clock, p_skew, p_earliest));
+                END IF;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+
 CREATE OR REPLACE FUNCTION record_answers(p_answers jsonb)
 RETURNS TABLE (
     ordinal integer,
@@ -57,6 +146,9 @@ AS $$
 DECLARE
     v_n integer;
     v_now timestamptz := now();
+    v_clock timestamptz := clock_timestamp();
+    v_settings algorithm_settings%ROWTYPE;
+    v_fsrs record;
     v_bad integer;
     v_bad_msg text;
     v_bad_code text;
@@ -104,7 +196,13 @@ DECLARE
     -- per (user, item): review_schedule, index = a_r
     r_user bigint[];
     r_content bigint[];
-    r_ef double precision[];
+    r_ef numeric[];
+    r_sm2_due timestamptz[];
+    r_fs_state smallint[];
+    r_fs_step smallint[];
+    r_fs_s double precision[];
+    r_fs_d double precision[];
+    r_fs_due timestamptz[];
     r_int integer[];
     r_reps integer[];
     r_q smallint[];
@@ -121,9 +219,10 @@ DECLARE
     v_at timestamptz;
     v_m double precision;
     v_p0 double precision;
+    v_delta double precision;
     v_q integer;
     v_day date;
-    v_ef double precision;
+    v_ef numeric;
     v_int integer;
     v_reps integer;
 BEGIN
@@ -133,17 +232,26 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
 
-    -- Parse once (jsonb_to_recordset itself refuses elements that are not
-    -- objects, 22023); look the items up; derive quality and the UTC day; number
+    SELECT * INTO v_settings FROM algorithm_settings;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'record_answers: algorithm_settings has no row'
+            USING ERRCODE = '55000',
+                  HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
+    END IF;
+
+    -- Parse once; look the items up; derive quality and the UTC day; number
     -- the distinct keys (dense_rank in key order = the index into the per-key
     -- arrays loaded below in the same order); find the first invalid element.
+    -- A value the typed parse cannot convert (or an element that is not an object)
+    -- raises a data exception: record_answers_input_error() then names it.
+    BEGIN
     SELECT count(*)::integer,
            array_agg(x.user_id ORDER BY x.ord),
            array_agg(x.content_id ORDER BY x.ord),
            array_agg(x.is_correct ORDER BY x.ord),
            array_agg(x.response_time_ms ORDER BY x.ord),
            array_agg(x.hints ORDER BY x.ord),
-           array_agg(coalesce(x.quality::smallint,
+           array_agg(coalesce(CASE WHEN x.quality BETWEEN 0 AND 5 THEN x.quality::smallint END,
                               answer_quality(x.is_correct, x.hints, x.response_time_ms, x.avg_rt))
                      ORDER BY x.ord),
            array_agg(x.at ORDER BY x.ord),
@@ -169,19 +277,25 @@ BEGIN
                  dense_rank() OVER (ORDER BY j.user_id, j.content_id)::integer AS r,
                  dense_rank() OVER (ORDER BY j.user_id)::integer AS u,
                  CASE
-                     WHEN j.user_id IS NULL THEN '22004user_id must not be NULL'
-                     WHEN j.content_id IS NULL THEN '22004content_id must not be NULL'
-                     WHEN j.is_correct IS NULL THEN '22004is_correct must not be NULL'
-                     WHEN j.response_time_ms IS NULL THEN '22004response_time_ms must not be NULL'
+                     WHEN j.user_id IS NULL THEN '22004user_id: must not be null'
+                     WHEN j.content_id IS NULL THEN '22004content_id: must not be null'
+                     WHEN j.is_correct IS NULL THEN '22004is_correct: must not be null'
+                     WHEN j.response_time_ms IS NULL THEN '22004response_time_ms: must not be null'
                      WHEN j.response_time_ms < 0 THEN
-                         '22023response_time_ms ' || j.response_time_ms || ' is negative'
+                         '22023response_time_ms: ' || j.response_time_ms || ' is negative'
                      WHEN j.hints_used < 0 THEN
-                         '22023hints_used ' || j.hints_used || ' is negative'
+                         '22023hints_used: ' || j.hints_used || ' is negative'
                      WHEN j.quality NOT BETWEEN 0 AND 5 THEN
-                         '22023quality ' || j.quality || ' is outside 0..5'
-                     WHEN c.concept_id IS NULL THEN 'P0002unknown content_id ' || j.content_id
+                         '22023quality: ' || j.quality || ' is outside 0..5'
+                     WHEN c.concept_id IS NULL THEN 'P0002content_id: unknown content_id ' || j.content_id
+                     WHEN j.answered_at IS NOT NULL
+                          AND (NOT isfinite(j.answered_at)
+                               OR j.answered_at > v_clock + v_settings.answer_max_future_skew
+                               OR j.answered_at < v_settings.answer_earliest_at) THEN
+                         '22023answered_at: ' || answer_time_error(j.answered_at, v_clock,
+                             v_settings.answer_max_future_skew, v_settings.answer_earliest_at)
                      WHEN j.context IS NOT NULL AND jsonb_typeof(j.context) <> 'object' THEN
-                         '22023context must be a JSON object, got ' || jsonb_typeof(j.context)
+                         '22023context: must be a JSON object, got ' || jsonb_typeof(j.context)
                  END AS bad
             FROM ROWS FROM (jsonb_to_recordset(p_answers) AS (
                      user_id bigint, content_id bigint, is_correct boolean,
@@ -191,19 +305,29 @@ BEGIN
                                       hints_used, quality, answered_at, session_id, context, ord)
             LEFT JOIN content c ON c.content_id = j.content_id
       ) AS x;
+    EXCEPTION WHEN data_exception THEN
+        v_bad_msg := record_answers_input_error(p_answers, v_clock,
+                                                v_settings.answer_max_future_skew,
+                                                v_settings.answer_earliest_at);
+        IF v_bad_msg IS NULL THEN
+            RAISE;
+        END IF;
+        RAISE EXCEPTION 'record_answers: %', substr(v_bad_msg, 6)
+            USING ERRCODE = left(v_bad_msg, 5);
+    END;
     IF v_n = 0 THEN
         RETURN;
     END IF;
     IF v_bad IS NOT NULL THEN
         v_bad_code := left(v_bad_msg, 5);
-        RAISE EXCEPTION 'record_answers: element %: %', v_bad, substr(v_bad_msg, 6)
+        RAISE EXCEPTION 'record_answers: answers[%].%', v_bad - 1, substr(v_bad_msg, 6)
             USING ERRCODE = v_bad_code;
     END IF;
 
     -- Sessions: must exist and belong to the answer's user.
     IF v_has_sessions THEN
-        SELECT t.i, CASE WHEN s.session_id IS NULL THEN 'P0002unknown session_id ' || t.sid
-                         ELSE format('22023session_id %s belongs to user %s, not to user %s',
+        SELECT t.i, CASE WHEN s.session_id IS NULL THEN 'P0002session_id: unknown session_id ' || t.sid
+                         ELSE format('22023session_id: session_id %s belongs to user %s, not to user %s',
                                      t.sid, s.user_id, t.uid) END
           INTO v_bad, v_bad_msg
           FROM unnest(a_session, a_user) WITH ORDINALITY AS t(sid, uid, i)
@@ -212,7 +336,7 @@ BEGIN
          ORDER BY t.i LIMIT 1;
         IF FOUND THEN
             v_bad_code := left(v_bad_msg, 5);
-            RAISE EXCEPTION 'record_answers: element %: %', v_bad, substr(v_bad_msg, 6)
+            RAISE EXCEPTION 'record_answers: answers[%].%', v_bad - 1, substr(v_bad_msg, 6)
                 USING ERRCODE = v_bad_code;
         END IF;
     END IF;
@@ -235,12 +359,14 @@ BEGIN
           FROM unnest(a_user) WITH ORDINALITY AS t(uid, i)
          WHERE NOT (t.uid = ANY (coalesce(u_id, '{}')))
          ORDER BY t.i LIMIT 1;
-        RAISE EXCEPTION 'record_answers: element %: unknown user_id %', v_bad, v_bad_msg
+        RAISE EXCEPTION 'record_answers: answers[%].user_id: unknown user_id %', v_bad - 1, v_bad_msg
             USING ERRCODE = 'P0002';
     END IF;
 
     -- knowledge_states: load the rows in (user, concept) order; create the missing
-    -- ones (column defaults) and load again only when some were missing.
+    -- ones (the concept's bkt_concept_parameters, else the column defaults, as
+    -- record_answer; mastery starts at initial_knowledge) and load again only when some
+    -- were missing.
     FOR i IN 1 .. 2 LOOP
         SELECT array_agg(ks.user_id ORDER BY ks.user_id, ks.concept_id),
                array_agg(ks.concept_id ORDER BY ks.user_id, ks.concept_id),
@@ -258,9 +384,14 @@ BEGIN
           FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
           JOIN knowledge_states ks ON ks.user_id = p.uid AND ks.concept_id = p.cid;
         EXIT WHEN coalesce(cardinality(k_user), 0) = (SELECT max(x) FROM unnest(a_k) AS x);
-        INSERT INTO knowledge_states (user_id, concept_id)
-        SELECT DISTINCT t.uid, t.cid
-          FROM unnest(a_user, a_concept) AS t(uid, cid)
+        INSERT INTO knowledge_states (user_id, concept_id, initial_knowledge, learning_rate,
+                                      guess_parameter, slip_parameter, mastery_probability,
+                                      temporal_decay)
+        SELECT p.uid, p.cid, coalesce(bp.initial_knowledge, 0.1), coalesce(bp.learning_rate, 0.15),
+               coalesce(bp.guess_parameter, 0.2), coalesce(bp.slip_parameter, 0.1),
+               coalesce(bp.initial_knowledge, 0.1), coalesce(bp.temporal_decay, 0.98)
+          FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
+          LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = p.cid
          ORDER BY 1, 2
         ON CONFLICT DO NOTHING;
     END LOOP;
@@ -276,12 +407,19 @@ BEGIN
            array_agg(coalesce(rs.interval_days, 0) ORDER BY p.uid, p.iid),
            array_agg(coalesce(rs.repetitions, 0) ORDER BY p.uid, p.iid),
            array_agg(rs.last_reviewed_at ORDER BY p.uid, p.iid),
-           array_agg(rs.user_id IS NOT NULL ORDER BY p.uid, p.iid)
-      INTO r_user, r_content, r_ef, r_int, r_reps, r_last, r_found
+           array_agg(rs.user_id IS NOT NULL ORDER BY p.uid, p.iid),
+           array_agg(rs.fsrs_state ORDER BY p.uid, p.iid),
+           array_agg(rs.fsrs_step ORDER BY p.uid, p.iid),
+           array_agg(rs.fsrs_stability ORDER BY p.uid, p.iid),
+           array_agg(rs.fsrs_difficulty ORDER BY p.uid, p.iid)
+      INTO r_user, r_content, r_ef, r_int, r_reps, r_last, r_found,
+           r_fs_state, r_fs_step, r_fs_s, r_fs_d
       FROM (SELECT DISTINCT t.uid, t.iid FROM unnest(a_user, a_content) AS t(uid, iid)) AS p
       LEFT JOIN review_schedule rs ON rs.user_id = p.uid AND rs.content_id = p.iid;
     r_q := array_fill(NULL::smallint, ARRAY[cardinality(r_user)]);
     r_next := array_fill(NULL::timestamptz, ARRAY[cardinality(r_user)]);
+    r_sm2_due := r_next;
+    r_fs_due := r_next;
 
     k_n := array_fill(0, ARRAY[cardinality(k_user)]);
     k_nc := k_n;
@@ -299,17 +437,18 @@ BEGIN
         k := a_k[i];
         -- BKT (first interaction: mastery = initial_knowledge, Δdays = 0)
         IF k_last[k] IS NULL THEN
-            v_p0 := k_init[k];
+            v_p0 := bkt_forget(k_init[k], 1, 0);
+            v_m := bkt_posterior(k_init[k], a_correct[i], k_guess[k], k_slip[k], k_rate[k], k_vel[k]);
             k_last[k] := v_at;
         ELSE
-            v_p0 := bkt_forget(k_m[k], k_decay[k],
-                               greatest(0::double precision,
-                                        date_part('epoch', v_at - k_last[k]) / 86400.0));
+            v_delta := greatest(0::double precision, date_part('epoch', v_at - k_last[k]) / 86400.0);
+            v_p0 := bkt_forget(k_m[k], k_decay[k], v_delta);
+            v_m := bkt_update(k_m[k], k_decay[k], v_delta, a_correct[i], k_guess[k], k_slip[k],
+                              k_rate[k], k_vel[k]);
             k_last[k] := greatest(k_last[k], v_at);
         END IF;
         o_pred[i] := v_p0 * (1 - k_slip[k]) + (1 - v_p0) * k_guess[k];
         o_before[i] := v_p0;
-        v_m := bkt_posterior(v_p0, a_correct[i], k_guess[k], k_slip[k], k_rate[k], k_vel[k]);
         o_after[i] := v_m;
         k_m[k] := v_m;
         k_n[k] := k_n[k] + 1;
@@ -317,16 +456,26 @@ BEGIN
             k_mastered_at[k] := v_at;
             o_mastered[i] := true;
         END IF;
-        -- SM-2
+        -- SM-2 (exact) and FSRS-6; next_review_at is the chosen scheduler's due
         v_q := a_q[i];
         r := a_r[i];
+        v_fsrs := fsrs_step(r_fs_state[r], r_fs_step[r], r_fs_s[r], r_fs_d[r], r_last[r],
+                            fsrs_rating(v_q), v_at, v_settings.fsrs_parameters,
+                            v_settings.fsrs_desired_retention, v_settings.fsrs_learning_steps,
+                            v_settings.fsrs_relearning_steps, v_settings.fsrs_maximum_interval);
+        r_fs_state[r] := v_fsrs.state;
+        r_fs_step[r] := v_fsrs.step;
+        r_fs_s[r] := v_fsrs.stability;
+        r_fs_d[r] := v_fsrs.difficulty;
+        r_fs_due[r] := v_fsrs.due;
         v_ef := r_ef[r];
         v_reps := r_reps[r];
         v_int := sm2_next_interval(v_ef, r_int[r], v_reps, v_q);
         r_int[r] := v_int;
         r_reps[r] := sm2_next_repetitions(v_reps, v_q);
         r_ef[r] := sm2_next_easiness(v_ef, v_q);
-        o_next[i] := v_at + v_int * interval '24 hours';
+        r_sm2_due[r] := v_at + v_int * interval '24 hours';
+        o_next[i] := CASE WHEN v_settings.scheduler = 'fsrs' THEN v_fsrs.due ELSE r_sm2_due[r] END;
         r_next[r] := o_next[i];
         r_q[r] := v_q;
         r_last[r] := greatest(r_last[r], v_at);
@@ -373,16 +522,24 @@ BEGIN
     -- also lock each existing row first: one more WAL record and page change per row).
     UPDATE review_schedule rs
        SET easiness = t.ef, interval_days = t.ival, repetitions = t.reps, next_review_at = t.nxt,
-           last_quality = t.q, last_reviewed_at = t.last_at
-      FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found)
-               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found)
+           last_quality = t.q, last_reviewed_at = t.last_at, sm2_due = t.sm2_due,
+           fsrs_state = t.fs_state, fsrs_step = t.fs_step, fsrs_stability = t.fs_s,
+           fsrs_difficulty = t.fs_d, fsrs_due = t.fs_due
+      FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found, r_sm2_due,
+                  r_fs_state, r_fs_step, r_fs_s, r_fs_d, r_fs_due)
+               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found, sm2_due,
+                    fs_state, fs_step, fs_s, fs_d, fs_due)
      WHERE t.found AND rs.user_id = t.uid AND rs.content_id = t.iid;
     IF false = ANY (r_found) THEN
         INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
-                                     next_review_at, last_quality, last_reviewed_at)
-        SELECT t.uid, t.iid, t.ef, t.ival, t.reps, t.nxt, t.q, t.last_at
-          FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found)
-               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found)
+                                     next_review_at, last_quality, last_reviewed_at, sm2_due,
+                                     fsrs_state, fsrs_step, fsrs_stability, fsrs_difficulty, fsrs_due)
+        SELECT t.uid, t.iid, t.ef, t.ival, t.reps, t.nxt, t.q, t.last_at, t.sm2_due,
+               t.fs_state, t.fs_step, t.fs_s, t.fs_d, t.fs_due
+          FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found, r_sm2_due,
+                      r_fs_state, r_fs_step, r_fs_s, r_fs_d, r_fs_due)
+               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found, sm2_due,
+                    fs_state, fs_step, fs_s, fs_d, fs_due)
          WHERE NOT t.found;
     END IF;
 

@@ -5,6 +5,13 @@
 --           else ceil(interval × EF) (EF before this review); repetitions + 1
 --   always: EF = max(1.3, EF + 0.1 − (5 − q)(0.08 + (5 − q)·0.02))
 -- next_review_at = answered_at + interval × 24 hours (done by the caller).
+--
+-- Exact arithmetic: EF is numeric (review_schedule.easiness is numeric(8,2), migration
+-- 0007). From 2.5 it moves in steps of 0.02, which binary floating point cannot hold:
+-- in double precision 1.3 + 0.1 + 0.1 = 1.5000000000000002 and ceil(6 × EF) gives 10
+-- where SM-2 gives 9. numeric holds every step exactly, so every interval is the exact
+-- SM-2 interval. A caller's EF with more than two decimals is used as given (the
+-- column rounds what it stores to two).
 -- Guard (not in DESIGN.md): the interval is capped at 36,500 days (100 years), so
 -- that next_review_at stays a valid timestamp and interval_days an integer after
 -- very long runs of good answers (EF has no upper bound).
@@ -13,8 +20,13 @@
 -- per-answer loops of record_answer/record_answers pay no call overhead) and
 -- sm2_step, which combines them and refuses a quality outside 0..5 (22023).
 
+-- The double precision versions before 0007: a float EF is what drifted.
+DROP FUNCTION IF EXISTS sm2_step(double precision, integer, integer, integer);
+DROP FUNCTION IF EXISTS sm2_next_interval(double precision, integer, integer, integer);
+DROP FUNCTION IF EXISTS sm2_next_easiness(double precision, integer);
+
 CREATE OR REPLACE FUNCTION sm2_next_interval(
-    p_easiness double precision,
+    p_easiness numeric,
     p_interval_days integer,
     p_repetitions integer,
     p_quality integer
@@ -25,7 +37,7 @@ AS $$
         WHEN p_quality < 3 THEN 1
         WHEN p_repetitions = 0 THEN 1
         WHEN p_repetitions = 1 THEN 6
-        ELSE least(36500::double precision, ceil(p_interval_days * p_easiness))::integer
+        ELSE least(36500::numeric, ceil(p_interval_days * p_easiness))::integer
     END
 $$;
 
@@ -39,22 +51,20 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION sm2_next_easiness(
-    p_easiness double precision,
+    p_easiness numeric,
     p_quality integer
-) RETURNS double precision
+) RETURNS numeric
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT greatest(1.3::double precision,
-                    p_easiness + 0.1::double precision
-                    - (5 - p_quality) * (0.08::double precision + (5 - p_quality) * 0.02::double precision))
+    SELECT greatest(1.30, p_easiness + 0.10 - (5 - p_quality) * (0.08 + (5 - p_quality) * 0.02))
 $$;
 
 CREATE OR REPLACE FUNCTION sm2_step(
-    p_easiness double precision,
+    p_easiness numeric,
     p_interval_days integer,
     p_repetitions integer,
     p_quality integer,
-    OUT easiness double precision,
+    OUT easiness numeric,
     OUT interval_days integer,
     OUT repetitions integer
 )
@@ -71,5 +81,5 @@ BEGIN
 END;
 $$;
 
-COMMENT ON FUNCTION sm2_step(double precision, integer, integer, integer) IS
-    'SM-2 step: (easiness, interval_days, repetitions) after a review of quality 0..5.';
+COMMENT ON FUNCTION sm2_step(numeric, integer, integer, integer) IS
+    'SM-2 step, exact: (easiness, interval_days, repetitions) after a review of quality 0..5.';

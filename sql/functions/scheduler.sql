@@ -1,0 +1,94 @@
+-- The per-deployment scheduler choice (algorithm_settings.scheduler, 'sm2' | 'fsrs') and
+-- how to switch it on a live database (docs/algorithms.md, "Switching schedulers").
+--
+-- record_answer/record_answers keep BOTH schedulers' states current on every answer
+-- (review_schedule: easiness/interval_days/repetitions/sm2_due for SM-2,
+-- fsrs_state/fsrs_step/fsrs_stability/fsrs_difficulty/fsrs_due for FSRS-6) and write the
+-- chosen one's due into next_review_at, which next_questions reads. A switch therefore
+-- loses nothing in either direction: it changes the setting and re-points next_review_at.
+--
+-- set_scheduler(p_scheduler, p_repoint):
+--   1. LOCK algorithm_settings IN ACCESS EXCLUSIVE MODE: waits for every transaction
+--      that has read the settings (each answer does) to end, and holds new answers
+--      until this transaction commits, so no answer computed with the old choice
+--      writes after the switch (the caller's lock_timeout bounds the wait);
+--   2. sets the scheduler;
+--   3. with p_repoint (default), re-points next_review_at of every row to the chosen
+--      scheduler's due in the same transaction; answers wait until it commits. On a
+--      large table pass false and run CALL repoint_schedules() afterwards: it re-points
+--      in batches of users, one transaction each, while answers go on (they already
+--      write the new scheduler's due).
+-- A row whose chosen state does not exist yet keeps its due: rows last answered
+-- before migration 0007 have no FSRS state; FSRS starts them as new cards at their
+-- next answer.
+-- Returns the number of rows re-pointed. 22023 for an unknown scheduler.
+
+CREATE OR REPLACE FUNCTION set_scheduler(p_scheduler text, p_repoint boolean DEFAULT true)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_rows bigint := 0;
+BEGIN
+    IF p_scheduler IS NULL OR p_scheduler NOT IN ('sm2', 'fsrs') THEN
+        RAISE EXCEPTION 'set_scheduler: unknown scheduler %, expected sm2 or fsrs',
+            coalesce(quote_literal(p_scheduler), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    LOCK TABLE algorithm_settings IN ACCESS EXCLUSIVE MODE;
+    UPDATE algorithm_settings SET scheduler = p_scheduler, updated_at = now();
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'set_scheduler: algorithm_settings has no row'
+            USING ERRCODE = '55000',
+                  HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
+    END IF;
+    IF p_repoint THEN
+        UPDATE review_schedule rs
+           SET next_review_at = CASE WHEN p_scheduler = 'fsrs' THEN rs.fsrs_due ELSE rs.sm2_due END
+         WHERE CASE WHEN p_scheduler = 'fsrs' THEN rs.fsrs_due ELSE rs.sm2_due END IS NOT NULL
+           AND rs.next_review_at IS DISTINCT FROM
+               CASE WHEN p_scheduler = 'fsrs' THEN rs.fsrs_due ELSE rs.sm2_due END;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+    END IF;
+    RETURN v_rows;
+END;
+$$;
+
+COMMENT ON FUNCTION set_scheduler(text, boolean) IS
+    'Choose the scheduler (sm2|fsrs) and re-point next_review_at to its due (see scheduler.sql).';
+
+-- Re-point next_review_at to the chosen scheduler's due, p_batch_users users per
+-- transaction (CALL it outside a transaction block). Each batch reads the setting
+-- afresh, and an answer racing a batch is serialised on the row: whichever writes
+-- last computes from the row it sees, and both use the current choice.
+CREATE OR REPLACE PROCEDURE repoint_schedules(p_batch_users integer DEFAULT 1000)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_from bigint := -1;
+    v_to bigint;
+    v_scheduler text;
+BEGIN
+    IF p_batch_users IS NULL OR p_batch_users < 1 THEN
+        RAISE EXCEPTION 'repoint_schedules: batch size must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    LOOP
+        SELECT max(u.user_id) INTO v_to
+          FROM (SELECT us.user_id FROM users us WHERE us.user_id > v_from
+                 ORDER BY us.user_id LIMIT p_batch_users) AS u;
+        EXIT WHEN v_to IS NULL;
+        SELECT s.scheduler INTO v_scheduler FROM algorithm_settings s;
+        UPDATE review_schedule rs
+           SET next_review_at = CASE WHEN v_scheduler = 'fsrs' THEN rs.fsrs_due ELSE rs.sm2_due END
+         WHERE rs.user_id > v_from AND rs.user_id <= v_to
+           AND CASE WHEN v_scheduler = 'fsrs' THEN rs.fsrs_due ELSE rs.sm2_due END IS NOT NULL
+           AND rs.next_review_at IS DISTINCT FROM
+               CASE WHEN v_scheduler = 'fsrs' THEN rs.fsrs_due ELSE rs.sm2_due END;
+        COMMIT;
+        v_from := v_to;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON PROCEDURE repoint_schedules(integer) IS
+    'Re-point next_review_at to the chosen scheduler''s due in batches of users (one commit each).';

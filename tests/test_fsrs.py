@@ -1,0 +1,304 @@
+"""FSRS-6 (sql/functions/fsrs.sql, scheduler.sql) against the reference package py-fsrs 6.3.2
+(`fsrs`, fuzzing off): fsrs_step on over 10,000 generated review sequences, the scheduler
+choice in record_answer/record_answers/next_questions, and switching schedulers live."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from fsrs import Card, Rating, Scheduler
+from fsrs.scheduler import LOWER_BOUNDS_PARAMETERS, UPPER_BOUNDS_PARAMETERS
+
+import reference_algorithms as ref
+
+T0 = datetime(2025, 1, 6, 8, 0, tzinfo=timezone.utc)
+
+# Replays many sequences in one call: p_seq numbers the sequence of each review (a new
+# card starts where it changes); the last review kept is the later one, as in
+# record_answer (the generated times never go backwards, so this is py-fsrs' rule too).
+REPLAY = """
+CREATE FUNCTION pg_temp.fsrs_replay(p_seq integer[], p_rating integer[], p_at timestamptz[],
+    p_w float8[], p_retention float8, p_ls integer[], p_rs integer[], p_max integer)
+RETURNS TABLE (i integer, state smallint, step smallint, stability float8, difficulty float8,
+               due timestamptz)
+LANGUAGE plpgsql AS $f$
+DECLARE
+    v_state smallint; v_step smallint; v_s float8; v_d float8; v_last timestamptz; r record;
+BEGIN
+    FOR k IN 1 .. cardinality(p_seq) LOOP
+        IF k = 1 OR p_seq[k] <> p_seq[k - 1] THEN
+            v_state := NULL; v_step := NULL; v_s := NULL; v_d := NULL; v_last := NULL;
+        END IF;
+        r := fsrs_step(v_state, v_step, v_s, v_d, v_last, p_rating[k], p_at[k], p_w, p_retention,
+                       p_ls, p_rs, p_max);
+        v_state := r.state; v_step := r.step; v_s := r.stability; v_d := r.difficulty;
+        v_last := greatest(v_last, p_at[k]);
+        i := k; state := r.state; step := r.step; stability := r.stability;
+        difficulty := r.difficulty; due := r.due;
+        RETURN NEXT;
+    END LOOP;
+END $f$"""
+
+
+@pytest.fixture(scope="module")
+def conn(make_database):
+    with psycopg.connect(make_database(), autocommit=True) as c:
+        c.execute(REPLAY)
+        yield c
+
+
+def _next_time(rnd: random.Random, card: Card, at: datetime) -> datetime:
+    """When the next review happens: on time, late (up to years), early, or the same day."""
+    mode = rnd.random()
+    if mode < 0.35:
+        return card.due
+    if mode < 0.6:
+        return card.due + timedelta(seconds=rnd.randint(1, 86400 * 40))
+    if mode < 0.7:
+        return card.due + timedelta(days=rnd.randint(100, 3000), seconds=rnd.randint(0, 86399))
+    if mode < 0.85:
+        return at + timedelta(seconds=rnd.randint(0, 86400 * 3))
+    return at + timedelta(hours=23, minutes=59, seconds=rnd.randint(0, 120))  # around 1 day
+
+
+def _sequences(rnd: random.Random, scheduler: Scheduler, n: int):
+    """n generated sequences → (seq ids, ratings, times, py-fsrs' card after each review)."""
+    seqs, ratings, ats, cards = [], [], [], []
+    for s in range(n):
+        card = Card(card_id=s + 1, due=T0)
+        at = T0 + timedelta(seconds=rnd.randint(0, 86400 * 365))
+        weights = rnd.choice([(1, 1, 1, 1), (1, 1, 4, 1), (3, 1, 2, 1), (1, 0, 5, 2)])
+        for k in range(rnd.randint(1, 20)):
+            if k:
+                at = _next_time(rnd, card, at)
+            rating = rnd.choices([1, 2, 3, 4], weights)[0]
+            card, _ = scheduler.review_card(card, Rating(rating), at)
+            seqs.append(s)
+            ratings.append(rating)
+            ats.append(at)
+            cards.append(card)
+    return seqs, ratings, ats, cards
+
+
+def _random_parameters(rnd: random.Random) -> list[float]:
+    return [lo + (hi - lo) * rnd.random() ** 2 if rnd.random() < 0.5 else default
+            for lo, hi, default in zip(LOWER_BOUNDS_PARAMETERS, UPPER_BOUNDS_PARAMETERS,
+                                       Scheduler().parameters)]
+
+
+def _seconds(steps) -> list[int]:
+    return [int(s.total_seconds()) for s in steps]
+
+
+CONFIGS = [  # (label, sequences, Scheduler keyword arguments)
+    ("defaults", 6000, {}),
+    ("one learning step, no relearning", 700, {
+        "learning_steps": (timedelta(minutes=5),), "relearning_steps": ()}),
+    ("no learning steps", 700, {"learning_steps": (), "desired_retention": 0.8}),
+    ("three steps each", 700, {
+        "learning_steps": (timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1)),
+        "relearning_steps": (timedelta(minutes=10), timedelta(hours=2), timedelta(seconds=45))}),
+    ("short maximum, high retention", 700, {"maximum_interval": 30, "desired_retention": 0.97}),
+    ("random parameters A", 700, "random"),
+    ("random parameters B", 700, "random"),
+]
+
+
+@pytest.mark.parametrize("label,n,kwargs", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_fsrs_step_equals_py_fsrs(conn, label, n, kwargs):
+    # 10,200 sequences over all configurations (~100,000 reviews): state, step and due
+    # exact; stability and difficulty within 1e-9 (relative above 1).
+    rnd = random.Random(label)
+    if kwargs == "random":
+        kwargs = {"parameters": _random_parameters(rnd),
+                  "desired_retention": rnd.choice([0.7, 0.85, 0.9, 0.95])}
+    scheduler = Scheduler(enable_fuzzing=False, **kwargs)
+    seqs, ratings, ats, cards = _sequences(rnd, scheduler, n)
+    got = conn.execute(
+        "SELECT state, step, stability, difficulty, due FROM pg_temp.fsrs_replay(%s, %s, %s, %s, "
+        "%s, %s, %s, %s) ORDER BY i",
+        (seqs, ratings, ats, list(scheduler.parameters), scheduler.desired_retention,
+         _seconds(scheduler.learning_steps), _seconds(scheduler.relearning_steps),
+         scheduler.maximum_interval)).fetchall()
+    assert len(got) == len(cards)
+    states = set()
+    for k, (card, (state, step, stability, difficulty, due)) in enumerate(zip(cards, got)):
+        where = (label, seqs[k], ratings[k], ats[k])
+        assert (state, step, due) == (card.state.value, card.step, card.due), where
+        assert abs(stability - card.stability) <= 1e-9 * max(1.0, card.stability), where
+        assert abs(difficulty - card.difficulty) <= 1e-9 * max(1.0, card.difficulty), where
+        if k and seqs[k - 1] == seqs[k]:
+            states.add((cards[k - 1].state.value, ratings[k]))
+    # Every rating was given in every state (the generator reaches all branches).
+    if label == "defaults":
+        assert states == {(s, r) for s in (1, 2, 3) for r in (1, 2, 3, 4)}
+
+
+def test_fsrs_rating_from_quality(conn):
+    got = conn.execute("SELECT array_agg(fsrs_rating(q) ORDER BY q) FROM generate_series(0, 5) q"
+                       ).fetchone()[0]
+    assert got == [ref.fsrs_rating(q) for q in range(6)] == [1, 1, 1, 2, 3, 4]
+
+
+def test_fsrs_step_refuses_bad_input(conn):
+    w = list(Scheduler().parameters)
+    for rating, at in ((0, T0), (5, T0), (3, "infinity")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            conn.execute("SELECT * FROM fsrs_step(NULL, NULL, NULL, NULL, NULL, %s, %s, %s, 0.9, "
+                         "'{60,600}', '{600}', 36500)", (rating, at, w))
+
+
+def test_settings_refuse_out_of_bounds_values(schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as db:
+        assert db.execute("SELECT scheduler, fsrs_parameters, fsrs_desired_retention, "
+                          "fsrs_learning_steps, fsrs_relearning_steps, fsrs_maximum_interval "
+                          "FROM algorithm_settings").fetchone() == (
+            "sm2", list(Scheduler().parameters), 0.9, [60, 600], [600], 36500)
+        w = list(Scheduler().parameters)
+        bad = ["scheduler = 'anki'", "fsrs_desired_retention = 1", "fsrs_maximum_interval = 0",
+               "fsrs_learning_steps = '{60,0}'", "fsrs_relearning_steps = '{NULL}'",
+               "fsrs_parameters = fsrs_parameters[1:20]", "answer_max_future_skew = '-1 minute'"]
+        for k, (lo, hi) in enumerate(zip(LOWER_BOUNDS_PARAMETERS, UPPER_BOUNDS_PARAMETERS)):
+            bad.append(f"fsrs_parameters[{k + 1}] = {hi + 0.01}")
+            bad.append(f"fsrs_parameters[{k + 1}] = {lo - 0.01}")
+        for change in bad:
+            with pytest.raises(psycopg.errors.CheckViolation):
+                db.execute(f"UPDATE algorithm_settings SET {change}")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute("INSERT INTO algorithm_settings DEFAULT VALUES")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown scheduler"):
+            db.execute("SELECT set_scheduler('anki')")
+        assert db.execute("SELECT fsrs_parameters FROM algorithm_settings").fetchone()[0] == w
+
+
+# -- the chosen scheduler in record_answer / next_questions, and switching live -----------------
+
+
+def _setup(db, n_items=4):
+    user = db.execute("INSERT INTO users (email, display_name) VALUES (%s, 'f') RETURNING user_id",
+                      (f"f{random.random()}@example.invalid",)).fetchone()[0]
+    concept = db.execute("INSERT INTO concepts (code, name, category) VALUES (%s, 'c', "
+                         "'road_rules') RETURNING concept_id", (f"c{random.random()}",)).fetchone()[0]
+    items = [db.execute("INSERT INTO content (concept_id, category, question) VALUES (%s, "
+                        "'road_rules', 'q') RETURNING content_id", (concept,)).fetchone()[0]
+             for _ in range(n_items)]
+    return user, items
+
+
+def _answer(db, user, item, quality, at):
+    return db.execute("SELECT next_review_at FROM record_answer(%s, %s, %s, 1000, p_quality => %s, "
+                      "p_answered_at => %s)", (user, item, quality >= 3, quality, at)).fetchone()[0]
+
+
+def test_record_answer_and_next_questions_follow_the_chosen_scheduler(schema_url):
+    scheduler = Scheduler(enable_fuzzing=False)
+    with psycopg.connect(schema_url, autocommit=True) as db:
+        db.execute("SELECT set_scheduler('fsrs')")
+        user, items = _setup(db)
+        cards = {}
+        plan = [(0, 4, 0), (0, 4, 60), (1, 5, 0), (2, 1, 30), (0, 4, 700), (3, 3, 100)]
+        for item_k, quality, minutes in plan:
+            item = items[item_k]
+            at = T0 + timedelta(minutes=minutes)
+            got = _answer(db, user, item, quality, at)
+            cards[item] = ref.fsrs_review(scheduler, cards.get(item), ref.fsrs_rating(quality), at)
+            assert got == cards[item].due
+        rows = db.execute("SELECT content_id, next_review_at, fsrs_due, sm2_due, fsrs_state, "
+                          "fsrs_stability FROM review_schedule WHERE user_id = %s", (user,)).fetchall()
+        for item, nxt, fsrs_due, sm2_due, state, stability in rows:
+            assert nxt == fsrs_due == cards[item].due and state == cards[item].state.value
+            assert stability == pytest.approx(cards[item].stability, rel=1e-12)
+            assert sm2_due >= T0 + timedelta(days=1)
+        # next_questions reads next_review_at: FSRS's minutes-long learning steps make
+        # items due long before SM-2's one-day interval.
+        when = max(c.due for c in cards.values() if c.due < T0 + timedelta(hours=23))
+        due_items = sorted(i for i, c in cards.items() if c.due <= when)
+        got = db.execute("SELECT content_id FROM next_questions(%s, 10, %s) WHERE reason = 'review' "
+                         "ORDER BY content_id", (user, when)).fetchall()
+        assert [g[0] for g in got] == due_items and due_items
+
+
+def test_switching_schedulers_on_a_live_database(schema_url):
+    with psycopg.connect(schema_url, autocommit=True) as db:
+        user, items = _setup(db, 6)
+        for k, item in enumerate(items):
+            for day, q in enumerate([5, 4, 3, 5][: k % 4 + 1]):
+                _answer(db, user, item, q, T0 + timedelta(days=day * 3, minutes=k))
+        # A row last answered before migration 0007: no FSRS state.
+        db.execute("UPDATE review_schedule SET fsrs_state = NULL, fsrs_step = NULL, "
+                   "fsrs_stability = NULL, fsrs_difficulty = NULL, fsrs_due = NULL "
+                   "WHERE content_id = %s", (items[0],))
+
+        def rows():
+            return db.execute("SELECT content_id, next_review_at, sm2_due, fsrs_due FROM "
+                              "review_schedule WHERE user_id = %s ORDER BY 1", (user,)).fetchall()
+
+        assert all(r[1] == r[2] for r in rows())  # SM-2 is the default
+        assert db.execute("SELECT set_scheduler('fsrs')").fetchone()[0] == len(items) - 1
+        for item, nxt, sm2_due, fsrs_due in rows():
+            assert nxt == (sm2_due if item == items[0] else fsrs_due)
+        assert db.execute("SELECT set_scheduler('fsrs')").fetchone()[0] == 0  # nothing to do
+        # The next answer starts FSRS for the pre-0007 row, as a new card.
+        _answer(db, user, items[0], 4, T0 + timedelta(days=30))
+        row = db.execute("SELECT next_review_at, fsrs_due, fsrs_state FROM review_schedule WHERE "
+                         "user_id = %s AND content_id = %s", (user, items[0])).fetchone()
+        assert row == (T0 + timedelta(days=30, minutes=10), T0 + timedelta(days=30, minutes=10), 1)
+        # Back to SM-2 without re-pointing, then the batch re-point (one commit per batch).
+        before = rows()
+        assert db.execute("SELECT set_scheduler('sm2', false)").fetchone()[0] == 0
+        assert rows() == before
+        db.execute("CALL repoint_schedules(1)")
+        assert all(r[1] == r[2] for r in rows())
+        with pytest.raises(psycopg.errors.InvalidTransactionTermination), db.transaction():
+            db.execute("CALL repoint_schedules(1)")
+
+
+def test_switch_under_concurrent_answers_leaves_every_row_consistent(schema_url):
+    # Answers keep arriving on 3 connections while the scheduler is switched back and
+    # forth: afterwards every row's next_review_at is the due of the final choice.
+    with psycopg.connect(schema_url, autocommit=True) as db:
+        users_items = [_setup(db, 5) for _ in range(3)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(k):
+        rnd = random.Random(k)
+        user, items = users_items[k]
+        at = T0
+        try:
+            with psycopg.connect(schema_url, autocommit=True) as c:
+                while not stop.is_set():
+                    at += timedelta(hours=rnd.choice([0.1, 5, 30]))
+                    batch = [{"user_id": user, "content_id": rnd.choice(items), "is_correct": True,
+                              "response_time_ms": 5, "quality": rnd.randint(0, 5),
+                              "answered_at": at.isoformat()}]
+                    if rnd.random() < 0.5:
+                        c.execute("SELECT count(*) FROM record_answers(%s::jsonb)", (json.dumps(batch),))
+                    else:
+                        _answer(c, user, batch[0]["content_id"], batch[0]["quality"], at)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with psycopg.connect(schema_url, autocommit=True) as db:
+            for choice in ["fsrs", "sm2", "fsrs", "sm2", "fsrs"]:
+                time.sleep(0.3)
+                db.execute("SELECT set_scheduler(%s)", (choice,))
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+    with psycopg.connect(schema_url, autocommit=True) as db:
+        rows = db.execute("SELECT next_review_at, fsrs_due FROM review_schedule").fetchall()
+    assert rows and all(nxt == fsrs_due for nxt, fsrs_due in rows)
