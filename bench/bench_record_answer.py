@@ -24,8 +24,10 @@ small), each run against a bare multi-row INSERT of the same number of event row
           user_id delivers them)
 
 Every row of the table: the runs, their median, the median of the same-run ratios to
-the baseline, and WAL bytes per answer (pg_current_wal_insert_lsn() around the run).
-The machine's load matters: compare ratios, and read `uptime` before trusting a rate.
+the baseline, WAL bytes per answer (pg_current_wal_insert_lsn() around the run) and, on
+the embedded server, the server's CPU time per answer (all its processes, from /proc:
+unlike a rate, hardly moved by other load on the machine). The machine's load matters:
+compare ratios, and read `uptime` before trusting a rate.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class Row:
     rates: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     wal: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
 
 def seed(url: str, n_users: int) -> tuple[list[int], list[tuple[int, int]]]:
@@ -123,6 +126,28 @@ def contiguous(ids: list[int], what: str) -> tuple[int, int]:
         raise SystemExit(f"bench: the benchmark's {what} ids are not contiguous "
                          f"({low}..{high} for {len(ids)}); run it on a quiet database")
     return low, high
+
+
+def server_cpu(postmaster: int | None) -> float | None:
+    """CPU seconds used so far by a local server: the postmaster, its live children, and
+    (cutime/cstime) the children it has reaped."""
+    if postmaster is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(x) for x in fields[11:15])
+        elif ppid == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def wal_lsn(url: str) -> int:
@@ -203,11 +228,15 @@ def ensure_schema(url: str) -> None:
             migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
 
 
-def measured(url, row: Row, base: Row | None, run) -> None:
-    """One run of `run() -> (rate, answers)`, its WAL bytes per answer, its ratio."""
-    before = wal_lsn(url)
+def measured(url, row: Row, base: Row | None, run, postmaster: int | None) -> None:
+    """One run of `run() -> (rate, answers)`: its WAL bytes and server CPU per answer, its
+    ratio to the baseline's last run."""
+    before, cpu = wal_lsn(url), server_cpu(postmaster)
     rate, answers = run()
+    time.sleep(0.3)  # the run's backends exit and are reaped: their CPU moves to cutime
     row.wal.append((wal_lsn(url) - before) / max(answers, 1))
+    if cpu is not None:
+        row.cpu.append((server_cpu(postmaster) - cpu) / max(answers, 1) * 1e6)
     row.rates.append(rate)
     if base is not None:
         row.ratios.append(rate / base.rates[-1])
@@ -216,14 +245,15 @@ def measured(url, row: Row, base: Row | None, run) -> None:
 def table(rows: list[Row]) -> str:
     runs = max(len(r.rates) for r in rows)
     head = ["measure"] + [f"run {i + 1}" for i in range(runs)] + [
-        "median", "ratio (median)", "WAL B/answer", "goal"]
+        "median", "ratio (median)", "WAL B/answer", "server CPU µs/answer", "goal"]
     lines = [head]
     for r in rows:
         lines.append([f"{r.label} ({r.unit})"] + [f"{x:,.0f}" for x in r.rates]
                      + [""] * (runs - len(r.rates))
                      + [f"{statistics.median(r.rates):,.0f}",
                         f"{statistics.median(r.ratios):.2f}" if r.ratios else "baseline",
-                        f"{statistics.median(r.wal):,.0f}", r.goal])
+                        f"{statistics.median(r.wal):,.0f}",
+                        f"{statistics.median(r.cpu):,.0f}" if r.cpu else "-", r.goal])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
     for n, line in enumerate(lines):
@@ -249,11 +279,13 @@ def main() -> int:
     pgbench_bin = str(pg_tool("pgbench"))
     home = None
     server = None
+    postmaster = None
     url = args.url
     if url is None:
         home = Path(tempfile.mkdtemp(prefix="dmdb-bench-"))
         server = EmbeddedServer(home, fast=args.fast)
         info = server.start(dbname="postgres")
+        postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
         with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
                              dbname="postgres", autocommit=True) as conn:
             conn.execute("CREATE DATABASE dmdb_bench")
@@ -287,9 +319,10 @@ def main() -> int:
                      ">= 0.70 x bare")
         rows = [bare, single]
         for _ in range(args.runs):
-            measured(url, bare, None, partial(pgbench, pgbench_bin, url, bare_sql, args.seconds))
+            measured(url, bare, None, partial(pgbench, pgbench_bin, url, bare_sql, args.seconds),
+                     postmaster)
             measured(url, single, bare,
-                     partial(pgbench, pgbench_bin, url, single_sql, args.seconds))
+                     partial(pgbench, pgbench_bin, url, single_sql, args.seconds), postmaster)
 
         if not args.no_batches:
             call = "SELECT count(*) FROM record_answers(%s::jsonb)"
@@ -299,9 +332,11 @@ def main() -> int:
                 rows += [base, row]
                 for k in range(args.runs):
                     measured(url, base, None, partial(
-                        batch_run, url, users, items, args.seconds, n_conn, BARE_BATCH, 300 + k))
+                        batch_run, url, users, items, args.seconds, n_conn, BARE_BATCH, 300 + k),
+                        postmaster)
                     measured(url, row, base, partial(
-                        batch_run, url, users, items, args.seconds, n_conn, call, 200 + k))
+                        batch_run, url, users, items, args.seconds, n_conn, call, 200 + k),
+                        postmaster)
         print(table(rows))
         load_end = os.getloadavg()[0]
         print(f"load average at the end {load_end:.2f}: the machine was "
