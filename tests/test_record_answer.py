@@ -815,3 +815,16 @@ def test_next_questions_bad_input(db):
     user = add_user(db)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="n -1"):
         db.execute("SELECT * FROM next_questions(%s, -1, now())", (user,))
+
+
+def test_missing_settings_row_is_a_clear_error(db):
+    user, concept = add_user(db), add_concept(db, "s0")
+    item = add_item(db, concept)
+    db.execute("DELETE FROM algorithm_settings")
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="algorithm_settings"):
+        answer(db, user, item, True)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="algorithm_settings"):
+        db.execute("SELECT * FROM record_answers(%s::jsonb)", (json.dumps(
+            [{"user_id": user, "content_id": item, "is_correct": True, "response_time_ms": 5}]),))
+    db.execute("INSERT INTO algorithm_settings DEFAULT VALUES")
+    assert answer(db, user, item, True)["quality"] == 5

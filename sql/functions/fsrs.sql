@@ -128,7 +128,10 @@ BEGIN
             END IF;
             stability := greatest(p_stability * v_sinc, 0.001);
         ELSE
-            v_r := fsrs_retrievability(p_stability, greatest(coalesce(v_days, 0), 0)::integer, p_w);
+            -- py-fsrs: no last review → retrievability 0 (unreachable here: every answer
+            -- sets last_reviewed_at, but a hand-made state might lack it)
+            v_r := CASE WHEN v_days IS NULL THEN 0
+                        ELSE fsrs_retrievability(p_stability, greatest(v_days, 0)::integer, p_w) END;
             IF p_rating = 1 THEN
                 stability := least(
                     p_w[12] * power(p_difficulty, -p_w[13]) * (power(p_stability + 1, p_w[14]) - 1)

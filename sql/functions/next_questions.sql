@@ -1,7 +1,9 @@
 -- next_questions(user, n, now): the next n items to ask, as DESIGN.md defines.
 --
 --   1. due reviews: review_schedule rows of the user with next_review_at <= now,
---      most overdue first (next_review_at ascending, then content_id);
+--      most overdue first (next_review_at ascending, then content_id); next_review_at
+--      is the due of the deployment's scheduler (algorithm_settings.scheduler: SM-2 or
+--      FSRS-6, see scheduler.sql);
 --   2. then new practice: active items of the concepts that are unlocked (every
 --      prerequisite mastered by the user, mastery_probability >= 0.8) and not
 --      mastered by the user (mastery_probability < 0.8; a concept without a
@@ -119,4 +121,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION next_questions(bigint, integer, timestamptz) IS
-    'Next n items for a user: due SM-2 reviews first, then UCB1 over unlocked, unmastered concepts.';
+    'Next n items for a user: due reviews (SM-2 or FSRS) first, then UCB1 over unlocked, unmastered concepts.';

@@ -6,7 +6,11 @@
 --    "hints_used": 0, "quality": null, "answered_at": "2025-11-25T10:00:00Z",
 --    "session_id": null, "context": {}}
 -- hints_used defaults to 0, quality to the derived one, answered_at to now(),
--- context to {}. Unknown keys are ignored.
+-- context to {}. Unknown keys are ignored. answered_at has record_answer's bounds
+-- (finite, at most algorithm_settings.answer_max_future_skew ahead of the server clock,
+-- not before answer_earliest_at). New knowledge_states rows take the concept's
+-- bkt_concept_parameters; review_schedule keeps SM-2's and FSRS-6's states and
+-- next_review_at is the chosen scheduler's due, as in record_answer.
 --
 -- The result, and every row written, is exactly what calling record_answer once
 -- per element in the same order would give (tests/test_record_answer.py checks
@@ -221,9 +225,8 @@ DECLARE
     v_m double precision;
     v_p0 double precision;
     v_delta double precision;
-    v_lx double precision;
+    v_log_p0 double precision;
     v_q0 double precision;
-    v_p1 double precision;
     v_q integer;
     v_day date;
     v_ef numeric;
@@ -433,29 +436,22 @@ BEGIN
         v_at := a_at[i];
         k := a_k[i];
         -- BKT (first interaction: mastery = initial_knowledge, Δdays = 0)
-        -- bkt_posterior / bkt_update, one step per variable: called with plain variables
-        -- the step functions are inlined, while bkt_update's nested calls (a parameter
-        -- used more than once with an expensive argument) would run bkt_evidence as a
-        -- separate SQL function per answer. The same operations, the same results.
         IF k_last[k] IS NULL THEN
             v_p0 := bkt_forget(k_init[k], 1, 0);
-            v_lx := CASE WHEN k_init[k] > 0 THEN ln(k_init[k])
-                         ELSE '-Infinity'::double precision END;
-            v_q0 := 1 - k_init[k];
+            v_m := bkt_posterior(k_init[k], a_correct[i], k_guess[k], k_slip[k], k_rate[k], k_vel[k]);
             k_last[k] := v_at;
         ELSE
             v_delta := greatest(0::double precision, date_part('epoch', v_at - k_last[k]) / 86400.0);
             v_p0 := bkt_forget(k_m[k], k_decay[k], v_delta);
-            v_lx := bkt_log_forget(k_m[k], k_decay[k], v_delta);
+            -- bkt_update in steps, so that its parts are inlined (see record_answer)
+            v_log_p0 := bkt_log_forget(k_m[k], k_decay[k], v_delta);
             v_q0 := bkt_forget_complement(k_m[k], k_decay[k], v_delta);
+            v_m := bkt_learn(bkt_evidence(v_log_p0, v_q0,
+                                          CASE WHEN a_correct[i] THEN 1 - k_slip[k] ELSE k_slip[k] END,
+                                          CASE WHEN a_correct[i] THEN k_guess[k] ELSE 1 - k_guess[k] END),
+                             k_rate[k], k_vel[k]);
             k_last[k] := greatest(k_last[k], v_at);
         END IF;
-        IF a_correct[i] THEN
-            v_p1 := bkt_evidence(v_lx, v_q0, 1 - k_slip[k], k_guess[k]);
-        ELSE
-            v_p1 := bkt_evidence(v_lx, v_q0, k_slip[k], 1 - k_guess[k]);
-        END IF;
-        v_m := bkt_learn(v_p1, k_rate[k], k_vel[k]);
         o_pred[i] := v_p0 * (1 - k_slip[k]) + (1 - v_p0) * k_guess[k];
         o_before[i] := v_p0;
         o_after[i] := v_m;

@@ -20,7 +20,7 @@
 --      write the new scheduler's due).
 -- A row whose chosen state does not exist yet keeps its due: rows last answered
 -- before migration 0007 have no FSRS state; FSRS starts them as new cards at their
--- next answer.
+-- next answer, unless fsrs_backfill() (below) has replayed their history.
 -- Returns the number of rows re-pointed. 22023 for an unknown scheduler.
 
 CREATE OR REPLACE FUNCTION set_scheduler(p_scheduler text, p_repoint boolean DEFAULT true)
@@ -92,3 +92,97 @@ $$;
 
 COMMENT ON PROCEDURE repoint_schedules(integer) IS
     'Re-point next_review_at to the chosen scheduler''s due in batches of users (one commit each).';
+
+-- FSRS state for rows last answered before migration 0007 (fsrs_state NULL), replayed
+-- from their answers still in learning_events (question_answered events, by occurred_at
+-- then event_id, rating = fsrs_rating(quality)) — py-fsrs' reschedule_card. Users are
+-- taken in user_id order, p_batch_users per transaction (CALL it outside a transaction
+-- block); each user's row in users is locked first, the lock every answer of that user
+-- takes, so an answer cannot interleave with the replay of its own rows. A row whose
+-- history is gone (partitions dropped by retention) keeps no FSRS state and starts as
+-- a new card at its next answer. sm2_due is filled from next_review_at (which is SM-2's
+-- due on such rows), and next_review_at becomes FSRS's due when FSRS is the chosen
+-- scheduler.
+CREATE OR REPLACE PROCEDURE fsrs_backfill(p_batch_users integer DEFAULT 100)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_from bigint := -1;
+    v_users bigint[];
+    v_user bigint;
+    v_item bigint;
+    v_s algorithm_settings%ROWTYPE;
+    v_state smallint;
+    v_step smallint;
+    v_stab double precision;
+    v_diff double precision;
+    v_due timestamptz;
+    v_last timestamptz;
+    v_fsrs record;
+    r record;
+BEGIN
+    IF p_batch_users IS NULL OR p_batch_users < 1 THEN
+        RAISE EXCEPTION 'fsrs_backfill: batch size must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    LOOP
+        v_users := ARRAY(SELECT DISTINCT rs.user_id FROM review_schedule rs
+                          WHERE rs.user_id > v_from AND rs.fsrs_state IS NULL
+                          ORDER BY 1 LIMIT p_batch_users);
+        EXIT WHEN cardinality(v_users) = 0;
+        SELECT * INTO v_s FROM algorithm_settings;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'fsrs_backfill: algorithm_settings has no row' USING ERRCODE = '55000';
+        END IF;
+        FOREACH v_user IN ARRAY v_users LOOP
+            PERFORM FROM users u WHERE u.user_id = v_user FOR NO KEY UPDATE;
+            v_item := NULL;
+            FOR r IN SELECT e.content_id, e.occurred_at, e.quality
+                       FROM learning_events e
+                       JOIN review_schedule rs ON rs.user_id = e.user_id
+                                              AND rs.content_id = e.content_id
+                      WHERE e.user_id = v_user AND e.event_type = 'question_answered'
+                        AND e.quality IS NOT NULL AND rs.fsrs_state IS NULL
+                      ORDER BY e.content_id, e.occurred_at, e.event_id LOOP
+                IF r.content_id IS DISTINCT FROM v_item THEN
+                    IF v_item IS NOT NULL THEN
+                        CALL fsrs_backfill_write(v_user, v_item, v_state, v_step, v_stab, v_diff,
+                                                 v_due, v_s.scheduler);
+                    END IF;
+                    v_item := r.content_id;
+                    v_state := NULL; v_step := NULL; v_stab := NULL; v_diff := NULL; v_last := NULL;
+                END IF;
+                v_fsrs := fsrs_step(v_state, v_step, v_stab, v_diff, v_last, fsrs_rating(r.quality),
+                                    r.occurred_at, v_s.fsrs_parameters, v_s.fsrs_desired_retention,
+                                    v_s.fsrs_learning_steps, v_s.fsrs_relearning_steps,
+                                    v_s.fsrs_maximum_interval);
+                v_state := v_fsrs.state; v_step := v_fsrs.step; v_stab := v_fsrs.stability;
+                v_diff := v_fsrs.difficulty; v_due := v_fsrs.due;
+                v_last := greatest(v_last, r.occurred_at);
+            END LOOP;
+            IF v_item IS NOT NULL THEN
+                CALL fsrs_backfill_write(v_user, v_item, v_state, v_step, v_stab, v_diff, v_due,
+                                         v_s.scheduler);
+            END IF;
+        END LOOP;
+        COMMIT;
+        v_from := v_users[cardinality(v_users)];
+    END LOOP;
+END;
+$$;
+
+COMMENT ON PROCEDURE fsrs_backfill(integer) IS
+    'FSRS state for rows answered before 0007, replayed from learning_events (batches of users).';
+
+CREATE OR REPLACE PROCEDURE fsrs_backfill_write(
+    p_user_id bigint, p_content_id bigint, p_state smallint, p_step smallint,
+    p_stability double precision, p_difficulty double precision, p_due timestamptz,
+    p_scheduler text)
+LANGUAGE sql
+AS $$
+    UPDATE review_schedule rs
+       SET fsrs_state = p_state, fsrs_step = p_step, fsrs_stability = p_stability,
+           fsrs_difficulty = p_difficulty, fsrs_due = p_due,
+           sm2_due = coalesce(rs.sm2_due, rs.next_review_at),
+           next_review_at = CASE WHEN p_scheduler = 'fsrs' THEN p_due ELSE rs.next_review_at END
+     WHERE rs.user_id = p_user_id AND rs.content_id = p_content_id AND rs.fsrs_state IS NULL;
+$$;

@@ -10,8 +10,8 @@
 -- 0007). From 2.5 it moves in steps of 0.02, which binary floating point cannot hold:
 -- in double precision 1.3 + 0.1 + 0.1 = 1.5000000000000002 and ceil(6 × EF) gives 10
 -- where SM-2 gives 9. numeric holds every step exactly, so every interval is the exact
--- SM-2 interval. A caller's EF with more than two decimals is used as given (the
--- column rounds what it stores to two).
+-- SM-2 interval. From a two-decimal EF every result has two decimals, as the column's
+-- CHECK requires; a caller's EF with more decimals is used as given.
 -- Guard (not in DESIGN.md): the interval is capped at 36,500 days (100 years), so
 -- that next_review_at stays a valid timestamp and interval_days an integer after
 -- very long runs of good answers (EF has no upper bound).
