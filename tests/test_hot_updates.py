@@ -34,16 +34,16 @@ def learner_item(conn) -> tuple[int, int]:
 
 
 def updates(conn, user: int) -> dict[str, tuple[int, int]]:
-    """{table: (updates, HOT updates)} of this transaction, for the user's partition."""
+    """{table: (updates, HOT updates)} in this transaction; knowledge_states as the user's
+    partition (the counters are kept per partition)."""
     partition = conn.execute(
         "SELECT tableoid::regclass::text FROM knowledge_states WHERE user_id = %s",
         (user,)).fetchone()[0]
-    out = {}
-    for table in (partition, "review_schedule"):
-        out[table.split("_p")[0] if table != "review_schedule" else table] = conn.execute(
-            "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), "
-            "pg_stat_get_xact_tuples_hot_updated(%s::regclass)", (table, table)).fetchone()
-    return out
+    counters = "SELECT pg_stat_get_xact_tuples_updated(%s::regclass), " \
+               "pg_stat_get_xact_tuples_hot_updated(%s::regclass)"
+    return {name: conn.execute(counters, (table, table)).fetchone()
+            for name, table in (("knowledge_states", partition),
+                                ("review_schedule", "review_schedule"))}
 
 
 def test_single_answers_update_in_place(db):
