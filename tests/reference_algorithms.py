@@ -156,6 +156,14 @@ def irt_probability(theta, difficulty, discrimination, guess) -> Decimal:
 # -- record_answer replay ---------------------------------------------------------------
 
 
+def days_between(earlier: datetime, later: datetime) -> Decimal:
+    """(later − earlier) in days, exactly (microseconds / 86,400,000,000)."""
+    td = later - earlier
+    micros = (td.days * 86400 + td.seconds) * 10**6 + td.microseconds
+    with localcontext(EXACT):
+        return Decimal(micros) / Decimal(86400 * 10**6)
+
+
 @dataclass
 class KnowledgeState:
     initial_knowledge: float = 0.1
@@ -239,8 +247,7 @@ class Learner:
         if ks.last_interaction is None:
             p0 = dec(ks.initial_knowledge)
         else:
-            delta = max(0.0, (answered_at - ks.last_interaction).total_seconds() / 86400)
-            p0 = bkt_forget(ks.mastery, ks.decay, delta)
+            p0 = bkt_forget(ks.mastery, ks.decay, max(D0, days_between(ks.last_interaction, answered_at)))
         with localcontext(EXACT):
             predicted = p0 * (1 - dec(ks.slip)) + (1 - p0) * dec(ks.guess)
         mastery = bkt_posterior(p0, is_correct, ks.guess, ks.slip, ks.learning_rate, ks.velocity)

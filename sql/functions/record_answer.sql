@@ -235,10 +235,8 @@ BEGIN
     -- The item, and this user's state for it, in one statement (after the lock: this
     -- statement's snapshot sees what the previous holder committed).
     SELECT c.concept_id, c.average_response_time_ms,
-           ks.user_id IS NOT NULL, ks.mastery_probability,
-           coalesce(ks.initial_knowledge, bp.initial_knowledge), coalesce(ks.temporal_decay, bp.temporal_decay),
-           coalesce(ks.guess_parameter, bp.guess_parameter), coalesce(ks.slip_parameter, bp.slip_parameter),
-           coalesce(ks.learning_rate, bp.learning_rate), ks.personal_learning_velocity,
+           ks.user_id IS NOT NULL, ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay,
+           ks.guess_parameter, ks.slip_parameter, ks.learning_rate, ks.personal_learning_velocity,
            ks.last_interaction, ks.mastered_at,
            rs.user_id IS NOT NULL, rs.easiness, rs.interval_days, rs.repetitions, rs.last_reviewed_at,
            rs.fsrs_state, rs.fsrs_step, rs.fsrs_stability, rs.fsrs_difficulty,
@@ -255,7 +253,6 @@ BEGIN
       FROM content c
       LEFT JOIN knowledge_states ks ON ks.user_id = p_user_id AND ks.concept_id = c.concept_id
       LEFT JOIN review_schedule rs ON rs.user_id = p_user_id AND rs.content_id = c.content_id
-      LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = c.concept_id AND ks.user_id IS NULL
       LEFT JOIN algorithm_settings st ON true
      WHERE c.content_id = p_content_id;
     IF NOT FOUND THEN
@@ -279,6 +276,12 @@ BEGIN
         -- A new row: the concept's fitted parameters (bkt_concept_parameters), else the
         -- column defaults of knowledge_states (0003), so that the new row is written
         -- once, already updated; tests/test_record_answer.py checks they still agree.
+        -- (Looked up here, not joined above: only the first answer per concept pays.)
+        SELECT bp.initial_knowledge, bp.temporal_decay, bp.guess_parameter, bp.slip_parameter,
+               bp.learning_rate
+          INTO v_initial, v_decay, v_guess, v_slip, v_rate
+          FROM bkt_concept_parameters bp
+         WHERE bp.concept_id = record_answer.concept_id;
         v_initial := coalesce(v_initial, 0.1);
         v_guess := coalesce(v_guess, 0.2);
         v_slip := coalesce(v_slip, 0.1);
