@@ -1,17 +1,20 @@
-"""Benchmark `dmdb seed`: N learners × M answers through record_answers on the embedded server.
+"""Benchmark `dmdb seed`: N learners x M answers through record_answers on the embedded server.
 
-Prints the seed's own figures and, as a baseline measured in the same run, how fast the
-same number of bare learning_events rows goes in with one multi-row INSERT per 1,000 rows
-over the same number of connections: the ratio says what the learning state costs.
+Each run seeds the database again (`seed reset`) and is followed by its baseline: the
+same number of bare learning_events rows, one multi-row INSERT per 1,000 rows, over the
+same number of connections (the learning state's cost is the ratio). Prints a table of
+the runs, their medians, the seed's WAL bytes per event and the CPU seconds the seed's
+own Python process spent (it shares the machine's cores with the server it feeds).
 
-    python bench/bench_seed.py --users 10000 --answers 100      # the issue's 1M events
+    python bench/bench_seed.py --users 10000 --answers 100      # the issue's 1.1M events
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -21,12 +24,43 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+GOAL_SECONDS = 15.0
+
+
+def bare_insert(conninfo: dict, users: list[int], total: int, jobs: int) -> float:
+    """Seconds to INSERT `total` bare event rows, 1,000 per statement, over `jobs` connections."""
+    import psycopg
+
+    per_job = total // jobs
+
+    def insert(job: int) -> None:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")  # as the seed's sessions
+            done = 0
+            while done < per_job:
+                n = min(1000, per_job - done)
+                conn.execute(
+                    "INSERT INTO bench_events (user_id, occurred_at, event_type, is_correct, "
+                    "response_time_ms) SELECT u, now() - random() * interval '90 days', "
+                    "'question_answered', true, 4000 FROM unnest(%s::bigint[]) AS u",
+                    ([users[(job + done + i) % len(users)] for i in range(n)],), prepare=True)
+                done += n
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=insert, args=(j,)) for j in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--answers", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the temporary server")
     args = parser.parse_args()
 
@@ -42,53 +76,56 @@ def main() -> None:
     info = server.start(dbname="bench")
     settings = Settings(host=info.socket_dir, port=info.port, dbname="bench", user="postgres",
                         home=home)
+    conninfo = settings.conninfo()
+    load = os.getloadavg()[0]
+    rows: dict[str, list[float]] = {
+        "seed, whole (s)": [], "seed, events/s": [], "bare INSERT of as many rows (s)": [],
+        "ratio seed / bare rate": [], "seed's Python CPU (s)": [], "WAL bytes per event": []}
     try:
         project = migrations.Project(REPO / "sql")
-        with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
             migrations.up(conn, project)
-        result = seed(settings, project, users=args.users, answers_per_user=args.answers,
-                      jobs=args.jobs, random_seed=1)
-        total = result.events
-
-        # Baseline: the same number of bare event rows, same connections, 1,000 per INSERT.
-        with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:
-            users = [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY 1")]
             conn.execute("CREATE TABLE bench_events (LIKE learning_events INCLUDING ALL)")
-        rows_per_job = total // args.jobs
+        lsn = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
+        events = 0
+        for run in range(args.runs):
+            with psycopg.connect(**conninfo, autocommit=True) as conn:
+                wal_before = conn.execute(lsn).fetchone()[0]
+            cpu = time.process_time()
+            result = seed(settings, project, users=args.users, answers_per_user=args.answers,
+                          jobs=args.jobs, random_seed=1, reset=run > 0)
+            cpu = time.process_time() - cpu
+            with psycopg.connect(**conninfo, autocommit=True) as conn:
+                wal = conn.execute(lsn).fetchone()[0] - wal_before
+                users = [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY 1")]
+                conn.execute("TRUNCATE bench_events")
+            events = result.events
+            bare = bare_insert(conninfo, users, events, args.jobs)
+            rows["seed, whole (s)"].append(result.seconds)
+            rows["seed, events/s"].append(result.events_per_second)
+            rows["bare INSERT of as many rows (s)"].append(bare)
+            rows["ratio seed / bare rate"].append(bare / result.seconds)
+            rows["seed's Python CPU (s)"].append(cpu)
+            rows["WAL bytes per event"].append(wal / events)
 
-        def insert(job: int) -> None:
-            with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:
-                conn.execute("SET synchronous_commit = off")
-                done = 0
-                while done < rows_per_job:
-                    n = min(1000, rows_per_job - done)
-                    batch = json.dumps([{"user_id": users[(job + i) % len(users)]} for i in range(n)])
-                    conn.execute(
-                        "INSERT INTO bench_events (user_id, occurred_at, event_type, is_correct, "
-                        "response_time_ms) SELECT (e->>'user_id')::bigint, now() - random() * "
-                        "interval '90 days', 'question_answered', true, 4000 "
-                        "FROM jsonb_array_elements(%s::jsonb) e", (batch,))
-                    done += n
-
-        started = time.monotonic()
-        threads = [threading.Thread(target=insert, args=(j,)) for j in range(args.jobs)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        baseline_seconds = time.monotonic() - started
-        baseline_rate = rows_per_job * args.jobs / baseline_seconds
-
-        print(f"seed: {args.users} learners x {args.answers} answers, {args.jobs} jobs")
-        print(f"  events written         {total:>12,}")
-        print(f"  partitions touched     {len(result.partitions_touched):>12}")
-        print(f"  seconds (whole seed)   {result.seconds:>12.1f}")
-        print(f"  events per second      {result.events_per_second:>12,.0f}")
-        print(f"baseline: bare INSERT of {rows_per_job * args.jobs:,} event rows, 1,000 per statement")
-        print(f"  rows per second        {baseline_rate:>12,.0f}")
-        print(f"ratio seed / bare insert {result.events_per_second / baseline_rate:>12.2f}")
-        print(f"goal: 1,000,000 events in < 90 s -> {'met' if result.seconds < 90 else 'NOT met'}"
-              if total >= 1_000_000 else "")
+        print(f"seed: {args.users:,} learners x {args.answers} answers = {events:,} events, "
+              f"{args.jobs} jobs, {args.runs} runs (each followed by its baseline); "
+              f"load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at the end, "
+              f"{os.cpu_count()} CPUs")
+        head = ["measure"] + [f"run {i + 1}" for i in range(args.runs)] + ["median"]
+        lines = [head]
+        for name, values in rows.items():
+            fmt = "{:,.2f}" if "ratio" in name else ("{:,.1f}" if "(s)" in name else "{:,.0f}")
+            lines.append([name] + [fmt.format(v) for v in values]
+                         + [fmt.format(statistics.median(values))])
+        widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+        for n, line in enumerate(lines):
+            print("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |")
+            if n == 0:
+                print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        median = statistics.median(rows["seed, whole (s)"])
+        print(f"goal: {events:,} events in < {GOAL_SECONDS:g} s -> "
+              f"{'met' if median < GOAL_SECONDS else 'NOT met'} (median {median:.1f} s)")
     finally:
         if not args.keep:
             server.destroy()

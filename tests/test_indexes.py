@@ -83,7 +83,9 @@ def test_declared_set_follows_drops_and_renames(sql_tree):
 
 def test_shipped_schema_declares_its_indexes_and_no_constraint_ones():
     declared = {d.name: d for d in indexes.declared_indexes()}
-    assert "knowledge_states_user_mastery_idx" in declared
+    # 0008 dropped the indexes that kept the per-answer updates from being HOT.
+    assert "knowledge_states_user_mastery_idx" not in declared
+    assert "review_schedule_user_due_idx" not in declared
     assert "learning_events_context_data_gin_idx" in declared
     assert declared["content_performance_content_uidx"].unique
     assert not any(name.endswith("_pkey") for name in declared)
@@ -113,21 +115,25 @@ def test_shipped_schema_is_clean_and_a_dropped_index_comes_back(cli, schema_url)
     dry = cli(["indexes", "build", "--dry-run"], url=schema_url)
     assert dry.exit_code == 0 and "Nothing to do" in dry.stdout
 
-    run_sql(schema_url, "DROP INDEX knowledge_states_user_mastery_idx")
+    gin = "learning_events_context_data_gin_idx"
+    run_sql(schema_url, f"DROP INDEX {gin}")
     check = cli(["indexes", "check", "--json"], url=schema_url)
     assert check.exit_code == 1
     data = json.loads(check.stdout)
-    assert [m["index"] for m in data["missing"]] == ["public.knowledge_states_user_mastery_idx"]
+    assert [m["index"] for m in data["missing"]] == [f"public.{gin}"]
     assert data["ok"] is False and data["invalid"] == [] and data["unattached"] == []
 
-    built = cli(["indexes", "build", "--table", "knowledge_states", "--json"], url=schema_url)
+    built = cli(["indexes", "build", "--table", "learning_events", "--json"], url=schema_url)
     assert built.exit_code == 0, built.stderr
     out = json.loads(built.stdout)
-    assert out["built"] == ["public.knowledge_states_user_mastery_idx"]
-    assert out["indexes"][0]["partitions"] == 8
-    assert index_state(schema_url, "knowledge_states_user_mastery_idx") is True
-    assert set(attached_children(schema_url, "knowledge_states_user_mastery_idx")) == {
-        f"knowledge_states_p{i}_user_mastery_idx" for i in range(8)}
+    assert out["built"] == [f"public.{gin}"]
+    months = [r[0] for r in run_sql(schema_url, """
+        SELECT inhrelid::regclass::text FROM pg_inherits
+        WHERE inhparent = 'learning_events'::regclass""")]
+    assert len(months) >= 2 and out["indexes"][0]["partitions"] == len(months)
+    assert index_state(schema_url, gin) is True
+    assert set(attached_children(schema_url, gin)) == {
+        indexes.partition_index_name(m, gin, "learning_events") for m in months}
     assert cli(["indexes", "check"], url=schema_url).exit_code == 0
 
 

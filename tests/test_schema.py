@@ -634,6 +634,9 @@ INSERT INTO knowledge_states (user_id, concept_id, mastery_probability, last_int
                               attempts)
 SELECT u, c, random(), now() - random() * interval '365 days', 1
 FROM generate_series(1, 10000) u, generate_series(1, 20) c;
+INSERT INTO review_schedule (user_id, content_id, next_review_at, last_quality)
+SELECT u, 1 + (u * 37 + c) % 20000, now() + (random() * 60 - 30) * interval '1 day', 4
+FROM generate_series(1, 10000) u, generate_series(1, 20) c;
 """
 
 # The migration made the current month and three ahead; history needs the 11 before.
@@ -748,7 +751,25 @@ def test_knowledge_states_query_prunes_to_one_partition(big_schema_url):
         scanned = {n["Relation Name"] for n in nodes if "Relation Name" in n}
         assert scanned == {home[0][0]}
         used = {parent_index(conn, n["Index Name"]) for n in nodes if n["Node Type"] in INDEX_SCANS}
-        assert used == {"knowledge_states_user_mastery_idx"}
+        # The user's key range of the primary key (0008 dropped the index on
+        # mastery_probability so that the per-answer update is HOT).
+        assert used == {"knowledge_states_pkey"}
+        assert_no_seq_scan_of_a_large_table(conn, nodes)
+
+
+def test_due_reviews_query_scans_the_users_primary_key_range(big_schema_url):
+    with connect(big_schema_url) as conn:
+        nodes = plan_nodes(
+            conn,
+            "SELECT content_id, next_review_at FROM review_schedule "
+            "WHERE user_id = %s AND next_review_at <= now() "
+            "ORDER BY next_review_at, content_id LIMIT 10",
+            (4242,),
+        )
+        used = {n["Index Name"] for n in nodes if n["Node Type"] in INDEX_SCANS}
+        # No index on next_review_at (0008: the per-answer update stays HOT): the
+        # user's rows come from the primary key, then a top-N sort.
+        assert used == {"review_schedule_pkey"}
         assert_no_seq_scan_of_a_large_table(conn, nodes)
 
 

@@ -195,6 +195,7 @@ DECLARE
     k_vel double precision[];
     k_last timestamptz[];
     k_mastered_at timestamptz[];
+    k_found boolean[];
     k_n integer[];
     k_nc integer[];
     -- per (user, item): review_schedule, index = a_r
@@ -369,42 +370,35 @@ BEGIN
             USING ERRCODE = 'P0002';
     END IF;
 
-    -- knowledge_states: load the rows in (user, concept) order; create the missing
-    -- ones (the concept's bkt_concept_parameters, else the column defaults, as
-    -- record_answer; mastery starts at initial_knowledge) and load again only when some
-    -- were missing.
-    FOR i IN 1 .. 2 LOOP
-        SELECT array_agg(ks.user_id ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.concept_id ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.mastery_probability ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.initial_knowledge ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.temporal_decay ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.guess_parameter ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.slip_parameter ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.learning_rate ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.personal_learning_velocity ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.last_interaction ORDER BY ks.user_id, ks.concept_id),
-               array_agg(ks.mastered_at ORDER BY ks.user_id, ks.concept_id)
-          INTO k_user, k_concept, k_m, k_init, k_decay, k_guess, k_slip, k_rate, k_vel, k_last,
-               k_mastered_at
-          FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
-          JOIN knowledge_states ks ON ks.user_id = p.uid AND ks.concept_id = p.cid;
-        EXIT WHEN coalesce(cardinality(k_user), 0) = (SELECT max(x) FROM unnest(a_k) AS x);
-        INSERT INTO knowledge_states (user_id, concept_id, initial_knowledge, learning_rate,
-                                      guess_parameter, slip_parameter, mastery_probability,
-                                      temporal_decay)
-        SELECT p.uid, p.cid, coalesce(bp.initial_knowledge, 0.1), coalesce(bp.learning_rate, 0.15),
-               coalesce(bp.guess_parameter, 0.2), coalesce(bp.slip_parameter, 0.1),
-               coalesce(bp.initial_knowledge, 0.1), coalesce(bp.temporal_decay, 0.98)
-          FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
-          LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = p.cid
-         ORDER BY 1, 2
-        ON CONFLICT DO NOTHING;
-    END LOOP;
-    IF coalesce(cardinality(k_user), 0) <> (SELECT max(x) FROM unnest(a_k) AS x) THEN
-        RAISE EXCEPTION 'record_answers: knowledge_states rows missing after insert'
-            USING ERRCODE = 'XX000';
-    END IF;
+    -- knowledge_states: the rows in (user, concept) order, or for a missing one the
+    -- state a new row starts from (the concept's bkt_concept_parameters, else the column
+    -- defaults, as record_answer; mastery starts at initial_knowledge). The new rows are
+    -- INSERTed once, already updated, after the loop: inserting the defaults first and
+    -- updating them would prepare the CHECKs twice and run the foreign-key checks twice
+    -- (an UPDATE of a row inserted by the same transaction re-checks them).
+    SELECT array_agg(p.uid ORDER BY p.uid, p.cid),
+           array_agg(p.cid ORDER BY p.uid, p.cid),
+           array_agg(ks.user_id IS NOT NULL ORDER BY p.uid, p.cid),
+           array_agg(CASE WHEN ks.user_id IS NULL THEN coalesce(bp.initial_knowledge, 0.1)
+                          ELSE ks.mastery_probability END ORDER BY p.uid, p.cid),
+           array_agg(CASE WHEN ks.user_id IS NULL THEN coalesce(bp.initial_knowledge, 0.1)
+                          ELSE ks.initial_knowledge END ORDER BY p.uid, p.cid),
+           array_agg(CASE WHEN ks.user_id IS NULL THEN coalesce(bp.temporal_decay, 0.98)
+                          ELSE ks.temporal_decay END ORDER BY p.uid, p.cid),
+           array_agg(CASE WHEN ks.user_id IS NULL THEN coalesce(bp.guess_parameter, 0.2)
+                          ELSE ks.guess_parameter END ORDER BY p.uid, p.cid),
+           array_agg(CASE WHEN ks.user_id IS NULL THEN coalesce(bp.slip_parameter, 0.1)
+                          ELSE ks.slip_parameter END ORDER BY p.uid, p.cid),
+           array_agg(CASE WHEN ks.user_id IS NULL THEN coalesce(bp.learning_rate, 0.15)
+                          ELSE ks.learning_rate END ORDER BY p.uid, p.cid),
+           array_agg(coalesce(ks.personal_learning_velocity, 1) ORDER BY p.uid, p.cid),
+           array_agg(ks.last_interaction ORDER BY p.uid, p.cid),
+           array_agg(ks.mastered_at ORDER BY p.uid, p.cid)
+      INTO k_user, k_concept, k_found, k_m, k_init, k_decay, k_guess, k_slip, k_rate, k_vel, k_last,
+           k_mastered_at
+      FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
+      LEFT JOIN knowledge_states ks ON ks.user_id = p.uid AND ks.concept_id = p.cid
+      LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = p.cid AND ks.user_id IS NULL;
 
     -- review_schedule: current rows (or the SM-2 start state) in (user, item) order.
     SELECT array_agg(p.uid ORDER BY p.uid, p.iid),
@@ -519,15 +513,32 @@ BEGIN
                AS t(uid, xp, streak, longest, last_day)
      WHERE us.user_id = t.uid;
 
-    UPDATE knowledge_states ks
-       SET mastery_probability = t.m,
-           last_interaction = t.last_at,
-           attempts = ks.attempts + t.n,
-           correct_attempts = ks.correct_attempts + t.nc,
-           mastered_at = t.mastered_at
-      FROM unnest(k_user, k_concept, k_m, k_last, k_mastered_at, k_n, k_nc)
-               AS t(uid, cid, m, last_at, mastered_at, n, nc)
-     WHERE ks.user_id = t.uid AND ks.concept_id = t.cid;
+    IF true = ANY (k_found) THEN
+        UPDATE knowledge_states ks
+           SET mastery_probability = t.m,
+               last_interaction = t.last_at,
+               attempts = ks.attempts + t.n,
+               correct_attempts = ks.correct_attempts + t.nc,
+               mastered_at = t.mastered_at
+          FROM unnest(k_user, k_concept, k_m, k_last, k_mastered_at, k_n, k_nc, k_found)
+                   AS t(uid, cid, m, last_at, mastered_at, n, nc, found)
+         WHERE t.found AND ks.user_id = t.uid AND ks.concept_id = t.cid;
+    END IF;
+    IF false = ANY (k_found) THEN
+        -- A concurrent writer cannot have created one of these rows: they belong to
+        -- users locked above, and every writer of them holds that lock.
+        INSERT INTO knowledge_states (user_id, concept_id, initial_knowledge, learning_rate,
+                                      guess_parameter, slip_parameter, mastery_probability,
+                                      temporal_decay, personal_learning_velocity,
+                                      last_interaction, attempts, correct_attempts, mastered_at)
+        SELECT t.uid, t.cid, t.init, t.rate, t.guess, t.slip, t.m, t.decay, t.vel, t.last_at,
+               t.n, t.nc, t.mastered_at
+          FROM unnest(k_user, k_concept, k_init, k_rate, k_guess, k_slip, k_m, k_decay, k_vel,
+                      k_last, k_n, k_nc, k_mastered_at, k_found)
+               AS t(uid, cid, init, rate, guess, slip, m, decay, vel, last_at, n, nc,
+                    mastered_at, found)
+         WHERE NOT t.found;
+    END IF;
 
     -- review_schedule: UPDATE the rows that exist, INSERT the new ones (an upsert would
     -- also lock each existing row first: one more WAL record and page change per row).
