@@ -1,5 +1,5 @@
 """History of `dmdb monitor --record`: snapshots of key figures in the database's own
-`dmdb_monitor` schema (migration 0010), and the trends read back from them.
+`dmdb_monitor` schema (migration 0009), and the trends read back from them.
 
 `record` writes one snapshot (connections, block counters for the cache hit ratio, dead
 tuples, database size, and each table's heap and index size and live rows) on the
@@ -24,7 +24,7 @@ DEFAULT_RETENTION_DAYS = 90
 DEFAULT_TREND_DAYS = 7
 TOP_GROWTH = 5
 NO_SCHEMA = ("no monitor history in this database (schema dmdb_monitor, migration "
-             "0010_monitor_history): run `dmdb up` first")
+             "0009_monitor_history): run `dmdb up` first")
 
 
 @dataclass

@@ -1,5 +1,5 @@
--- Rollback of 0010_monitor_history: the exact inverse of
--- sql/migrations/0010_monitor_history.sql, undoing its statements in reverse order
+-- Rollback of 0009_monitor_history: the exact inverse of
+-- sql/migrations/0009_monitor_history.sql, undoing its statements in reverse order
 -- (the grants go with the objects).
 
 DROP TABLE dmdb_monitor.table_sizes;
