@@ -3,8 +3,8 @@
 Two sources of findings:
 
 - squawk's static rules (the `squawk` binary of the squawk-cli dependency), with the
-  project's `.squawk.toml` when there is one beside the SQL tree or in the working
-  directory;
+  project's squawk config when there is one (`<sql dir>/squawk.toml`, a `.squawk.toml`
+  beside the SQL tree, or one in the working directory);
 - a *lock trace*: the files are replayed in a scratch database on the same server that
   holds the live schema (pg_dump, no data) and a few rows copied from each live table.
   Each statement of a transactional file runs inside the file's transaction; before and
@@ -199,7 +199,11 @@ def squawk_binary() -> str:
 
 
 def squawk_config(project: Project) -> Path | None:
-    for candidate in (project.sql_dir.parent / ".squawk.toml", Path.cwd() / ".squawk.toml"):
+    # The shipped tree carries its own (sql/squawk.toml); a project may keep its
+    # config inside its SQL tree or as squawk's usual .squawk.toml beside it.
+    sql_dir = project.sql_dir
+    for candidate in (sql_dir / "squawk.toml", sql_dir.parent / ".squawk.toml",
+                      Path.cwd() / ".squawk.toml"):
         if candidate.is_file():
             return candidate
     return None

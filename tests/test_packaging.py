@@ -19,10 +19,17 @@ from conftest import REPO, run_dmdb
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """The project built as a wheel and installed into a directory of its own."""
-    target = tmp_path_factory.mktemp("wheel") / "site"
+    """The project built as a wheel and installed into a directory of its own.
+
+    Built from a copy of the sources: setuptools reuses a checkout's build/ directory, so
+    a file deleted or renamed since an earlier `pip install .` would still be shipped."""
+    base = tmp_path_factory.mktemp("wheel")
+    source, target = base / "src", base / "site"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", ".dmdb", ".venv", "venv", ".ci-venv",
+        "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache"))
     args = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-            str(target), str(REPO)]
+            str(target), str(source)]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return target
@@ -41,6 +48,8 @@ def test_wheel_ships_sql_templates_and_data(installed):
     assert {p.name for p in (package / "sql" / "functions").glob("*.sql")} == {
         p.name for p in (REPO / "sql" / "functions").glob("*.sql")}
     assert (package / "sql" / "queries" / "ledger.sql").exists()
+    # `dmdb lint` of the shipped migrations applies the same squawk config as CI
+    assert (package / "sql" / "squawk.toml").read_text() == (REPO / "sql" / "squawk.toml").read_text()
     assert {p.name for p in (package / "templates").glob("*.j2")} == {
         p.name for p in (REPO / "templates").glob("*.j2")}
     assert (package / "data" / "concepts.csv").exists()
