@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import threading
 import time
@@ -24,6 +25,8 @@ from fsrs.scheduler import LOWER_BOUNDS_PARAMETERS, UPPER_BOUNDS_PARAMETERS
 
 T0 = datetime(2003, 2, 5, 7, 30, tzinfo=timezone.utc)
 CTX = Context(prec=60, Emax=10**18 - 1, Emin=-(10**18 - 1))
+# DMDB_CONFORM_SCALE=20 runs twenty times as many generated cases (a deeper search).
+SCALE = int(os.environ.get("DMDB_CONFORM_SCALE", "1"))
 SM2_CAP = 36500  # the documented guard on SM-2 intervals (sm2.sql, docs/algorithms.md)
 
 
@@ -174,7 +177,7 @@ def _sm2_sequences(rnd, n):
 
 def test_sm2_step_exact(conn):
     rnd = random.Random(1601)
-    steps = _sm2_sequences(rnd, 3000)
+    steps = _sm2_sequences(rnd, 3000 * SCALE)
     # the issue's two examples end at 9 days, not 10
     for qs in ([0, 0, 5, 5, 3], [1, 2, 3, 4, 3]):
         st = (Fraction(5, 2), 0, 0)
@@ -302,10 +305,18 @@ def _bkt_cases(rnd):
                     for c in (True, False):
                         r, v = rnd.choice(rates)
                         cases.append((m, d, dt, c, g, s, r, v))
-    for _ in range(3000):
+    for _ in range(3000 * SCALE):
         cases.append((rnd.random(), rnd.uniform(0.9, 1.0), 10 ** rnd.uniform(-6, 4),
                       rnd.random() < 0.5, rnd.uniform(0, 0.5), rnd.uniform(0, 0.5),
                       rnd.random(), rnd.uniform(0.2, 4)))
+    for _ in range(1000 * SCALE):  # log-uniform: values near 0 and 1 in every decade
+        def near(lo=-300):
+            x = 10 ** rnd.uniform(lo, 0)
+            return x if rnd.random() < 0.5 else 1 - x
+        cases.append((near(), 1 - 10 ** rnd.uniform(-16, -1.05), 10 ** rnd.uniform(-12, 9),
+                      rnd.random() < 0.5, 10 ** rnd.uniform(-200, math.log10(0.5)),
+                      10 ** rnd.uniform(-200, math.log10(0.5)), 10 ** rnd.uniform(-5, 0),
+                      10 ** rnd.uniform(-3, 3)))
     return cases
 
 
@@ -366,7 +377,7 @@ def test_answer_quality_mapping(conn):
 def test_irt_3pl_60_digits(conn):
     rnd = random.Random(1604)
     cases = [(rnd.uniform(-4, 4), rnd.uniform(-4, 4), rnd.uniform(0.1, 3), rnd.uniform(0, 0.4))
-             for _ in range(5000)]
+             for _ in range(5000 * SCALE)]
     cases += [(t, b, a, c) for t in (-400.0, 0.0, 400.0) for b in (-3.0, 3.0) for a in (0.01, 5.0)
               for c in (0.0, 0.25)]
     got = conn.execute("SELECT irt_probability(t, b, a, c) FROM unnest(%s::float8[], %s::float8[], "
@@ -457,13 +468,13 @@ def test_fsrs_step_equals_py_fsrs(conn):
                       [int(x.total_seconds()) for x in s.learning_steps],
                       [int(x.total_seconds()) for x in s.relearning_steps], s.maximum_interval))
     inputs, wants = [], []
-    for _ in range(1500):
+    for _ in range(1500 * SCALE):
         card = Card()
         at = T0 + timedelta(seconds=rnd.randint(0, 86400 * 100))
         cfg = rnd.randrange(len(configs))
         for k in range(rnd.randint(1, 12)):
             if k:
-                at += timedelta(seconds=rnd.choice([rnd.randint(60, 3600), rnd.randint(3600, 86400 * 2),
+                at += timedelta(seconds=rnd.choice([0, rnd.randint(60, 3600), rnd.randint(3600, 86400 * 2),
                                                     rnd.randint(86400, 86400 * 60),
                                                     rnd.randint(86400 * 200, 86400 * 365 * 4)]))
                 if rnd.random() < 0.2:
@@ -583,3 +594,71 @@ def test_interrupted_record_answers_writes_nothing(db, schema_url):
                 assert snapshot(db) != base
             time.sleep(0.05)
     assert interrupted >= 3
+
+
+# -- migration 0010: intervals stored by the pre-0007 double precision arithmetic ---------------
+
+
+def _old_float_sm2(qualities):
+    """The pre-0007 functions' arithmetic (double precision EF), as stored in the field."""
+    ef, interval, reps = 2.5, 0, 0
+    for q in qualities:
+        if q < 3 or reps == 0:
+            interval = 1
+        elif reps == 1:
+            interval = 6
+        else:
+            interval = min(SM2_CAP, math.ceil(interval * ef))
+        reps = 0 if q < 3 else reps + 1
+        ef = max(1.3, ef + 0.1 - (5 - q) * (0.08 + (5 - q) * 0.02))
+    return ef, interval, reps
+
+
+def test_0010_repairs_drifted_intervals_with_full_history(db):
+    rnd = random.Random(1610)
+    (user,) = _learners(db, 1)[0]
+    concept = add_concept(db, f"r{random.random()}")
+    pairs = []
+    for k in range(400 * SCALE):
+        item = add_item(db, concept)
+        qs = [rnd.choice([0, 1, 2, 3, 3, 4, 5, 5]) for _ in range(rnd.randint(3, 14))]
+        qs += [rnd.choice([3, 4, 5]) for _ in range(3)]  # ends on a multiplicative interval
+        ef, interval, reps = _old_float_sm2(qs)
+        exact = (Fraction(5, 2), 0, 0)
+        for q in qs:
+            exact = sm2_ref(*exact, q)
+        at = [T0 + timedelta(days=3 * j, seconds=k) for j in range(len(qs))]
+        for q, t in zip(qs, at):
+            db.execute("INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, "
+                       "content_id, is_correct, quality) VALUES (%s, %s, 'question_answered', %s, %s, "
+                       "%s, %s)", (user, t, concept, item, q >= 3, q))
+        due = at[-1] + timedelta(days=interval)
+        kind = k % 4  # 0: pre-0007 row; 1: SM-2 chosen since; 2: FSRS chosen since; 3: history lost
+        fsrs_due = at[-1] + timedelta(days=11)
+        db.execute("INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, "
+                   "repetitions, next_review_at, last_quality, last_reviewed_at, sm2_due) "
+                   "VALUES (%s, %s, round(round((%s::float8 * 50)::numeric) / 50, 2), %s, %s, %s, %s, "
+                   "%s, %s)", (user, item, ef, interval, reps, fsrs_due if kind == 2 else due, qs[-1],
+                               at[-1], None if kind == 0 else due))
+        if kind == 3:
+            db.execute("DELETE FROM learning_events WHERE content_id = %s AND occurred_at = %s",
+                       (item, at[0]))
+        pairs.append((item, kind, interval, exact[1], due, fsrs_due))
+    with open("sql/migrations/0010_sm2_interval_repair.sql", encoding="utf-8") as f:
+        db.execute(f.read())
+    got = {i: r for i, *r in db.execute("SELECT content_id, interval_days, next_review_at, sm2_due "
+                                        "FROM review_schedule WHERE user_id = %s", (user,))}
+    drifted = 0
+    for item, kind, stored, exact, due, fsrs_due in pairs:
+        interval, nxt, sm2_due = got[item]
+        if kind == 3:
+            # the history's first answer is gone: repaired only when the rest reproduces
+            # the stored state, and then to the full history's exact interval
+            assert (interval, nxt) in ((stored, due), (exact, due + timedelta(days=exact - stored)))
+            continue
+        drifted += stored != exact
+        shift = timedelta(days=exact - stored)
+        assert interval == exact
+        assert nxt == (fsrs_due if kind == 2 else due + shift)
+        assert sm2_due == (None if kind == 0 else due + shift)
+    assert drifted >= 10  # the generator does reach the float errors
