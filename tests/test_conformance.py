@@ -662,3 +662,27 @@ def test_0010_repairs_drifted_intervals_with_full_history(db):
         assert nxt == (fsrs_due if kind == 2 else due + shift)
         assert sm2_due == (None if kind == 0 else due + shift)
     assert drifted >= 10  # the generator does reach the float errors
+
+
+def test_fsrs_through_record_answers_equals_py_fsrs(db):
+    """The FSRS scheduler chosen: every answer's next_review_at and the stored card equal
+    py-fsrs' replay with the documented rating (quality 0..2 Again, 3 Hard, 4 Good, 5 Easy)."""
+    rnd = random.Random(1611)
+    users, items = _learners(db, 5, "fsrs")
+    answers = _answers(rnd, users, items, 1200, out_of_order=False)
+    avg = dict(db.execute("SELECT content_id, average_response_time_ms FROM content").fetchall())
+    rows = db.execute("SELECT next_review_at, quality FROM record_answers(%s) ORDER BY ordinal",
+                      (json.dumps([as_json(a) for a in answers]),)).fetchall()
+    scheduler, cards = Scheduler(enable_fuzzing=False), {}
+    for a, (nxt, q) in zip(answers, rows):
+        want_q = a["quality"] if a["quality"] is not None else quality_ref(
+            a["is_correct"], a["hints_used"], a["response_time_ms"], avg[a["content_id"]])
+        key = (a["user_id"], a["content_id"])
+        rating = 1 if want_q < 3 else want_q - 1
+        cards[key], _ = scheduler.review_card(cards.get(key, Card()), Rating(rating), a["answered_at"])
+        assert (q, nxt) == (want_q, cards[key].due), a
+    for u, i, st, sp, s, d in db.execute("SELECT user_id, content_id, fsrs_state, fsrs_step, "
+                                         "fsrs_stability, fsrs_difficulty FROM review_schedule"):
+        card = cards[(u, i)]
+        assert (st, sp) == (card.state.value, card.step)
+        assert abs(s - card.stability) <= 1e-9 and abs(d - card.difficulty) <= 1e-9
