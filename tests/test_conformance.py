@@ -573,7 +573,7 @@ def test_interrupted_record_answers_writes_nothing(db, schema_url):
         with psycopg.connect(schema_url, autocommit=True) as c:
             pid = c.info.backend_pid
             base = snapshot(c)
-            delay = full * (0.2 + 0.12 * k)
+            delay = full * (0.1 + 0.1 * k)
             if how == "timeout":
                 c.execute("SELECT set_config('statement_timeout', %s, false)", (str(int(delay * 1000)),))
             else:
