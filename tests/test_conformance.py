@@ -686,3 +686,13 @@ def test_fsrs_through_record_answers_equals_py_fsrs(db):
         card = cards[(u, i)]
         assert (st, sp) == (card.state.value, card.step)
         assert abs(s - card.stability) <= 1e-9 and abs(d - card.difficulty) <= 1e-9
+
+
+def test_batch_reads_json_strings_by_the_column_types_input(db):
+    """As documented in record_answers.sql: "5" is quality 5, "yes" is true."""
+    users, items = _learners(db, 2)
+    base = {"content_id": items[0], "response_time_ms": 10, "answered_at": T0.isoformat()}
+    rows = db.execute("SELECT quality, mastery FROM record_answers(%s) ORDER BY ordinal", (json.dumps(
+        [dict(base, user_id=users[0], is_correct="yes", quality="5"),
+         dict(base, user_id=users[1], is_correct=True, quality=5)]),)).fetchall()
+    assert rows[0] == rows[1] and rows[0][0] == 5
