@@ -62,16 +62,20 @@ def bkt_ref(m, decay, delta, correct, guess, slip, rate, velocity):
         m, decay, guess, slip = D(m), D(decay), D(guess), D(slip)
         delta = D(delta)
         if delta <= 0 or m == 0:
-            p0 = m
+            p0, q0 = m, 1 - m
         elif decay == 0:
-            p0 = Decimal(0)
+            p0, q0 = Decimal(0), Decimal(1)
         else:
-            p0 = m * decay ** delta
-        pred = p0 * (1 - slip) + (1 - p0) * guess
+            # 1 − p0 where p0 is within 1e−60 of 1 (a tiny gap): more digits, not 0
+            x = delta * decay.ln()
+            with localcontext(Context(prec=70 + max(0, -x.adjusted()), Emax=CTX.Emax, Emin=CTX.Emin)):
+                p0, q0 = m * x.exp(), 1 - m * x.exp()
+            p0, q0 = +p0, +q0
+        pred = p0 * (1 - slip) + q0 * guess
         if correct:
-            a, b = p0 * (1 - slip), (1 - p0) * guess
+            a, b = p0 * (1 - slip), q0 * guess
         else:
-            a, b = p0 * slip, (1 - p0) * (1 - guess)
+            a, b = p0 * slip, q0 * (1 - guess)
         p1 = p0 if a + b == 0 else a / (a + b)
         learn = min(Decimal(1), D(rate) * D(velocity))
         return p0, pred, p1 + (1 - p1) * learn
@@ -295,7 +299,7 @@ def _bkt_cases(rnd):
     cases = []
     masteries = [0.0, 1e-300, 1e-12, 0.1, 0.5, 0.94, 0.95, 1 - 2**-52, 1.0]
     decays = [0.5, 0.9, 0.98, 1 - 2**-52, 1.0]
-    deltas = [0.0, -3.0, 1e-12, 1 / 1440, 1.0, 36.5, 7000.0, 1e6, 1e12]
+    deltas = [0.0, -3.0, 1e-290, 3.7e-151, 1e-40, 1e-12, 1 / 1440, 1.0, 36.5, 7000.0, 1e6, 1e12]
     gs = [(0.0, 0.0), (0.0, 0.1), (0.2, 0.0), (0.2, 0.1), (0.5, 0.5), (0.5, 0.0), (0.0, 0.5), (0.3, 0.3)]
     rates = [(0.15, 1.0), (0.5, 2.0), (0.9, 3.0), (1.0, 1.0), (0.0, 1.0), (1e-200, 1e-200)]
     for m in masteries:
