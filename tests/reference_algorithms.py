@@ -53,11 +53,31 @@ def bkt_forget(mastery, decay, delta_days) -> Decimal:
         return m * (dd * d.ln()).exp()
 
 
-def bkt_evidence(p0: Decimal, correct: bool, guess, slip) -> Decimal:
-    """Step 2: P(mastered | answer) = a / (a + b); a = b = 0 → p0."""
+def bkt_forget_complement(mastery, decay, delta_days) -> Decimal:
+    """1 − p0 to 60 significant digits, also where p0 is within 1e−60 of 1 (a tiny gap
+    at mastery 1: 1 − 0.9^1e−151 > 0, while p0 itself rounds to 1 in 60 digits)."""
+    m, d, dd = dec(mastery), dec(decay), dec(delta_days)
+    with localcontext(EXACT):
+        if dd <= 0 or d == 1:
+            return 1 - m
+        if m <= 0 or d <= 0:
+            return D1
+        x = dd * d.ln()
+    # 1 − m·e^x cancels about −log10|x| digits: carry that many more
+    wide = Context(prec=DIGITS + max(0, -x.adjusted()) + 5, Emax=MAX_EMAX, Emin=MIN_EMIN)
+    with localcontext(wide):
+        q0 = 1 - m * x.exp()
+    with localcontext(EXACT):
+        return +q0
+
+
+def bkt_evidence(p0: Decimal, correct: bool, guess, slip, q0: Decimal | None = None) -> Decimal:
+    """Step 2: P(mastered | answer) = a / (a + b); a = b = 0 → p0. q0 = 1 − p0 when
+    given (exact where p0 rounds to 1)."""
     g, s = dec(guess), dec(slip)
     with localcontext(EXACT):
-        q0 = 1 - p0
+        if q0 is None:
+            q0 = 1 - p0
         a, b = (p0 * (1 - s), q0 * g) if correct else (p0 * s, q0 * (1 - g))
         if a + b == 0:
             return p0
@@ -73,8 +93,9 @@ def bkt_learn(p1: Decimal, learning_rate, velocity) -> Decimal:
 
 def bkt_predict_correct(mastery, decay, delta_days, guess, slip) -> Decimal:
     p0 = bkt_forget(mastery, decay, delta_days)
+    q0 = bkt_forget_complement(mastery, decay, delta_days)
     with localcontext(EXACT):
-        return p0 * (1 - dec(slip)) + (1 - p0) * dec(guess)
+        return p0 * (1 - dec(slip)) + q0 * dec(guess)
 
 
 def bkt_posterior(p0, correct, guess, slip, learning_rate, velocity) -> Decimal:
@@ -83,8 +104,9 @@ def bkt_posterior(p0, correct, guess, slip, learning_rate, velocity) -> Decimal:
 
 
 def bkt_update(mastery, decay, delta_days, correct, guess, slip, learning_rate, velocity) -> Decimal:
-    return bkt_posterior(bkt_forget(mastery, decay, delta_days), correct, guess, slip,
-                         learning_rate, velocity)
+    p0 = bkt_forget(mastery, decay, delta_days)
+    q0 = bkt_forget_complement(mastery, decay, delta_days)
+    return bkt_learn(bkt_evidence(p0, correct, guess, slip, q0), learning_rate, velocity)
 
 
 # -- SM-2 (exact rationals), quality, IRT ------------------------------------------------

@@ -14,8 +14,11 @@
 --
 -- The result, and every row written, is exactly what calling record_answer once
 -- per element in the same order would give (tests/test_record_answer.py checks
--- this property); only the event ids may interleave differently with concurrent
--- writers. One row per answer is returned, in input order.
+-- this property, tests/test_conformance.py too), except the order of the event ids:
+-- the batch draws its question_answered ids in input order and its concept_mastered
+-- events' ids after them (record_answer's mastered event follows its own answer), and
+-- with concurrent writers the ids may interleave. One row per answer is returned, in
+-- input order.
 --
 -- How it is fast (≥ 20,000 answers/s for batches of 1,000 on 2 cores): the
 -- JSON is parsed once by jsonb_to_recordset; the per-user state (users,
@@ -44,9 +47,10 @@
 -- (0-based, as p_answers->i; the result's ordinal is i + 1) and the field:
 --   record_answers: answers[17].quality: 100000 is outside 0..5
 --   record_answers: answers[3].answered_at: "yesterday" is not a timestamp
--- A value of the wrong type (a string for a number, 3.5 for an integer, a number out
+-- A value of the wrong type (a string that is no number, 3.5 for an integer, a number out
 -- of the column's range, text that is no timestamp) fails the typed parse; only then
--- record_answers_input_error() walks the elements one by one to name it.
+-- record_answers_input_error() walks the elements one by one to name it. A JSON string
+-- is read by the column type's own input, so "5" is quality 5 and "yes" is true.
 CREATE OR REPLACE FUNCTION record_answers_input_error(
     p_answers jsonb,
     p_clock timestamptz,
