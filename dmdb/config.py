@@ -47,13 +47,23 @@ PROJECT_KEYS: dict[str, type] = {
 }
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_DURATION = re.compile(r"\s*\d+(\.\d+)?\s*(us|ms|s|min|h)?\s*")
+# The one reader of PostgreSQL-style durations; a bare number is milliseconds, as in
+# `SET lock_timeout = 500`.
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h)?\s*")
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
+
+
+def duration_ms(value: str, name: str, *, example: str = "2s") -> float:
+    """Milliseconds of a PostgreSQL duration (2s, 500ms, 1min; a bare number is ms)."""
+    match = _DURATION.fullmatch(str(value or ""))
+    if not match:
+        raise ConfigError(f"{name} {value!r} is not a duration; write e.g. {example} or 500ms")
+    return float(match.group(1)) * _UNITS_MS[match.group(2) or ""]
 
 
 def check_duration(value: str, name: str) -> str:
     """A PostgreSQL duration such as 2s, 500ms or 1min (a bare number is milliseconds)."""
-    if not _DURATION.fullmatch(value or ""):
-        raise ConfigError(f"{name} {value!r} is not a duration; write e.g. 2s or 500ms")
+    duration_ms(value, name)
     return value.strip()
 
 

@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from dmdb import resources
+from dmdb import config, resources
 from dmdb.errors import ConfigError, MigrationError
 
 if TYPE_CHECKING:
     import psycopg
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h)?\s*")
 
 # SQLSTATEs after which the whole transaction is simply tried again.
 RETRYABLE = {
@@ -44,10 +40,7 @@ _LOCK_WAIT_WHY = ("0 means wait forever, and every query on the table queues beh
 
 def duration_ms(value: str, name: str) -> float:
     """Milliseconds of a PostgreSQL duration (2s, 500ms, 1min; a bare number is ms)."""
-    match = _DURATION.fullmatch(str(value or ""))
-    if not match:
-        raise ConfigError(f"{name} {value!r} is not a duration; write e.g. 1s or 500ms")
-    return float(match.group(1)) * _UNITS_MS[match.group(2) or ""]
+    return config.duration_ms(value, name, example="1s")
 
 
 def bounded_duration(value: str, name: str, *, why: str = _LOCK_WAIT_WHY,
