@@ -50,6 +50,19 @@ def warning_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def human_bytes(n: float | None) -> str:
+    """A byte count in binary steps with PostgreSQL's unit names (`12.3 MB`, as
+    pg_size_pretty); None (no size known) is blank."""
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]):
     from rich.table import Table
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from dmdb.render import console, print_json, show_progress, table
+from dmdb.render import console, human_bytes, print_json, show_progress, table
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar; print only problems.")
@@ -17,17 +17,6 @@ indexes_app = typer.Typer(
     "duplicate indexes.",
     no_args_is_help=True,
 )
-
-
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 class _BuildBar:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from dmdb.render import console, print_json, show_progress, table, warning_line
+from dmdb.render import console, human_bytes, print_json, show_progress, table, warning_line
 
 app = typer.Typer(
     help=(
@@ -200,7 +200,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON):
             if p.is_default:
                 notes = f"{p.default_rows} row(s) in DEFAULT!" if p.default_rows else "empty"
             rows.append((p.name, bounds, "—" if p.rows_estimate is None else p.rows_estimate,
-                         _size(p.size_bytes), notes))
+                         human_bytes(p.size_bytes), notes))
         out.print(table(f"{t.schema}.{t.name} ({t.key})",
                         ("partition", "bounds", "rows (est.)", "size", "notes"), rows))
         if t.default is not None and t.default.months:
@@ -215,14 +215,6 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON):
 def _short(bound: str) -> str:
     """'2026-11-01 00:00:00+00' -> '2026-11-01' (UTC midnight, as monthly bounds are)."""
     return bound.removesuffix(" 00:00:00+00")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _run(ctx, *, action: str, **kwargs):
