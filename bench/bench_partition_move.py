@@ -83,7 +83,8 @@ def main() -> None:
         phase[0] = "during"
         with psycopg.connect(url, autocommit=True) as conn:
             t0 = time.monotonic()
-            result = partitions.run(conn, action="create", start=month, ahead=0)
+            result = partitions.run(conn, partitions.PlanRequest(action="create", start=month,
+                                                                     ahead=0))
             seconds = time.monotonic() - t0
         phase[0] = "after"
         time.sleep(3)

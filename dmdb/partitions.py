@@ -71,14 +71,23 @@ from dmdb.partitions_plan import (
     validate_options,
 )
 from dmdb.partitions_retention import archive_step, drop_step, unlink_step
-from dmdb.partitions_run import PARTITION_LOCK_KEY, Plan, RunResult, execute, make_plan, run
+from dmdb.partitions_run import (
+    PARTITION_LOCK_KEY,
+    Plan,
+    PlanRequest,
+    RunResult,
+    execute,
+    make_plan,
+    run,
+)
 
 __all__ = [
     "CHECK_NAME", "DEFAULT_ATTEMPTS", "DEFAULT_BASE_DELAY", "DEFAULT_LOCK_TIMEOUT",
     "DEFAULT_TABLE", "EXIT_DEFAULT_ROWS", "FILL_HORIZON", "MAX_AHEAD", "PARTITION_LOCK_KEY",
     "UTC", "Conflict", "Coverage", "DefaultContents", "DefaultMonth", "Dependency",
     "Existing", "Listing", "PartitionError", "PartitionRow", "PartitionedTable", "Plan",
-    "PurePlan", "RunResult", "Step", "Stranded", "TableInfo", "Target", "add_months",
+    "PlanRequest", "PurePlan", "RunResult", "Step", "Stranded", "TableInfo", "Target",
+    "add_months",
     "archive_step", "check_lock_timeout", "coverage", "create_step", "db_now", "drop_step",
     "execute", "list_partitions", "make_plan", "month_bounds", "month_of", "months_ahead",
     "parse_month", "partition_name", "plan_create", "plan_fill", "plan_pure",

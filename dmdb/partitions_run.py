@@ -77,6 +77,29 @@ if TYPE_CHECKING:
 PARTITION_LOCK_KEY = 0x646D6462_00000002
 
 
+@dataclass(frozen=True)
+class PlanRequest:
+    """What a create / rollover run is asked for: the inputs of its plan."""
+
+    action: str = "create"  # create | rollover
+    table: str = DEFAULT_TABLE
+    ahead: int = 3
+    start: date | None = None
+    retain: int | None = None
+    archive_schema: str | None = None
+    drop: bool = False
+    today: date | None = None  # None: the server's current date (UTC)
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    fill: bool = False
+
+    def check(self) -> tuple[str | None, str]:
+        """Usage checks, before any connection; the retention mode (archive | drop |
+        None) and the lock_timeout as PostgreSQL will be given it."""
+        retention = validate_options(ahead=self.ahead, retain=self.retain,
+                                     archive_schema=self.archive_schema, drop=self.drop)
+        return retention, check_lock_timeout(self.lock_timeout)
+
+
 @dataclass
 class Plan:
     action: str  # create | rollover
@@ -165,25 +188,13 @@ def plan_steps(pure: PurePlan, table: TableInfo, *, lock_timeout: str,
     return steps
 
 
-def make_plan(
-    conn: psycopg.Connection,
-    *,
-    action: str = "create",
-    table: str = DEFAULT_TABLE,
-    ahead: int = 3,
-    start: date | None = None,
-    retain: int | None = None,
-    archive_schema: str | None = None,
-    drop: bool = False,
-    today: date | None = None,
-    lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
-    fill: bool = False,
-) -> Plan:
+def make_plan(conn: psycopg.Connection, request: PlanRequest | None = None) -> Plan:
     """Read the catalog and decide; nothing is changed."""
-    retention = validate_options(ahead=ahead, retain=retain, archive_schema=archive_schema,
-                                 drop=drop)
-    lock_timeout = check_lock_timeout(lock_timeout)
-    info = read_table(conn, table)
+    request = request or PlanRequest()
+    retention, lock_timeout = request.check()
+    action, ahead, start, retain = request.action, request.ahead, request.start, request.retain
+    archive_schema, today, fill = request.archive_schema, request.today, request.fill
+    info = read_table(conn, request.table)
     now = db_now(conn)
     if today is None:
         today = now.astimezone(UTC).date()
@@ -327,22 +338,13 @@ def _result(plan: Plan, *, dry_run: bool) -> RunResult:
 
 def run(
     conn: psycopg.Connection,
+    request: PlanRequest | None = None,
     *,
-    action: str = "create",
-    table: str = DEFAULT_TABLE,
-    ahead: int = 3,
-    start: date | None = None,
-    retain: int | None = None,
-    archive_schema: str | None = None,
-    drop: bool = False,
-    today: date | None = None,
-    lock_timeout: str = DEFAULT_LOCK_TIMEOUT,
     dry_run: bool = False,
     lock_wait: float = 0.0,
     attempts: int = DEFAULT_ATTEMPTS,
     base_delay: float = DEFAULT_BASE_DELAY,
     progress: Callable[[Step], None] | None = None,
-    fill: bool = False,
 ) -> RunResult:
     """`create` and `rollover`: take the advisory lock, plan, execute (or only plan).
 
@@ -354,23 +356,21 @@ def run(
     """
     from dmdb.db import advisory_unlock, die_with_client, try_advisory_lock
 
-    validate_options(ahead=ahead, retain=retain, archive_schema=archive_schema, drop=drop)
-    check_lock_timeout(lock_timeout)
-    kwargs = {"action": action, "table": table, "ahead": ahead, "start": start, "retain": retain,
-              "archive_schema": archive_schema, "drop": drop, "today": today,
-              "lock_timeout": lock_timeout, "fill": fill}
+    request = request or PlanRequest()
+    request.check()
     die_with_client(conn)
     if dry_run:
-        return _result(make_plan(conn, **kwargs), dry_run=True)
+        return _result(make_plan(conn, request), dry_run=True)
     if not try_advisory_lock(conn, PARTITION_LOCK_KEY, lock_wait):
-        info = read_table(conn, table)
-        return RunResult(action=action, table=info.qualified, dry_run=False,
-                         today=today or db_now(conn).astimezone(UTC).date(), ahead=ahead,
-                         retain=retain, skipped=True, fill=fill,
+        info = read_table(conn, request.table)
+        return RunResult(action=request.action, table=info.qualified, dry_run=False,
+                         today=request.today or db_now(conn).astimezone(UTC).date(),
+                         ahead=request.ahead, retain=request.retain, skipped=True,
+                         fill=request.fill,
                          message="another run of dmdb partitions is in progress (advisory "
                          f"lock {PARTITION_LOCK_KEY:#x}); nothing done")
     try:
-        plan = make_plan(conn, **kwargs)
+        plan = make_plan(conn, request)
         return execute(conn, plan, attempts=attempts, base_delay=base_delay, progress=progress)
     finally:
         advisory_unlock(conn, PARTITION_LOCK_KEY)

@@ -327,8 +327,8 @@ def ensure_partitions(conn, since: datetime, now: datetime, *, dry_run: bool = F
 
     first = partitions.month_of(since)
     span = (now.year - first.year) * 12 + now.month - first.month
-    result = partitions.run(conn, action="create", start=first, ahead=max(span, 0),
-                            lock_wait=30.0, dry_run=dry_run)
+    request = partitions.PlanRequest(action="create", start=first, ahead=max(span, 0))
+    result = partitions.run(conn, request, lock_wait=30.0, dry_run=dry_run)
     if result.skipped:
         raise DmdbError("another dmdb partitions run holds its lock; seed again when it is done")
     if result.errors:

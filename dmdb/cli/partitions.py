@@ -225,16 +225,13 @@ def _run(ctx, *, action: str, **kwargs):
     quiet, as_json = kwargs.pop("quiet"), kwargs.pop("as_json")
     kwargs["lock_timeout"] = _lock_timeout(settings, kwargs.get("lock_timeout"))
     kwargs["today"] = partitions.today_from_text(kwargs.get("today"))
-    # Usage errors before connecting.
-    partitions.validate_options(ahead=kwargs["ahead"], retain=kwargs.get("retain"),
-                                archive_schema=kwargs.get("archive_schema"),
-                                drop=kwargs.get("drop", False))
-    partitions.check_lock_timeout(kwargs["lock_timeout"])
+    options = {k: kwargs.pop(k) for k in ("attempts", "dry_run", "lock_wait")}
+    request = partitions.PlanRequest(action=action, **kwargs)
+    request.check()  # usage errors before connecting
     with connect(settings, autocommit=True) as conn:
-        if not kwargs.get("dry_run"):
+        if not options["dry_run"]:
             require_session(conn, f"dmdb partitions {action}")
-        result = partitions.run(conn, action=action, progress=_progress(quiet or as_json),
-                                **kwargs)
+        result = partitions.run(conn, request, progress=_progress(quiet or as_json), **options)
     if result.skipped and action == "create":
         raise partitions.PartitionError(
             f"{result.message} for 30 s; retry when it has finished")
