@@ -79,6 +79,18 @@ def test_a_global_option_after_the_command_without_its_value_is_named(cli):
         assert "requires an argument" in result.stderr
 
 
+def test_a_global_option_after_the_command_does_not_take_the_next_option_as_its_value(cli):
+    # `dmdb status --dbname --json` used to connect to a database named "--json"
+    for args in (["status", "--dbname", "--json"], ["partitions", "list", "--sql-dir", "--json"]):
+        result = cli(args)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert f"Option '{args[-2]}' requires an argument." in result.stderr
+    # a value that only looks like an option is still given with `=`
+    given = cli(["status", "--sql-dir=--no-such-dir"])
+    assert "requires an argument" not in given.stderr
+
+
 def test_new_writes_into_the_project_tree_and_refuses_outside_a_project(cli, tmp_path,
                                                                        monkeypatch):
     outside = cli(["new", "add badges"])

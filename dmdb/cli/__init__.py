@@ -107,8 +107,10 @@ class DmdbGroup(TyperGroup):
             if path and name in takes_value and name not in own:
                 front.append(token)
                 i += 1
-                if takes_value[name] and "=" not in token and i >= len(args):
-                    # Moved in front as is, it would take the command as its value.
+                if takes_value[name] and "=" not in token and (
+                        i >= len(args) or args[i].startswith("--")):
+                    # Moved in front as is, it would take the command as its value; and
+                    # `--dbname --json` must not name a database "--json" (`=` gives one).
                     self._usage_error(UsageError(f"Option '{name}' requires an argument.", ctx))
                 if takes_value[name] and "=" not in token and i < len(args):
                     front.append(args[i])
