@@ -201,6 +201,10 @@ def test_debug_shows_a_traceback_for_a_user_error(cli):
         assert debug.stderr.rstrip().splitlines()[-1].startswith("dmdb: error: DB_PORT")
     usage = cli(["status", "--nope", "--debug"])
     assert usage.exit_code == 2 and "Traceback" in usage.stderr
+    # a usage error dmdb raises itself (no `except` around it) shows that error, not None
+    missing = cli(["--debug", "status", "--dbname"])
+    assert missing.exit_code == 2 and "NoneType: None" not in missing.stderr
+    assert "UsageError: Option '--dbname' requires an argument." in missing.stderr
 
 
 def test_debug_shows_a_traceback_for_an_unexpected_error(cli, monkeypatch):

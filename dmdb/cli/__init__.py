@@ -122,7 +122,8 @@ class DmdbGroup(TyperGroup):
 
     def _usage_error(self, exc: UsageError):
         if getattr(self, "_debug", False):
-            traceback.print_exc()
+            # the exception itself: it may be raised here, outside any `except` block
+            traceback.print_exception(exc)
         path = exc.ctx.command_path if exc.ctx is not None else "dmdb"
         error_line(f"{exc.format_message()} (see `{path} --help`)")
         sys.exit(2)
