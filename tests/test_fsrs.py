@@ -270,11 +270,16 @@ def test_switch_under_concurrent_answers_leaves_every_row_consistent(schema_url)
     def work(k):
         rnd = random.Random(k)
         user, items = users_items[k]
-        at = T0
+        # Answer times advance ~12 h per answer: start years back and stop before they
+        # would reach the server clock (answers from the future are refused by design).
+        at = T0 - timedelta(days=3650)
+        latest = datetime.now(timezone.utc) - timedelta(days=2)
         try:
             with psycopg.connect(schema_url, autocommit=True) as c:
                 while not stop.is_set():
                     at += timedelta(hours=rnd.choice([0.1, 5, 30]))
+                    if at > latest:
+                        break
                     batch = [{"user_id": user, "content_id": rnd.choice(items), "is_correct": True,
                               "response_time_ms": 5, "quality": rnd.randint(0, 5),
                               "answered_at": at.isoformat()}]
