@@ -423,7 +423,9 @@ def up(
                     raise MigrationError(_after_failure(exc, m, result.migrations)) from exc
                 result.migrations.append(m.id)
             if with_functions:
-                for f in _functions_to_apply(project, status(conn, project)):
+                # Applying migrations changes no function-file record: the ledger read
+                # above still tells which function files to apply.
+                for f in _functions_to_apply(project, state):
                     if progress:
                         progress("function", f.id)
                     apply_function_file(conn, f, runner=runner)
