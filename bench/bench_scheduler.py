@@ -29,39 +29,19 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
+from bench_record_answer import seed as seed_catalogue  # this script's directory
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-N_CONCEPTS = 40
-ITEMS_PER_CONCEPT = 10
-
 
 def seed(url: str, n_users: int) -> tuple[list[int], list[int]]:
-    run = uuid.uuid4().hex[:8]
-    with psycopg.connect(url, autocommit=True) as conn:
-        users = [r[0] for r in conn.execute(
-            """INSERT INTO users (email, display_name)
-               SELECT 'bench-' || %s || '-' || g || '@example.invalid', 'bench ' || g
-                 FROM generate_series(1, %s) g
-               RETURNING user_id""", (run, n_users))]
-        concepts = [r[0] for r in conn.execute(
-            """INSERT INTO concepts (code, name, category)
-               SELECT 'bench-' || %s || '-' || g, 'bench concept ' || g, 'road_rules'
-                 FROM generate_series(1, %s) g
-               RETURNING concept_id""", (run, N_CONCEPTS))]
-        items = [r[0] for r in conn.execute(
-            """INSERT INTO content (concept_id, category, question)
-               SELECT c, 'road_rules', 'bench question ' || c || '/' || g
-                 FROM unnest(%s::bigint[]) c, generate_series(1, %s) g
-               RETURNING content_id""", (concepts, ITEMS_PER_CONCEPT))]
-        conn.execute("ANALYZE users")
-        conn.execute("ANALYZE content")
-    return users, items
+    """The same learners and catalogue as bench_record_answer's, item ids only."""
+    users, items = seed_catalogue(url, n_users)
+    return users, [content_id for content_id, _concept in items]
 
 
 def run_threads(n: int, seconds: float, work) -> float:
