@@ -336,6 +336,57 @@ def ensure_partitions(conn, since: datetime, now: datetime, *, dry_run: bool = F
     return result
 
 
+def finish(settings, jobs: int) -> list[str]:
+    """After the answers: the rollup, VACUUM (ANALYZE) of the data tables, and the
+    learning_events partitions that hold rows. On two connections when jobs > 1: the
+    rollup and the small tables on one, learning_events (most of the work) on the other.
+
+    The VACUUM sets the visibility map and hint bits (index-only scans of a fresh seed)
+    and clears the users rows the batches updated; ANALYZE gives the planner the data."""
+    from psycopg import sql
+
+    from dmdb.db import connect
+    from dmdb.maintenance import run_rollup
+
+    def vacuum(conn, tables: list[str]) -> None:
+        for table in tables:
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+
+    with connect(settings, autocommit=True) as conn:
+        tables = data_tables(conn)
+        big = [t for t in tables if t == "learning_events"]
+        rest = [t for t in tables if t != "learning_events"]
+        errors: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                with connect(settings, autocommit=True) as conn2:
+                    vacuum(conn2, big)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        helper = threading.Thread(target=other, daemon=True) if jobs > 1 else None
+        if helper:
+            helper.start()
+        run_rollup(conn)
+        vacuum(conn, rest if helper else rest + big)
+        # A partition holds rows when a scan finds one (each stops at its first row).
+        touched = []
+        for schema, name, shown in conn.execute(
+                "SELECT n.nspname, c.relname, c.oid::regclass::text FROM pg_inherits i "
+                "JOIN pg_class c ON c.oid = i.inhrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE i.inhparent = 'learning_events'::regclass ORDER BY 3").fetchall():
+            if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM ONLY {})").format(
+                    sql.Identifier(schema, name))).fetchone()[0]:
+                touched.append(shown)
+        if helper:
+            helper.join()
+        if errors:
+            raise errors[0]
+    return touched
+
+
 def seed(
     settings,
     project,
@@ -392,6 +443,7 @@ def seed(
 
     total = users * answers_per_user
     written = [0]
+    events = [0]  # rows written to learning_events: one per answer, one per mastery
     lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -422,10 +474,12 @@ def seed(
                 for n, batch in batches(worker):
                     if errors:
                         return
-                    conn.execute("SELECT count(*) FROM record_answers(%s::jsonb)", (batch,),
-                                 prepare=True)
+                    mastered = conn.execute(
+                        "SELECT count(*) FILTER (WHERE newly_mastered) "
+                        "FROM record_answers(%s::jsonb)", (batch,), prepare=True).fetchone()[0]
                     with lock:
                         written[0] += n
+                        events[0] += n + mastered
                         if progress:
                             progress(written[0], total)
         except BaseException as exc:  # surfaced to the caller below
@@ -439,25 +493,12 @@ def seed(
     if errors:
         raise errors[0]
 
-    with connect(settings, autocommit=True) as conn:
-        from dmdb.maintenance import run_rollup
-
-        run_rollup(conn)
-        events = conn.execute("SELECT count(*) FROM learning_events").fetchone()[0]
-        touched = [r[0] for r in conn.execute(
-            "SELECT DISTINCT tableoid::regclass::text FROM learning_events ORDER BY 1").fetchall()]
-        from psycopg import sql
-
-        # The batches update the rows they insert (knowledge states, schedules, counters):
-        # without a VACUUM a fresh seed starts with dead tuples over autovacuum's trigger.
-        for table in data_tables(conn):
-            conn.execute(sql.SQL("VACUUM {}").format(sql.Identifier(table)))
-        conn.execute("ANALYZE")
+    touched = finish(settings, jobs)
     seconds = time.monotonic() - started
     return SeedResult(
-        users=users, concepts=len(catalogue.concepts), items=len(catalogue.items), events=events,
+        users=users, concepts=len(catalogue.concepts), items=len(catalogue.items), events=events[0],
         answers=total, partitions_touched=touched, seconds=round(seconds, 2),
-        events_per_second=round(events / seconds, 1) if seconds else 0.0, random_seed=random_seed,
+        events_per_second=round(events[0] / seconds, 1) if seconds else 0.0, random_seed=random_seed,
     )
 
 

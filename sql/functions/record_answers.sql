@@ -285,7 +285,7 @@ BEGIN
                  coalesce(j.answered_at, v_now) AS at,
                  coalesce(j.context, '{}'::jsonb) AS ctx,
                  dense_rank() OVER (ORDER BY j.user_id, c.concept_id)::integer AS k,
-                 dense_rank() OVER (ORDER BY j.user_id, j.content_id)::integer AS r,
+                 dense_rank() OVER (ORDER BY j.user_id, c.concept_id, j.content_id)::integer AS r,
                  dense_rank() OVER (ORDER BY j.user_id)::integer AS u,
                  CASE
                      WHEN j.user_id IS NULL THEN '22004user_id: must not be null'
@@ -405,20 +405,21 @@ BEGIN
       LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = p.cid AND ks.user_id IS NULL;
 
     -- review_schedule: current rows (or the SM-2 start state) in (user, item) order.
-    SELECT array_agg(p.uid ORDER BY p.uid, p.iid),
-           array_agg(p.iid ORDER BY p.uid, p.iid),
-           array_agg(coalesce(rs.easiness, 2.5) ORDER BY p.uid, p.iid),
-           array_agg(coalesce(rs.interval_days, 0) ORDER BY p.uid, p.iid),
-           array_agg(coalesce(rs.repetitions, 0) ORDER BY p.uid, p.iid),
-           array_agg(rs.last_reviewed_at ORDER BY p.uid, p.iid),
-           array_agg(rs.user_id IS NOT NULL ORDER BY p.uid, p.iid),
-           array_agg(rs.fsrs_state ORDER BY p.uid, p.iid),
-           array_agg(rs.fsrs_step ORDER BY p.uid, p.iid),
-           array_agg(rs.fsrs_stability ORDER BY p.uid, p.iid),
-           array_agg(rs.fsrs_difficulty ORDER BY p.uid, p.iid)
+    SELECT array_agg(p.uid ORDER BY p.uid, p.cid, p.iid),
+           array_agg(p.iid ORDER BY p.uid, p.cid, p.iid),
+           array_agg(coalesce(rs.easiness, 2.5) ORDER BY p.uid, p.cid, p.iid),
+           array_agg(coalesce(rs.interval_days, 0) ORDER BY p.uid, p.cid, p.iid),
+           array_agg(coalesce(rs.repetitions, 0) ORDER BY p.uid, p.cid, p.iid),
+           array_agg(rs.last_reviewed_at ORDER BY p.uid, p.cid, p.iid),
+           array_agg(rs.user_id IS NOT NULL ORDER BY p.uid, p.cid, p.iid),
+           array_agg(rs.fsrs_state ORDER BY p.uid, p.cid, p.iid),
+           array_agg(rs.fsrs_step ORDER BY p.uid, p.cid, p.iid),
+           array_agg(rs.fsrs_stability ORDER BY p.uid, p.cid, p.iid),
+           array_agg(rs.fsrs_difficulty ORDER BY p.uid, p.cid, p.iid)
       INTO r_user, r_content, r_ef, r_int, r_reps, r_last, r_found,
            r_fs_state, r_fs_step, r_fs_s, r_fs_d
-      FROM (SELECT DISTINCT t.uid, t.iid FROM unnest(a_user, a_content) AS t(uid, iid)) AS p
+      FROM (SELECT DISTINCT t.uid, t.cid, t.iid
+              FROM unnest(a_user, a_concept, a_content) AS t(uid, cid, iid)) AS p
       LEFT JOIN review_schedule rs ON rs.user_id = p.uid AND rs.content_id = p.iid;
     r_q := array_fill(NULL::smallint, ARRAY[cardinality(r_user)]);
     r_next := array_fill(NULL::timestamptz, ARRAY[cardinality(r_user)]);
@@ -513,8 +514,7 @@ BEGIN
     UPDATE users us
        SET xp = us.xp + t.xp, current_streak = t.streak, longest_streak = t.longest,
            last_active_date = t.last_day
-      FROM unnest(u_id, u_xp, u_streak, u_longest, u_last)
-               AS t(uid, xp, streak, longest, last_day)
+      FROM (SELECT unnest(u_id) AS uid, unnest(u_xp) AS xp, unnest(u_streak) AS streak, unnest(u_longest) AS longest, unnest(u_last) AS last_day) AS t
      WHERE us.user_id = t.uid;
 
     IF true = ANY (k_found) THEN
@@ -524,8 +524,7 @@ BEGIN
                attempts = ks.attempts + t.n,
                correct_attempts = ks.correct_attempts + t.nc,
                mastered_at = t.mastered_at
-          FROM unnest(k_user, k_concept, k_m, k_last, k_mastered_at, k_n, k_nc, k_found)
-                   AS t(uid, cid, m, last_at, mastered_at, n, nc, found)
+          FROM (SELECT unnest(k_user) AS uid, unnest(k_concept) AS cid, unnest(k_m) AS m, unnest(k_last) AS last_at, unnest(k_mastered_at) AS mastered_at, unnest(k_n) AS n, unnest(k_nc) AS nc, unnest(k_found) AS found) AS t
          WHERE t.found AND ks.user_id = t.uid AND ks.concept_id = t.cid;
     END IF;
     IF false = ANY (k_found) THEN
@@ -537,10 +536,7 @@ BEGIN
                                       last_interaction, attempts, correct_attempts, mastered_at)
         SELECT t.uid, t.cid, t.init, t.rate, t.guess, t.slip, t.m, t.decay, t.vel, t.last_at,
                t.n, t.nc, t.mastered_at
-          FROM unnest(k_user, k_concept, k_init, k_rate, k_guess, k_slip, k_m, k_decay, k_vel,
-                      k_last, k_n, k_nc, k_mastered_at, k_found)
-               AS t(uid, cid, init, rate, guess, slip, m, decay, vel, last_at, n, nc,
-                    mastered_at, found)
+          FROM (SELECT unnest(k_user) AS uid, unnest(k_concept) AS cid, unnest(k_init) AS init, unnest(k_rate) AS rate, unnest(k_guess) AS guess, unnest(k_slip) AS slip, unnest(k_m) AS m, unnest(k_decay) AS decay, unnest(k_vel) AS vel, unnest(k_last) AS last_at, unnest(k_n) AS n, unnest(k_nc) AS nc, unnest(k_mastered_at) AS mastered_at, unnest(k_found) AS found) AS t
          WHERE NOT t.found;
     END IF;
 
@@ -551,10 +547,7 @@ BEGIN
            last_quality = t.q, last_reviewed_at = t.last_at, sm2_due = t.sm2_due,
            fsrs_state = t.fs_state, fsrs_step = t.fs_step, fsrs_stability = t.fs_s,
            fsrs_difficulty = t.fs_d, fsrs_due = t.fs_due
-      FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found, r_sm2_due,
-                  r_fs_state, r_fs_step, r_fs_s, r_fs_d, r_fs_due)
-               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found, sm2_due,
-                    fs_state, fs_step, fs_s, fs_d, fs_due)
+      FROM (SELECT unnest(r_user) AS uid, unnest(r_content) AS iid, unnest(r_ef) AS ef, unnest(r_int) AS ival, unnest(r_reps) AS reps, unnest(r_next) AS nxt, unnest(r_q) AS q, unnest(r_last) AS last_at, unnest(r_found) AS found, unnest(r_sm2_due) AS sm2_due, unnest(r_fs_state) AS fs_state, unnest(r_fs_step) AS fs_step, unnest(r_fs_s) AS fs_s, unnest(r_fs_d) AS fs_d, unnest(r_fs_due) AS fs_due) AS t
      WHERE t.found AND rs.user_id = t.uid AND rs.content_id = t.iid;
     IF false = ANY (r_found) THEN
         INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
@@ -562,10 +555,7 @@ BEGIN
                                      fsrs_state, fsrs_step, fsrs_stability, fsrs_difficulty, fsrs_due)
         SELECT t.uid, t.iid, t.ef, t.ival, t.reps, t.nxt, t.q, t.last_at, t.sm2_due,
                t.fs_state, t.fs_step, t.fs_s, t.fs_d, t.fs_due
-          FROM unnest(r_user, r_content, r_ef, r_int, r_reps, r_next, r_q, r_last, r_found, r_sm2_due,
-                      r_fs_state, r_fs_step, r_fs_s, r_fs_d, r_fs_due)
-               AS t(uid, iid, ef, ival, reps, nxt, q, last_at, found, sm2_due,
-                    fs_state, fs_step, fs_s, fs_d, fs_due)
+          FROM (SELECT unnest(r_user) AS uid, unnest(r_content) AS iid, unnest(r_ef) AS ef, unnest(r_int) AS ival, unnest(r_reps) AS reps, unnest(r_next) AS nxt, unnest(r_q) AS q, unnest(r_last) AS last_at, unnest(r_found) AS found, unnest(r_sm2_due) AS sm2_due, unnest(r_fs_state) AS fs_state, unnest(r_fs_step) AS fs_step, unnest(r_fs_s) AS fs_s, unnest(r_fs_d) AS fs_d, unnest(r_fs_due) AS fs_due) AS t
          WHERE NOT t.found;
     END IF;
 
@@ -577,24 +567,21 @@ BEGIN
                                  quality, mastery_before, mastery_after, response_data, context_data)
     SELECT t.id, t.uid, t.at, 'question_answered', t.cid, t.iid, t.sid, t.ok, t.rt, t.hints,
            t.q, t.before, t.after, jsonb_build_object('predicted_correct', t.pred), t.ctx
-      FROM unnest(o_id, a_user, a_at, a_concept, a_content, a_session, a_correct, a_rt, a_hints,
-                  a_q, o_before, o_after, o_pred, a_context)
-           AS t(id, uid, at, cid, iid, sid, ok, rt, hints, q, before, after, pred, ctx);
+      FROM (SELECT unnest(o_id) AS id, unnest(a_user) AS uid, unnest(a_at) AS at, unnest(a_concept) AS cid, unnest(a_content) AS iid, unnest(a_session) AS sid, unnest(a_correct) AS ok, unnest(a_rt) AS rt, unnest(a_hints) AS hints, unnest(a_q) AS q, unnest(o_before) AS before, unnest(o_after) AS after, unnest(o_pred) AS pred, unnest(a_context) AS ctx) AS t
+     ORDER BY t.uid, t.at;
 
     IF true = ANY (o_mastered) THEN
         INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, content_id,
                                      session_id, mastery_before, mastery_after, context_data)
         SELECT t.uid, t.at, 'concept_mastered', t.cid, t.iid, t.sid, t.before, t.after, t.ctx
-          FROM unnest(a_user, a_at, a_concept, a_content, a_session, o_before, o_after, a_context,
-                      o_mastered) WITH ORDINALITY AS t(uid, at, cid, iid, sid, before, after, ctx, m, i)
+          FROM (SELECT unnest(a_user) AS uid, unnest(a_at) AS at, unnest(a_concept) AS cid, unnest(a_content) AS iid, unnest(a_session) AS sid, unnest(o_before) AS before, unnest(o_after) AS after, unnest(a_context) AS ctx, unnest(o_mastered) AS m, generate_series(1, v_n) AS i) AS t
          WHERE t.m
          ORDER BY t.i;
     END IF;
 
     RETURN QUERY
     SELECT t.i::integer, t.id, t.cid, t.after, t.before, t.pred, t.q, t.nxt, t.m
-      FROM unnest(o_id, a_concept, o_after, o_before, o_pred, a_q, o_next, o_mastered)
-           WITH ORDINALITY AS t(id, cid, after, before, pred, q, nxt, m, i);
+      FROM (SELECT unnest(o_id) AS id, unnest(a_concept) AS cid, unnest(o_after) AS after, unnest(o_before) AS before, unnest(o_pred) AS pred, unnest(a_q) AS q, unnest(o_next) AS nxt, unnest(o_mastered) AS m, generate_series(1, v_n) AS i) AS t;
 END;
 $$;
 
