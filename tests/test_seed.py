@@ -76,6 +76,21 @@ def test_counts_integrity_and_partitions(cli, schema_url):
         default_rows = conn.execute("SELECT count(*) FROM learning_events_default").fetchone()[0]
         assert default_rows == 0
         assert len(summary["partitions_touched"]) >= 3
+        # the partitions reported are those that hold rows (the seed finds them without a
+        # scan of the whole table)
+        holding = [r[0] for r in conn.execute(
+            "SELECT DISTINCT tableoid::regclass::text FROM learning_events ORDER BY 1")]
+        assert summary["partitions_touched"] == holding
+        # the data tables were vacuumed and analysed (on two connections), the users rows
+        # the batches updated are cleaned up
+        stats = {r[0]: r[1:] for r in conn.execute(
+            "SELECT relname, last_vacuum IS NOT NULL, last_analyze IS NOT NULL, n_dead_tup "
+            "FROM pg_stat_user_tables WHERE relname IN ('users', 'review_schedule', "
+            "'knowledge_states_p0', 'content', 'bandit_arms') OR relname = %s",
+            (holding[0].split(".")[-1],))}
+        assert len(stats) == 6, stats
+        assert all(vacuumed and analysed for vacuumed, analysed, _ in stats.values()), stats
+        assert stats["users"][2] == 0
         # rollup ran: content counters equal the events
         mismatch = conn.execute(
             "SELECT count(*) FROM content c WHERE c.total_attempts <> (SELECT count(*) FROM "
