@@ -3,8 +3,11 @@
 Each run seeds the database again (`seed reset`) and is followed by its baseline: the
 same number of bare learning_events rows, one multi-row INSERT per 1,000 rows, over the
 same number of connections (the learning state's cost is the ratio). Prints a table of
-the runs, their medians, the seed's WAL bytes per event and the CPU seconds the seed's
-own Python process spent (it shares the machine's cores with the server it feeds).
+the runs and their medians: the whole seed and its two phases (the answers through
+record_answers; the rollup and VACUUM (ANALYZE) after them), the server's CPU time per
+event (all its processes, from /proc: unlike a rate, hardly moved by other load on the
+machine), WAL bytes per event and the CPU seconds the seed's own Python process spent
+(it shares the machine's cores with the server it feeds).
 
     python bench/bench_seed.py --users 10000 --answers 100      # the issue's 1.1M events
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 GOAL_SECONDS = 15.0
 
@@ -65,6 +69,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import psycopg
+    from bench_record_answer import server_cpu
 
     from dmdb import migrations
     from dmdb.config import Settings
@@ -77,10 +82,13 @@ def main() -> None:
     settings = Settings(host=info.socket_dir, port=info.port, dbname="bench", user="postgres",
                         home=home)
     conninfo = settings.conninfo()
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
     load = os.getloadavg()[0]
     rows: dict[str, list[float]] = {
-        "seed, whole (s)": [], "seed, events/s": [], "bare INSERT of as many rows (s)": [],
-        "ratio seed / bare rate": [], "seed's Python CPU (s)": [], "WAL bytes per event": []}
+        "seed, whole (s)": [], "  answers written (s)": [], "  rollup, VACUUM (ANALYZE) (s)": [],
+        "seed, events/s": [], "bare INSERT of as many rows (s)": [],
+        "ratio seed / bare rate": [], "seed's Python CPU (s)": [],
+        "server CPU per event (µs)": [], "WAL bytes per event": []}
     try:
         project = migrations.Project(REPO / "sql")
         with psycopg.connect(**conninfo, autocommit=True) as conn:
@@ -91,10 +99,18 @@ def main() -> None:
         for run in range(args.runs):
             with psycopg.connect(**conninfo, autocommit=True) as conn:
                 wal_before = conn.execute(lsn).fetchone()[0]
-            cpu = time.process_time()
+            cpu, server_before = time.process_time(), server_cpu(postmaster)
+            started, loaded = time.monotonic(), [0.0]
+
+            def progress(done: int, total: int, loaded=loaded) -> None:
+                if done == total:
+                    loaded[0] = time.monotonic()
+
             result = seed(settings, project, users=args.users, answers_per_user=args.answers,
-                          jobs=args.jobs, random_seed=1, reset=run > 0)
+                          jobs=args.jobs, random_seed=1, reset=run > 0, progress=progress)
             cpu = time.process_time() - cpu
+            time.sleep(0.3)  # the seed's backends exit and are reaped: their CPU moves to cutime
+            server_used = server_cpu(postmaster) - server_before
             with psycopg.connect(**conninfo, autocommit=True) as conn:
                 wal = conn.execute(lsn).fetchone()[0] - wal_before
                 users = [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY 1")]
@@ -102,10 +118,13 @@ def main() -> None:
             events = result.events
             bare = bare_insert(conninfo, users, events, args.jobs)
             rows["seed, whole (s)"].append(result.seconds)
+            rows["  answers written (s)"].append(loaded[0] - started)
+            rows["  rollup, VACUUM (ANALYZE) (s)"].append(started + result.seconds - loaded[0])
             rows["seed, events/s"].append(result.events_per_second)
             rows["bare INSERT of as many rows (s)"].append(bare)
             rows["ratio seed / bare rate"].append(bare / result.seconds)
             rows["seed's Python CPU (s)"].append(cpu)
+            rows["server CPU per event (µs)"].append(server_used / events * 1e6)
             rows["WAL bytes per event"].append(wal / events)
 
         print(f"seed: {args.users:,} learners x {args.answers} answers = {events:,} events, "
