@@ -400,7 +400,8 @@ BEGIN
            array_agg(ks.mastered_at ORDER BY p.uid, p.cid)
       INTO k_user, k_concept, k_found, k_m, k_init, k_decay, k_guess, k_slip, k_rate, k_vel, k_last,
            k_mastered_at
-      FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)) AS p
+      FROM (SELECT DISTINCT t.uid, t.cid FROM unnest(a_user, a_concept) AS t(uid, cid)
+             ORDER BY t.uid, t.cid) AS p
       LEFT JOIN knowledge_states ks ON ks.user_id = p.uid AND ks.concept_id = p.cid
       LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = p.cid AND ks.user_id IS NULL;
 
@@ -419,7 +420,8 @@ BEGIN
       INTO r_user, r_content, r_ef, r_int, r_reps, r_last, r_found,
            r_fs_state, r_fs_step, r_fs_s, r_fs_d
       FROM (SELECT DISTINCT t.uid, t.cid, t.iid
-              FROM unnest(a_user, a_concept, a_content) AS t(uid, cid, iid)) AS p
+              FROM unnest(a_user, a_concept, a_content) AS t(uid, cid, iid)
+             ORDER BY t.uid, t.cid, t.iid) AS p
       LEFT JOIN review_schedule rs ON rs.user_id = p.uid AND rs.content_id = p.iid;
     r_q := array_fill(NULL::smallint, ARRAY[cardinality(r_user)]);
     r_next := array_fill(NULL::timestamptz, ARRAY[cardinality(r_user)]);
