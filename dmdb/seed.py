@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import queue
 import random
 import threading
 import time
@@ -387,6 +388,47 @@ def finish(settings, jobs: int) -> list[str]:
     return touched
 
 
+def ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """The items of `items`, made by a thread of their own up to `depth` ahead: the next
+    batch is simulated while the server writes the last one (the connection's thread only
+    waits on the server, which releases the GIL)."""
+    done = object()
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
+    def make() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            put((done, exc))
+
+    maker = threading.Thread(target=make, daemon=True)
+    maker.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        maker.join()
+
+
 def seed(
     settings,
     project,
@@ -471,7 +513,7 @@ def seed(
         try:
             with connect(settings, autocommit=True) as conn:
                 conn.execute("SET synchronous_commit = off")  # sample data: speed over durability
-                for n, batch in batches(worker):
+                for n, batch in ahead(batches(worker)):
                     if errors:
                         return
                     mastered = conn.execute(

@@ -240,3 +240,35 @@ def test_dry_run_plans_and_changes_nothing(cli, schema_url):
     assert "learning_events" in json.loads(reset_plan.stdout)["tables_to_clear"]
     with psycopg.connect(schema_url) as conn:
         assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 40
+
+
+def test_batches_made_ahead_keep_their_order_errors_and_stop():
+    from dmdb.seed import ahead
+
+    assert list(ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("simulation failed")
+
+    got = []
+    with pytest.raises(ValueError, match="simulation failed"):
+        for item in ahead(failing()):
+            got.append(item)
+    assert got == [1]
+    # A consumer that stops early (a batch failed on the server) stops the maker too.
+    made = []
+
+    def endless():
+        n = 0
+        while True:
+            made.append(n)
+            yield n
+            n += 1
+
+    stream = ahead(endless(), depth=2)
+    assert next(stream) == 0
+    stream.close()
+    count = len(made)
+    assert count <= 4  # the one taken, up to depth queued, one being made
+    assert len(made) == count  # and no more are made afterwards
