@@ -510,10 +510,11 @@ def seed(
             yield len(parts), "[" + ",".join(parts) + "]"
 
     def work(worker: int) -> None:
+        stream = ahead(batches(worker))
         try:
             with connect(settings, autocommit=True) as conn:
                 conn.execute("SET synchronous_commit = off")  # sample data: speed over durability
-                for n, batch in ahead(batches(worker)):
+                for n, batch in stream:
                     if errors:
                         return
                     mastered = conn.execute(
@@ -526,6 +527,8 @@ def seed(
                             progress(written[0], total)
         except BaseException as exc:  # surfaced to the caller below
             errors.append(exc)
+        finally:
+            stream.close()  # stops the simulating thread now, not when the error is freed
 
     threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(jobs)]
     for t in threads:
