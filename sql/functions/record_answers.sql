@@ -26,7 +26,10 @@
 -- arrays; the sequential part (BKT/SM-2/streak chains, which depend on the
 -- previous answer of the same key) runs as a PL/pgSQL loop over those arrays
 -- with only inlined arithmetic; then each table is written with ONE set-based
--- statement (INSERT … SELECT FROM unnest, UPDATE … FROM unnest).
+-- statement (INSERT … SELECT, UPDATE … FROM over the arrays). The writes read their
+-- arrays with unnest() in a select list, which streams them in step: unnest(a, b, …)
+-- in FROM materialises every array in a tuplestore of its own first (measured: 0.73
+-- against 0.2-0.26 µs per row for 14 arrays).
 -- SET enable_hashjoin/enable_mergejoin = off: every join here is "≤ 1,000 keys from
 -- an array → their rows by primary key"; the planner cannot see the array's size
 -- and, on a mid-sized table, picks a hash join over a sequential scan of all of
@@ -405,7 +408,10 @@ BEGIN
       LEFT JOIN knowledge_states ks ON ks.user_id = p.uid AND ks.concept_id = p.cid
       LEFT JOIN bkt_concept_parameters bp ON bp.concept_id = p.cid AND ks.user_id IS NULL;
 
-    -- review_schedule: current rows (or the SM-2 start state) in (user, item) order.
+    -- review_schedule: current rows (or the SM-2 start state) in (user, concept, item)
+    -- order, the order of the parse's numbering r (an item belongs to one concept, so one
+    -- sort there serves all three numberings). The keys come sorted, so the aggregate
+    -- needs no sort of its own.
     SELECT array_agg(p.uid ORDER BY p.uid, p.cid, p.iid),
            array_agg(p.iid ORDER BY p.uid, p.cid, p.iid),
            array_agg(coalesce(rs.easiness, 2.5) ORDER BY p.uid, p.cid, p.iid),
@@ -516,7 +522,8 @@ BEGIN
     UPDATE users us
        SET xp = us.xp + t.xp, current_streak = t.streak, longest_streak = t.longest,
            last_active_date = t.last_day
-      FROM (SELECT unnest(u_id) AS uid, unnest(u_xp) AS xp, unnest(u_streak) AS streak, unnest(u_longest) AS longest, unnest(u_last) AS last_day) AS t
+      FROM (SELECT unnest(u_id) AS uid, unnest(u_xp) AS xp, unnest(u_streak) AS streak,
+                   unnest(u_longest) AS longest, unnest(u_last) AS last_day) AS t
      WHERE us.user_id = t.uid;
 
     IF true = ANY (k_found) THEN
@@ -526,7 +533,9 @@ BEGIN
                attempts = ks.attempts + t.n,
                correct_attempts = ks.correct_attempts + t.nc,
                mastered_at = t.mastered_at
-          FROM (SELECT unnest(k_user) AS uid, unnest(k_concept) AS cid, unnest(k_m) AS m, unnest(k_last) AS last_at, unnest(k_mastered_at) AS mastered_at, unnest(k_n) AS n, unnest(k_nc) AS nc, unnest(k_found) AS found) AS t
+          FROM (SELECT unnest(k_user) AS uid, unnest(k_concept) AS cid, unnest(k_m) AS m,
+                       unnest(k_last) AS last_at, unnest(k_mastered_at) AS mastered_at,
+                       unnest(k_n) AS n, unnest(k_nc) AS nc, unnest(k_found) AS found) AS t
          WHERE t.found AND ks.user_id = t.uid AND ks.concept_id = t.cid;
     END IF;
     IF false = ANY (k_found) THEN
@@ -538,7 +547,12 @@ BEGIN
                                       last_interaction, attempts, correct_attempts, mastered_at)
         SELECT t.uid, t.cid, t.init, t.rate, t.guess, t.slip, t.m, t.decay, t.vel, t.last_at,
                t.n, t.nc, t.mastered_at
-          FROM (SELECT unnest(k_user) AS uid, unnest(k_concept) AS cid, unnest(k_init) AS init, unnest(k_rate) AS rate, unnest(k_guess) AS guess, unnest(k_slip) AS slip, unnest(k_m) AS m, unnest(k_decay) AS decay, unnest(k_vel) AS vel, unnest(k_last) AS last_at, unnest(k_n) AS n, unnest(k_nc) AS nc, unnest(k_mastered_at) AS mastered_at, unnest(k_found) AS found) AS t
+          FROM (SELECT unnest(k_user) AS uid, unnest(k_concept) AS cid, unnest(k_init) AS init,
+                       unnest(k_rate) AS rate, unnest(k_guess) AS guess,
+                       unnest(k_slip) AS slip, unnest(k_m) AS m, unnest(k_decay) AS decay,
+                       unnest(k_vel) AS vel, unnest(k_last) AS last_at, unnest(k_n) AS n,
+                       unnest(k_nc) AS nc, unnest(k_mastered_at) AS mastered_at,
+                       unnest(k_found) AS found) AS t
          WHERE NOT t.found;
     END IF;
 
@@ -549,7 +563,12 @@ BEGIN
            last_quality = t.q, last_reviewed_at = t.last_at, sm2_due = t.sm2_due,
            fsrs_state = t.fs_state, fsrs_step = t.fs_step, fsrs_stability = t.fs_s,
            fsrs_difficulty = t.fs_d, fsrs_due = t.fs_due
-      FROM (SELECT unnest(r_user) AS uid, unnest(r_content) AS iid, unnest(r_ef) AS ef, unnest(r_int) AS ival, unnest(r_reps) AS reps, unnest(r_next) AS nxt, unnest(r_q) AS q, unnest(r_last) AS last_at, unnest(r_found) AS found, unnest(r_sm2_due) AS sm2_due, unnest(r_fs_state) AS fs_state, unnest(r_fs_step) AS fs_step, unnest(r_fs_s) AS fs_s, unnest(r_fs_d) AS fs_d, unnest(r_fs_due) AS fs_due) AS t
+      FROM (SELECT unnest(r_user) AS uid, unnest(r_content) AS iid, unnest(r_ef) AS ef,
+                   unnest(r_int) AS ival, unnest(r_reps) AS reps, unnest(r_next) AS nxt,
+                   unnest(r_q) AS q, unnest(r_last) AS last_at, unnest(r_found) AS found,
+                   unnest(r_sm2_due) AS sm2_due, unnest(r_fs_state) AS fs_state,
+                   unnest(r_fs_step) AS fs_step, unnest(r_fs_s) AS fs_s,
+                   unnest(r_fs_d) AS fs_d, unnest(r_fs_due) AS fs_due) AS t
      WHERE t.found AND rs.user_id = t.uid AND rs.content_id = t.iid;
     IF false = ANY (r_found) THEN
         INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
@@ -557,33 +576,53 @@ BEGIN
                                      fsrs_state, fsrs_step, fsrs_stability, fsrs_difficulty, fsrs_due)
         SELECT t.uid, t.iid, t.ef, t.ival, t.reps, t.nxt, t.q, t.last_at, t.sm2_due,
                t.fs_state, t.fs_step, t.fs_s, t.fs_d, t.fs_due
-          FROM (SELECT unnest(r_user) AS uid, unnest(r_content) AS iid, unnest(r_ef) AS ef, unnest(r_int) AS ival, unnest(r_reps) AS reps, unnest(r_next) AS nxt, unnest(r_q) AS q, unnest(r_last) AS last_at, unnest(r_found) AS found, unnest(r_sm2_due) AS sm2_due, unnest(r_fs_state) AS fs_state, unnest(r_fs_step) AS fs_step, unnest(r_fs_s) AS fs_s, unnest(r_fs_d) AS fs_d, unnest(r_fs_due) AS fs_due) AS t
+          FROM (SELECT unnest(r_user) AS uid, unnest(r_content) AS iid, unnest(r_ef) AS ef,
+                       unnest(r_int) AS ival, unnest(r_reps) AS reps, unnest(r_next) AS nxt,
+                       unnest(r_q) AS q, unnest(r_last) AS last_at, unnest(r_found) AS found,
+                       unnest(r_sm2_due) AS sm2_due, unnest(r_fs_state) AS fs_state,
+                       unnest(r_fs_step) AS fs_step, unnest(r_fs_s) AS fs_s,
+                       unnest(r_fs_d) AS fs_d, unnest(r_fs_due) AS fs_due) AS t
          WHERE NOT t.found;
     END IF;
 
     -- Lock learning_events before drawing ids (see the header and rollup.sql).
     LOCK TABLE ONLY learning_events IN ROW EXCLUSIVE MODE;
     o_id := ARRAY(SELECT nextval('learning_events_event_id_seq') FROM generate_series(1, v_n));
+    -- The ids follow the input order; the rows go in in primary-key order (user, time), so
+    -- that consecutive index insertions land on the same leaf page (measured: the sort
+    -- costs less than the scattered insertions it saves on batches of many users).
     INSERT INTO learning_events (event_id, user_id, occurred_at, event_type, concept_id,
                                  content_id, session_id, is_correct, response_time_ms, hints_used,
                                  quality, mastery_before, mastery_after, response_data, context_data)
     SELECT t.id, t.uid, t.at, 'question_answered', t.cid, t.iid, t.sid, t.ok, t.rt, t.hints,
            t.q, t.before, t.after, jsonb_build_object('predicted_correct', t.pred), t.ctx
-      FROM (SELECT unnest(o_id) AS id, unnest(a_user) AS uid, unnest(a_at) AS at, unnest(a_concept) AS cid, unnest(a_content) AS iid, unnest(a_session) AS sid, unnest(a_correct) AS ok, unnest(a_rt) AS rt, unnest(a_hints) AS hints, unnest(a_q) AS q, unnest(o_before) AS before, unnest(o_after) AS after, unnest(o_pred) AS pred, unnest(a_context) AS ctx) AS t
+      FROM (SELECT unnest(o_id) AS id, unnest(a_user) AS uid, unnest(a_at) AS at,
+                   unnest(a_concept) AS cid, unnest(a_content) AS iid,
+                   unnest(a_session) AS sid, unnest(a_correct) AS ok, unnest(a_rt) AS rt,
+                   unnest(a_hints) AS hints, unnest(a_q) AS q, unnest(o_before) AS before,
+                   unnest(o_after) AS after, unnest(o_pred) AS pred,
+                   unnest(a_context) AS ctx) AS t
      ORDER BY t.uid, t.at;
 
     IF true = ANY (o_mastered) THEN
         INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, content_id,
                                      session_id, mastery_before, mastery_after, context_data)
         SELECT t.uid, t.at, 'concept_mastered', t.cid, t.iid, t.sid, t.before, t.after, t.ctx
-          FROM (SELECT unnest(a_user) AS uid, unnest(a_at) AS at, unnest(a_concept) AS cid, unnest(a_content) AS iid, unnest(a_session) AS sid, unnest(o_before) AS before, unnest(o_after) AS after, unnest(a_context) AS ctx, unnest(o_mastered) AS m, generate_series(1, v_n) AS i) AS t
+          FROM (SELECT unnest(a_user) AS uid, unnest(a_at) AS at, unnest(a_concept) AS cid,
+                       unnest(a_content) AS iid, unnest(a_session) AS sid,
+                       unnest(o_before) AS before, unnest(o_after) AS after,
+                       unnest(a_context) AS ctx, unnest(o_mastered) AS m,
+                       generate_series(1, v_n) AS i) AS t
          WHERE t.m
          ORDER BY t.i;
     END IF;
 
     RETURN QUERY
     SELECT t.i::integer, t.id, t.cid, t.after, t.before, t.pred, t.q, t.nxt, t.m
-      FROM (SELECT unnest(o_id) AS id, unnest(a_concept) AS cid, unnest(o_after) AS after, unnest(o_before) AS before, unnest(o_pred) AS pred, unnest(a_q) AS q, unnest(o_next) AS nxt, unnest(o_mastered) AS m, generate_series(1, v_n) AS i) AS t;
+      FROM (SELECT unnest(o_id) AS id, unnest(a_concept) AS cid, unnest(o_after) AS after,
+                   unnest(o_before) AS before, unnest(o_pred) AS pred, unnest(a_q) AS q,
+                   unnest(o_next) AS nxt, unnest(o_mastered) AS m,
+                   generate_series(1, v_n) AS i) AS t;
 END;
 $$;
 
