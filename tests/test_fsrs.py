@@ -142,7 +142,7 @@ def test_fsrs_step_equals_py_fsrs(conn, label, n, kwargs):
 
 
 # The same replay through the inlinable scalars, assigned as record_answers assigns them
-# (the new stability first, then the due from it, state and step last), beside fsrs_step.
+# (the new stability and state first, the due and step from them), beside fsrs_step.
 REPLAY_SCALARS = """
 CREATE FUNCTION pg_temp.fsrs_replay_scalars(p_seq integer[], p_rating integer[],
     p_at timestamptz[], p_w float8[], p_retention float8, p_ls integer[], p_rs integer[],
@@ -162,12 +162,12 @@ BEGIN
         r := fsrs_step(v_state, v_step, v_s, v_d, v_last, v_rating, p_at[k], p_w, p_retention,
                        p_ls, p_rs, p_max);
         v_new_s := fsrs_next_stability(v_state, v_s, v_d, v_last, v_rating, p_at[k], p_w);
-        due := fsrs_next_due(v_state, v_step, v_rating, p_at[k], v_new_s, p_w, p_retention,
-                             p_ls, p_rs, p_max);
+        v_new_state := fsrs_next_state(v_state, v_step, v_rating, p_ls, p_rs);
+        due := fsrs_next_due(v_state, v_step, v_rating, p_at[k], v_new_state, v_new_s, p_w,
+                             p_retention, p_ls, p_rs, p_max);
         v_d := fsrs_next_difficulty(v_state, v_s, v_d, v_rating, p_w);
         v_s := v_new_s;
-        v_new_state := fsrs_next_state(v_state, v_step, v_rating, p_ls, p_rs);
-        v_step := fsrs_next_step(v_state, v_step, v_rating, p_ls, p_rs);
+        v_step := fsrs_next_step(v_state, v_step, v_rating, v_new_state);
         v_state := v_new_state;
         v_last := greatest(v_last, p_at[k]);
         i := k; state := v_state; step := v_step; stability := v_s; difficulty := v_d;
@@ -229,9 +229,8 @@ def test_scalars_are_inlined(conn):
         "fsrs_next_difficulty": "fsrs_next_difficulty(c.st, c.s, c.d, fsrs_rating(c.q), a.fsrs_parameters)",
         "fsrs_next_state": "fsrs_next_state(c.st, c.sp, c.r, a.fsrs_learning_steps, "
                            "a.fsrs_relearning_steps)",
-        "fsrs_next_step": "fsrs_next_step(c.st, c.sp, c.r, a.fsrs_learning_steps, "
-                          "a.fsrs_relearning_steps)",
-        "fsrs_next_due": "fsrs_next_due(c.st, c.sp, c.r, c.t, c.s, a.fsrs_parameters, "
+        "fsrs_next_step": "fsrs_next_step(c.st, c.sp, c.r, 1::smallint)",
+        "fsrs_next_due": "fsrs_next_due(c.st, c.sp, c.r, c.t, c.st, c.s, a.fsrs_parameters, "
                          "a.fsrs_desired_retention, a.fsrs_learning_steps, "
                          "a.fsrs_relearning_steps, a.fsrs_maximum_interval)",
     }

@@ -81,9 +81,9 @@ $$;
 -- so the planner inlines it, helpers included, into the calling expression: a PL/pgSQL
 -- loop (record_answers) pays no function call per review. Inlining also needs an
 -- argument that is used twice or more inside to be cheap (a variable, a column, a short
--- expression): give fsrs_next_due the new stability as a variable, not as a nested
--- fsrs_next_stability(...) call, and the rating as a variable rather than
--- fsrs_rating(quality), which would be copied into every place the rating is used.
+-- expression): give fsrs_next_step and fsrs_next_due the new state and stability as
+-- variables, not as nested fsrs_next_state(...) calls, and the rating as a variable
+-- rather than fsrs_rating(quality), which would be copied into every use of it.
 -- Neither rating nor time is checked here (fsrs_step checks them): a rating outside
 -- 1..4 gives NULL or meaningless values.
 --
@@ -313,20 +313,19 @@ AS $$
     END)::smallint
 $$;
 
--- Step after the review (NULL in Review).
+-- Step after the review (NULL in Review), from the card before it and its state after
+-- it (fsrs_next_state): Review keeps the step (NULL) or, on leaving the steps, has none;
+-- Again → step 0; Hard → the same step; Good → the next one.
 CREATE OR REPLACE FUNCTION fsrs_next_step(
     p_state smallint,
     p_step smallint,
     p_rating integer,
-    p_learning_steps integer[],
-    p_relearning_steps integer[]
+    p_next_state smallint
 ) RETURNS smallint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT (CASE
-        WHEN p_state = 2 THEN
-            CASE WHEN p_rating = 1 AND cardinality(p_relearning_steps) > 0 THEN 0 ELSE p_step END
-        WHEN fsrs_graduates(p_state, p_step, p_rating, p_learning_steps, p_relearning_steps) THEN NULL
+        WHEN p_next_state = 2 THEN CASE WHEN p_state = 2 THEN p_step END
         WHEN p_rating = 1 THEN 0
         ELSE fsrs_current_step(p_state, p_step) + (p_rating - 2)
     END)::smallint
@@ -336,7 +335,8 @@ $$;
 -- interval of the new stability, in days of 86,400 s. Otherwise in the (re)learning
 -- steps of the card before the review: Again → the first step; Good → the next step;
 -- Hard → the step's own delay (at step 0: 1.5 × the only step, or the mean of the first
--- two); a Review card forgotten (Again) → the first relearning step. The delays are
+-- two); a Review card forgotten (Again) → the first relearning step. p_steps: the
+-- card's list of steps (fsrs_steps), p_step: its step (fsrs_current_step). The delays are
 -- seconds only (no day or month part), so adding them in UTC (date_add, immutable)
 -- gives the same instant as timestamptz + interval (stable).
 CREATE OR REPLACE FUNCTION fsrs_review_due(
@@ -354,40 +354,31 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION fsrs_learning_due(
-    p_state smallint,
-    p_step smallint,
+    p_steps integer[],
+    p_step integer,
     p_rating integer,
-    p_reviewed_at timestamptz,
-    p_learning_steps integer[],
-    p_relearning_steps integer[]
+    p_reviewed_at timestamptz
 ) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT date_add(p_reviewed_at, make_interval(secs => CASE
-        WHEN p_rating = 1 THEN
-            (fsrs_steps(p_state, p_learning_steps, p_relearning_steps))[1]
-        WHEN p_rating = 3 THEN
-            (fsrs_steps(p_state, p_learning_steps, p_relearning_steps))
-                [fsrs_current_step(p_state, p_step) + 2]
-        WHEN fsrs_current_step(p_state, p_step) = 0
-             AND cardinality(fsrs_steps(p_state, p_learning_steps, p_relearning_steps)) = 1 THEN
-            (fsrs_steps(p_state, p_learning_steps, p_relearning_steps))[1] * 1.5
-        WHEN fsrs_current_step(p_state, p_step) = 0 THEN
-            ((fsrs_steps(p_state, p_learning_steps, p_relearning_steps))[1]
-             + (fsrs_steps(p_state, p_learning_steps, p_relearning_steps))[2]) / 2.0
-        ELSE
-            (fsrs_steps(p_state, p_learning_steps, p_relearning_steps))
-                [fsrs_current_step(p_state, p_step) + 1]
+        WHEN p_rating = 1 THEN p_steps[1]
+        WHEN p_rating = 3 THEN p_steps[p_step + 2]
+        WHEN p_step = 0 AND cardinality(p_steps) = 1 THEN p_steps[1] * 1.5
+        WHEN p_step = 0 THEN (p_steps[1] + p_steps[2]) / 2.0
+        ELSE p_steps[p_step + 1]
     END), 'UTC')
 $$;
 
--- The next due of any card: p_next_stability is the stability after this review
--- (fsrs_next_stability), the rest describes the card before it.
+-- The next due of any card: p_next_state and p_next_stability are the card's state and
+-- stability after this review (fsrs_next_state, fsrs_next_stability), the rest describes
+-- the card before it.
 CREATE OR REPLACE FUNCTION fsrs_next_due(
     p_state smallint,
     p_step smallint,
     p_rating integer,
     p_reviewed_at timestamptz,
+    p_next_state smallint,
     p_next_stability double precision,
     p_w double precision[],
     p_desired_retention double precision,
@@ -398,12 +389,12 @@ CREATE OR REPLACE FUNCTION fsrs_next_due(
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT CASE
-        WHEN fsrs_next_state(p_state, p_step, p_rating, p_learning_steps, p_relearning_steps) = 2 THEN
+        WHEN p_next_state = 2 THEN
             fsrs_review_due(p_reviewed_at, p_next_stability, p_w, p_desired_retention,
                             p_maximum_interval)
         ELSE
-            fsrs_learning_due(p_state, p_step, p_rating, p_reviewed_at, p_learning_steps,
-                              p_relearning_steps)
+            fsrs_learning_due(fsrs_steps(p_state, p_learning_steps, p_relearning_steps),
+                              fsrs_current_step(p_state, p_step), p_rating, p_reviewed_at)
     END
 $$;
 
@@ -434,6 +425,8 @@ CREATE OR REPLACE FUNCTION fsrs_step(
 )
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $$
+DECLARE
+    v_steps integer[];  -- once, rather than in each use of it inside fsrs_learning_due
 BEGIN
     IF p_rating IS NULL OR p_rating NOT BETWEEN 1 AND 4 THEN
         RAISE EXCEPTION 'fsrs_step: rating % is outside 1..4', p_rating USING ERRCODE = '22023';
@@ -458,13 +451,14 @@ BEGIN
         difficulty := fsrs_reviewed_difficulty(p_difficulty, p_rating, p_w);
     END IF;
     state := fsrs_next_state(p_state, p_step, p_rating, p_learning_steps, p_relearning_steps);
-    step := fsrs_next_step(p_state, p_step, p_rating, p_learning_steps, p_relearning_steps);
+    step := fsrs_next_step(p_state, p_step, p_rating, state);
     IF state = 2 THEN
         due := fsrs_review_due(p_reviewed_at, stability, p_w, p_desired_retention,
                                p_maximum_interval);
     ELSE
-        due := fsrs_learning_due(p_state, p_step, p_rating, p_reviewed_at, p_learning_steps,
-                                 p_relearning_steps);
+        v_steps := fsrs_steps(p_state, p_learning_steps, p_relearning_steps);
+        due := fsrs_learning_due(v_steps, fsrs_current_step(p_state, p_step), p_rating,
+                                 p_reviewed_at);
     END IF;
 END;
 $$;
