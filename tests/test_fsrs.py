@@ -239,9 +239,24 @@ def test_scalars_are_inlined(conn):
             f"EXPLAIN (VERBOSE, COSTS OFF) SELECT {call} FROM card c, algorithm_settings a"))
         output = next(line for line in plan.splitlines() if "Output:" in line)
         assert not re.search(r"fsrs_\w*\(", output) and "CASE" in output, (name, output)
-        # The same values as the function called without inlining (through SELECT *).
-        assert conn.execute(f"SELECT {call} IS NOT DISTINCT FROM (SELECT {call}) "
-                            "FROM card c, algorithm_settings a").fetchone()[0]
+    # Inside PL/pgSQL, as record_answers uses them: with function tracking on, the
+    # replay counts its fsrs_step calls and no call of any scalar (an inlined function
+    # is never called).
+    w = list(Scheduler().parameters)
+    with conn.transaction():
+        conn.execute("SET LOCAL track_functions = 'all'")
+        conn.execute("DROP FUNCTION IF EXISTS pg_temp.fsrs_replay_scalars")
+        conn.execute(REPLAY_SCALARS)
+        n = conn.execute("SELECT count(*) FROM pg_temp.fsrs_replay_scalars(%s, %s, %s, %s, 0.9, "
+                         "'{60,600}', '{600}', 36500)",
+                         ([0] * 8 + [1] * 8, [1, 2, 3, 4, 3, 3, 1, 2] * 2,
+                          [T0 + timedelta(hours=k * k) for k in range(16)], w)).fetchone()[0]
+        calls = dict(conn.execute(
+            "SELECT p.proname, pg_stat_get_xact_function_calls(p.oid) FROM pg_proc p "
+            "WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)",
+            (list(SCALARS) + ["fsrs_step"],)).fetchall())
+    assert n == 16 and calls.pop("fsrs_step") == 16
+    assert set(calls.values()) == {None}, calls
 
 
 def test_fsrs_rating_from_quality(conn):
