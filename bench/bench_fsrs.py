@@ -1,6 +1,6 @@
 """Benchmark one FSRS-6 review: the PL/pgSQL fsrs_step call against the inlined scalars.
 
-    python bench/bench_fsrs.py [URL] [--reviews 200000] [--txns 20000] [--runs 3]
+    python bench/bench_fsrs.py [URL] [--reviews 200000] [--txns 50000] [--runs 3]
 
 URL: a database with the dmdb schema applied (migrations are applied if it has none);
 the benchmark's functions go into a schema of their own (bench_fsrs), dropped at the
@@ -201,7 +201,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", nargs="?", help="database URL (default: embedded server)")
     parser.add_argument("--reviews", type=int, default=200_000, help="reviews per loop call")
-    parser.add_argument("--txns", type=int, default=20_000, help="transactions per txn run")
+    parser.add_argument("--txns", type=int, default=50_000, help="transactions per txn run")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per variant")
     args = parser.parse_args()
 
