@@ -87,12 +87,12 @@ $$;
 -- Neither rating nor time is checked here (fsrs_step checks them): a rating outside
 -- 1..4 gives NULL or meaningless values.
 --
--- Cost: an inlined expression is prepared (ExecInitExpr) in each transaction that
--- evaluates it, all its CASE branches included, and preparing costs far more than
--- evaluating. In a loop of many reviews per transaction the fsrs_next_* are the
--- cheapest (~1.5 µs a review against ~3.5 for an fsrs_step call); for one review per
--- transaction fsrs_step is, as only the branches it takes are prepared
--- (bench/bench_fsrs.py).
+-- Cost (bench/bench_fsrs.py): an inlined expression is prepared (ExecInitExpr) again
+-- in each transaction that evaluates it, all its CASE branches included, and preparing
+-- costs far more than evaluating. In a loop of many reviews in one transaction
+-- (record_answers) the fsrs_next_* cost ~1 µs a review against ~3 µs for an fsrs_step
+-- call; with one review per transaction (record_answer) fsrs_step is the cheaper,
+-- ~22 µs against ~30, as only the branches it takes are prepared.
 --
 -- The floating-point expressions are those of fsrs_step before the split, in the same
 -- order of operations, so the results agree to the last bit (tests/test_fsrs.py: the
