@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -138,6 +139,124 @@ def test_fsrs_step_equals_py_fsrs(conn, label, n, kwargs):
     # Every rating was given in every state (the generator reaches all branches).
     if label == "defaults":
         assert states == {(s, r) for s in (1, 2, 3) for r in (1, 2, 3, 4)}
+
+
+# The same replay through the inlinable scalars, assigned as record_answers assigns them
+# (the new stability and state first, the due and step from them), beside fsrs_step.
+REPLAY_SCALARS = """
+CREATE FUNCTION pg_temp.fsrs_replay_scalars(p_seq integer[], p_rating integer[],
+    p_at timestamptz[], p_w float8[], p_retention float8, p_ls integer[], p_rs integer[],
+    p_max integer)
+RETURNS TABLE (i integer, state smallint, step smallint, stability float8, difficulty float8,
+               due timestamptz, same_as_step boolean)
+LANGUAGE plpgsql AS $f$
+DECLARE
+    v_state smallint; v_step smallint; v_s float8; v_d float8; v_last timestamptz;
+    v_rating integer; v_new_s float8; v_new_state smallint; r record;
+BEGIN
+    FOR k IN 1 .. cardinality(p_seq) LOOP
+        IF k = 1 OR p_seq[k] <> p_seq[k - 1] THEN
+            v_state := NULL; v_step := NULL; v_s := NULL; v_d := NULL; v_last := NULL;
+        END IF;
+        v_rating := p_rating[k];
+        r := fsrs_step(v_state, v_step, v_s, v_d, v_last, v_rating, p_at[k], p_w, p_retention,
+                       p_ls, p_rs, p_max);
+        v_new_s := fsrs_next_stability(v_state, v_s, v_d, v_last, v_rating, p_at[k], p_w);
+        v_new_state := fsrs_next_state(v_state, v_step, v_rating, p_ls, p_rs);
+        due := fsrs_next_due(v_state, v_step, v_rating, p_at[k], v_new_state, v_new_s, p_w,
+                             p_retention, p_ls, p_rs, p_max);
+        v_d := fsrs_next_difficulty(v_state, v_s, v_d, v_rating, p_w);
+        v_s := v_new_s;
+        v_step := fsrs_next_step(v_state, v_step, v_rating, v_new_state);
+        v_state := v_new_state;
+        v_last := greatest(v_last, p_at[k]);
+        i := k; state := v_state; step := v_step; stability := v_s; difficulty := v_d;
+        same_as_step := ROW(v_state, v_step, v_s, v_d, due) IS NOT DISTINCT FROM r;
+        RETURN NEXT;
+    END LOOP;
+END $f$"""
+
+SCALARS = ("fsrs_exp", "fsrs_elapsed_days", "fsrs_review_retrievability", "fsrs_initial_stability",
+           "fsrs_initial_difficulty", "fsrs_short_term_stability", "fsrs_forget_stability",
+           "fsrs_recall_stability", "fsrs_reviewed_difficulty", "fsrs_next_stability",
+           "fsrs_next_difficulty", "fsrs_steps", "fsrs_current_step", "fsrs_graduates",
+           "fsrs_next_state", "fsrs_next_step", "fsrs_review_due", "fsrs_learning_due",
+           "fsrs_next_due", "fsrs_interval_days", "fsrs_retrievability", "fsrs_rating")
+
+
+@pytest.mark.parametrize("label,n,kwargs", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_scalars_equal_fsrs_step_and_py_fsrs_to_the_bit(conn, label, n, kwargs):
+    # The same ~100,000 reviews as above through fsrs_next_*: every field equal to
+    # fsrs_step's (IS NOT DISTINCT FROM, NULLs included) and to py-fsrs' exactly, the
+    # floats to the last bit (the same expressions in the same order as py-fsrs).
+    rnd = random.Random(label)
+    if kwargs == "random":
+        kwargs = {"parameters": _random_parameters(rnd),
+                  "desired_retention": rnd.choice([0.7, 0.85, 0.9, 0.95])}
+    scheduler = Scheduler(enable_fuzzing=False, **kwargs)
+    seqs, ratings, ats, cards = _sequences(rnd, scheduler, n)
+    conn.execute("DROP FUNCTION IF EXISTS pg_temp.fsrs_replay_scalars")
+    conn.execute(REPLAY_SCALARS)
+    got = conn.execute(
+        "SELECT state, step, stability, difficulty, due, same_as_step FROM "
+        "pg_temp.fsrs_replay_scalars(%s, %s, %s, %s, %s, %s, %s, %s) ORDER BY i",
+        (seqs, ratings, ats, list(scheduler.parameters), scheduler.desired_retention,
+         _seconds(scheduler.learning_steps), _seconds(scheduler.relearning_steps),
+         scheduler.maximum_interval)).fetchall()
+    assert len(got) == len(cards)
+    want = [(c.state.value, c.step, c.stability, c.difficulty, c.due, True) for c in cards]
+    bad = [(k, w, g) for k, (w, g) in enumerate(zip(want, got)) if w != g]
+    assert not bad, f"{len(bad)} of {len(want)}: {bad[:3]}"
+
+
+def test_scalars_are_inlined(conn):
+    # Single-expression SQL functions the planner can inline: IMMUTABLE, PARALLEL SAFE,
+    # not STRICT, no SET, not SECURITY DEFINER; and a call of each fsrs_next_* inside a
+    # query leaves no fsrs_ function in the plan (only built-in operators and functions).
+    rows = conn.execute(
+        "SELECT p.proname, l.lanname, p.provolatile, p.proparallel, p.proisstrict, "
+        "p.prosecdef, p.proconfig FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang "
+        "WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)",
+        (list(SCALARS),)).fetchall()
+    assert sorted(r[0] for r in rows) == sorted(SCALARS)
+    assert all(r[1:] == ("sql", "i", "s", False, False, None) for r in rows), rows
+    conn.execute("DROP TABLE IF EXISTS pg_temp.card")
+    conn.execute("CREATE TEMP TABLE card AS SELECT 2::smallint st, NULL::smallint sp, "
+                 "10::float8 s, 5::float8 d, timestamptz '2025-01-01Z' l, 3 r, "
+                 "timestamptz '2025-01-20Z' t, 4 q")
+    calls = {
+        "fsrs_next_stability": "fsrs_next_stability(c.st, c.s, c.d, c.l, c.r, c.t, a.fsrs_parameters)",
+        "fsrs_next_difficulty": "fsrs_next_difficulty(c.st, c.s, c.d, fsrs_rating(c.q), a.fsrs_parameters)",
+        "fsrs_next_state": "fsrs_next_state(c.st, c.sp, c.r, a.fsrs_learning_steps, "
+                           "a.fsrs_relearning_steps)",
+        "fsrs_next_step": "fsrs_next_step(c.st, c.sp, c.r, 1::smallint)",
+        "fsrs_next_due": "fsrs_next_due(c.st, c.sp, c.r, c.t, c.st, c.s, a.fsrs_parameters, "
+                         "a.fsrs_desired_retention, a.fsrs_learning_steps, "
+                         "a.fsrs_relearning_steps, a.fsrs_maximum_interval)",
+    }
+    for name, call in calls.items():
+        plan = "\n".join(r[0] for r in conn.execute(
+            f"EXPLAIN (VERBOSE, COSTS OFF) SELECT {call} FROM card c, algorithm_settings a"))
+        output = next(line for line in plan.splitlines() if "Output:" in line)
+        assert not re.search(r"fsrs_\w*\(", output) and "CASE" in output, (name, output)
+    # Inside PL/pgSQL, as record_answers uses them: with function tracking on, the
+    # replay counts its fsrs_step calls and no call of any scalar (an inlined function
+    # is never called).
+    w = list(Scheduler().parameters)
+    with conn.transaction():
+        conn.execute("SET LOCAL track_functions = 'all'")
+        conn.execute("DROP FUNCTION IF EXISTS pg_temp.fsrs_replay_scalars")
+        conn.execute(REPLAY_SCALARS)
+        n = conn.execute("SELECT count(*) FROM pg_temp.fsrs_replay_scalars(%s, %s, %s, %s, 0.9, "
+                         "'{60,600}', '{600}', 36500)",
+                         ([0] * 8 + [1] * 8, [1, 2, 3, 4, 3, 3, 1, 2] * 2,
+                          [T0 + timedelta(hours=k * k) for k in range(16)], w)).fetchone()[0]
+        calls = dict(conn.execute(
+            "SELECT p.proname, pg_stat_get_xact_function_calls(p.oid) FROM pg_proc p "
+            "WHERE p.pronamespace = 'public'::regnamespace AND p.proname = ANY(%s)",
+            (list(SCALARS) + ["fsrs_step"],)).fetchall())
+    assert n == 16 and calls.pop("fsrs_step") == 16
+    assert set(calls.values()) == {None}, calls
 
 
 def test_fsrs_rating_from_quality(conn):

@@ -159,7 +159,9 @@ DECLARE
     v_now timestamptz := now();
     v_clock timestamptz := clock_timestamp();
     v_settings algorithm_settings%ROWTYPE;
-    v_fsrs record;
+    v_rating integer;
+    v_fs_s double precision;
+    v_fs_state smallint;
     v_bad integer;
     v_bad_msg text;
     v_bad_code text;
@@ -474,18 +476,28 @@ BEGIN
             k_mastered_at[k] := v_at;
             o_mastered[i] := true;
         END IF;
-        -- SM-2 (exact) and FSRS-6; next_review_at is the chosen scheduler's due
+        -- SM-2 (exact) and FSRS-6; next_review_at is the chosen scheduler's due. FSRS by
+        -- the inlined scalars of fsrs.sql (no call per answer), new stability and state
+        -- first: the due and step follow from them and the card before the review.
         v_q := a_q[i];
         r := a_r[i];
-        v_fsrs := fsrs_step(r_fs_state[r], r_fs_step[r], r_fs_s[r], r_fs_d[r], r_last[r],
-                            fsrs_rating(v_q), v_at, v_settings.fsrs_parameters,
-                            v_settings.fsrs_desired_retention, v_settings.fsrs_learning_steps,
-                            v_settings.fsrs_relearning_steps, v_settings.fsrs_maximum_interval);
-        r_fs_state[r] := v_fsrs.state;
-        r_fs_step[r] := v_fsrs.step;
-        r_fs_s[r] := v_fsrs.stability;
-        r_fs_d[r] := v_fsrs.difficulty;
-        r_fs_due[r] := v_fsrs.due;
+        v_rating := fsrs_rating(v_q);
+        v_fs_s := fsrs_next_stability(r_fs_state[r], r_fs_s[r], r_fs_d[r], r_last[r], v_rating,
+                                      v_at, v_settings.fsrs_parameters);
+        v_fs_state := fsrs_next_state(r_fs_state[r], r_fs_step[r], v_rating,
+                                      v_settings.fsrs_learning_steps,
+                                      v_settings.fsrs_relearning_steps);
+        r_fs_due[r] := fsrs_next_due(r_fs_state[r], r_fs_step[r], v_rating, v_at, v_fs_state,
+                                     v_fs_s, v_settings.fsrs_parameters,
+                                     v_settings.fsrs_desired_retention,
+                                     v_settings.fsrs_learning_steps,
+                                     v_settings.fsrs_relearning_steps,
+                                     v_settings.fsrs_maximum_interval);
+        r_fs_d[r] := fsrs_next_difficulty(r_fs_state[r], r_fs_s[r], r_fs_d[r], v_rating,
+                                          v_settings.fsrs_parameters);
+        r_fs_s[r] := v_fs_s;
+        r_fs_step[r] := fsrs_next_step(r_fs_state[r], r_fs_step[r], v_rating, v_fs_state);
+        r_fs_state[r] := v_fs_state;
         v_ef := r_ef[r];
         v_reps := r_reps[r];
         v_int := sm2_next_interval(v_ef, r_int[r], v_reps, v_q);
@@ -493,7 +505,7 @@ BEGIN
         r_reps[r] := sm2_next_repetitions(v_reps, v_q);
         r_ef[r] := sm2_next_easiness(v_ef, v_q);
         r_sm2_due[r] := v_at + v_int * interval '24 hours';
-        o_next[i] := CASE WHEN v_settings.scheduler = 'fsrs' THEN v_fsrs.due ELSE r_sm2_due[r] END;
+        o_next[i] := CASE WHEN v_settings.scheduler = 'fsrs' THEN r_fs_due[r] ELSE r_sm2_due[r] END;
         r_next[r] := o_next[i];
         r_q[r] := v_q;
         r_last[r] := greatest(r_last[r], v_at);
