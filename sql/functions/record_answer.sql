@@ -65,16 +65,21 @@ $$;
 --
 -- Cost (one answer per transaction, the benchmark): every statement pays executor
 -- start-up, and every INSERT/UPDATE re-prepares all CHECK constraints of its table
--- (26 per answer here, ~2-3 µs each) and queues its foreign-key checks, whatever the
--- columns it sets. So the function runs as few statements as it can: the UPDATE of
--- users (lock + gamification), ONE read of the item with this user's knowledge_states
--- and review_schedule rows, then exactly one write per table: UPDATE an existing
--- row or INSERT the new one already computed (inserting the defaults and updating
--- them would prepare the CHECKs twice and re-run both foreign-key checks, as the
--- row was inserted by this transaction). The arithmetic stays in PL/pgSQL
--- variables, where the BKT/SM-2 SQL functions are inlined (~2 µs per expression).
--- Measured (embedded PG 18, fast settings, fresh benchmark database): 280 → 225 µs
--- per call.
+-- and queues its foreign-key checks, whatever the columns it sets (since 0011, users,
+-- knowledge_states and review_schedule have one CHECK each, a row validator; the
+-- event row's 8 remain). So the function runs as few statements as it can: the UPDATE
+-- of users (lock + gamification), ONE read of the item with this user's
+-- knowledge_states and review_schedule rows, then exactly one write per table: UPDATE
+-- an existing row or INSERT the new one already computed (inserting the defaults and
+-- updating them would prepare the CHECKs twice and re-run both foreign-key checks, as
+-- the row was inserted by this transaction). Merging those writes into one statement
+-- of writable CTEs was measured slower (~+30 µs): a CTE for each case (UPDATE or INSERT)
+-- initialises its ModifyTable, indexes and tuple routing even when it writes nothing.
+-- The arithmetic stays in PL/pgSQL variables; each simple expression is compiled once
+-- per transaction, i.e. per answer here, so big inlined expressions cost even in the
+-- branches a CASE skips (see the BKT block). Measured (embedded PG 18, fast settings,
+-- fresh benchmark database): 280 → 225 µs per call before FSRS; with FSRS, 0011 and
+-- the BKT block, see README (Benchmarks).
 --
 -- SET plan_cache_mode = force_generic_plan: knowledge_states is hash partitioned,
 -- so the plan cache would otherwise re-plan its statements on every call (a custom
@@ -260,17 +265,19 @@ BEGIN
       LEFT JOIN review_schedule rs ON rs.user_id = p_user_id AND rs.content_id = c.content_id
       LEFT JOIN algorithm_settings st ON true
      WHERE c.content_id = p_content_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
-            USING ERRCODE = 'P0002';
-    END IF;
-    IF NOT v_settings_found THEN
-        RAISE EXCEPTION 'record_answer: algorithm_settings has no row'
-            USING ERRCODE = '55000',
-                  HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
-    END IF;
+    -- One test on the normal path (each expression costs its compilation per answer).
     v_clock := clock_timestamp();
-    IF p_answered_at > v_clock + v_skew OR p_answered_at < v_earliest THEN
+    IF NOT FOUND OR NOT v_settings_found OR p_answered_at > v_clock + v_skew
+       OR p_answered_at < v_earliest THEN
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
+                USING ERRCODE = 'P0002';
+        END IF;
+        IF NOT v_settings_found THEN
+            RAISE EXCEPTION 'record_answer: algorithm_settings has no row'
+                USING ERRCODE = '55000',
+                      HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
+        END IF;
         RAISE EXCEPTION 'record_answer: answered_at %',
             answer_time_error(p_answered_at, v_clock, v_skew, v_earliest)
             USING ERRCODE = '22023';
