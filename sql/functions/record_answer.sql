@@ -125,7 +125,7 @@ DECLARE
     v_avg_rt double precision;
     v_session_user bigint;
     -- knowledge_states (NULL columns: no row yet)
-    v_ks_tid tid;
+    v_ks_found boolean;
     v_mastery double precision;
     v_initial double precision;
     v_decay double precision;
@@ -145,7 +145,7 @@ DECLARE
     v_p1 double precision;
     v_learn double precision;
     -- review_schedule (NULL columns: no row yet)
-    v_rs_tid tid;
+    v_rs_found boolean;
     v_ef numeric;
     v_interval integer;
     v_reps integer;
@@ -245,18 +245,18 @@ BEGIN
     -- The item, and this user's state for it, in one statement (after the lock: this
     -- statement's snapshot sees what the previous holder committed).
     SELECT c.concept_id, c.average_response_time_ms,
-           ks.ctid, ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay,
+           ks.user_id IS NOT NULL, ks.mastery_probability, ks.initial_knowledge, ks.temporal_decay,
            ks.guess_parameter, ks.slip_parameter, ks.learning_rate, ks.personal_learning_velocity,
            ks.last_interaction, ks.mastered_at,
-           rs.ctid, rs.easiness, rs.interval_days, rs.repetitions, rs.last_reviewed_at,
+           rs.user_id IS NOT NULL, rs.easiness, rs.interval_days, rs.repetitions, rs.last_reviewed_at,
            rs.fsrs_state, rs.fsrs_step, rs.fsrs_stability, rs.fsrs_difficulty,
            st.singleton IS NOT NULL, st.scheduler, st.fsrs_parameters, st.fsrs_desired_retention,
            st.fsrs_learning_steps, st.fsrs_relearning_steps, st.fsrs_maximum_interval,
            st.answer_max_future_skew, st.answer_earliest_at
       INTO concept_id, v_avg_rt,
-           v_ks_tid, v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity,
+           v_ks_found, v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity,
            v_last, v_mastered_at,
-           v_rs_tid, v_ef, v_interval, v_reps, v_rs_last,
+           v_rs_found, v_ef, v_interval, v_reps, v_rs_last,
            v_fs_state, v_fs_step, v_fs_s, v_fs_d,
            v_settings_found, v_scheduler, v_w, v_retention, v_lsteps, v_rsteps, v_max_interval,
            v_skew, v_earliest
@@ -284,7 +284,7 @@ BEGIN
     END IF;
 
     -- BKT on (user, concept).
-    IF v_ks_tid IS NULL THEN
+    IF NOT v_ks_found THEN
         -- A new row: the concept's fitted parameters (bkt_concept_parameters), else the
         -- column defaults of knowledge_states (0003), so that the new row is written
         -- once, already updated; tests/test_record_answer.py checks they still agree.
@@ -318,11 +318,11 @@ BEGIN
     ELSE
         v_delta := greatest(0::double precision, date_part('epoch', p_answered_at - v_last) / 86400.0);
         IF v_mastery > 0 AND v_delta > 0 AND v_decay <> 1 AND v_decay > 0 THEN
-            -- bkt_log_forget, bkt_forget, bkt_forget_complement past their edge cases
             v_lx := ln(v_mastery) + greatest(v_delta, 1e-290) * ln(v_decay);
-            v_log_p0 := v_lx;
+            -- bkt_forget, bkt_log_forget, bkt_forget_complement past their edge cases
             v_p0 := CASE WHEN v_mastery < 1e-300 OR v_lx < -690.7755 THEN 0::double precision
                          ELSE v_mastery * power(v_decay, v_delta) END;
+            v_log_p0 := v_lx;
             IF v_lx < -700 THEN
                 v_q0 := 1::double precision;
             ELSIF v_lx > -0.01 THEN
@@ -357,11 +357,7 @@ BEGIN
     mastery_before := v_p0;
     newly_mastered := v_mastered_at IS NULL AND mastery >= 0.95;
 
-    -- The rows read above are updated by their ctid (a TID scan: no second index
-    -- descent). The users-row lock keeps every protocol writer out since the read; a
-    -- writer outside it would leave the ctid stale, and then nothing is written and
-    -- the answer is refused (40001: retry), rather than applied over the other write.
-    IF v_ks_tid IS NOT NULL THEN
+    IF v_ks_found THEN
         UPDATE knowledge_states ks
            SET mastery_probability = record_answer.mastery,
                last_interaction = greatest(ks.last_interaction, p_answered_at),
@@ -369,13 +365,7 @@ BEGIN
                correct_attempts = ks.correct_attempts + CASE WHEN p_is_correct THEN 1 ELSE 0 END,
                mastered_at = CASE WHEN record_answer.newly_mastered THEN p_answered_at
                                   ELSE ks.mastered_at END
-         WHERE ks.ctid = v_ks_tid AND ks.user_id = p_user_id
-           AND ks.concept_id = record_answer.concept_id;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'record_answer: knowledge_states (%, %) changed since it was read',
-                p_user_id, record_answer.concept_id
-                USING ERRCODE = '40001', HINT = 'Retry the transaction.';
-        END IF;
+         WHERE ks.user_id = p_user_id AND ks.concept_id = record_answer.concept_id;
     ELSE
         INSERT INTO knowledge_states (user_id, concept_id, initial_knowledge, learning_rate,
                                       guess_parameter, slip_parameter, mastery_probability,
@@ -390,7 +380,7 @@ BEGIN
     -- SM-2 (exact) and FSRS-6 on (user, item); a new row starts at EF 2.5, interval 0,
     -- repetitions 0, and as a new FSRS card (fsrs_state NULL).
     quality := coalesce(p_quality, answer_quality(p_is_correct, v_hints, p_response_time_ms, v_avg_rt));
-    IF v_rs_tid IS NULL THEN
+    IF NOT v_rs_found THEN
         v_ef := 2.5;
         v_interval := 0;
         v_reps := 0;
@@ -400,7 +390,7 @@ BEGIN
     v_interval := sm2_next_interval(v_ef, v_interval, v_reps, quality);
     v_sm2_due := p_answered_at + v_interval * interval '24 hours';
     next_review_at := CASE WHEN v_scheduler = 'fsrs' THEN v_fsrs.due ELSE v_sm2_due END;
-    IF v_rs_tid IS NOT NULL THEN
+    IF v_rs_found THEN
         UPDATE review_schedule rs
            SET easiness = sm2_next_easiness(v_ef, record_answer.quality),
                interval_days = v_interval,
@@ -410,12 +400,7 @@ BEGIN
                sm2_due = v_sm2_due, fsrs_state = v_fsrs.state, fsrs_step = v_fsrs.step,
                fsrs_stability = v_fsrs.stability, fsrs_difficulty = v_fsrs.difficulty,
                fsrs_due = v_fsrs.due
-         WHERE rs.ctid = v_rs_tid AND rs.user_id = p_user_id AND rs.content_id = p_content_id;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'record_answer: review_schedule (%, %) changed since it was read',
-                p_user_id, p_content_id
-                USING ERRCODE = '40001', HINT = 'Retry the transaction.';
-        END IF;
+         WHERE rs.user_id = p_user_id AND rs.content_id = p_content_id;
     ELSE
         INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, repetitions,
                                      next_review_at, last_quality, last_reviewed_at, sm2_due,
