@@ -1,5 +1,5 @@
-"""Migration 0011: the CHECKs of users, knowledge_states and review_schedule as one row
-validator per table, refusing what the 22 constraints they replace refused, with the
+"""Migration 0011: the CHECKs of knowledge_states and review_schedule as one row
+validator per table, refusing what the 16 constraints they replace refused, with the
 same error (SQLSTATE 23514, message, constraint name), checked against a real PostgreSQL.
 
 The old constraints' definitions are read from 0011's rollback, which restores them
@@ -29,9 +29,6 @@ OLD = {
 
 # The validator's parameters after tableoid, in order, with a valid value for each.
 COLUMNS = {
-    "users": [("xp", "bigint", 0), ("current_streak", "integer", 0),
-              ("longest_streak", "integer", 0), ("cognitive_patterns", "jsonb", "{}"),
-              ("learning_preferences", "jsonb", "{}"), ("achievements", "jsonb", "{}")],
     "knowledge_states": [("initial_knowledge", "double precision", 0.1),
                          ("learning_rate", "double precision", 0.15),
                          ("guess_parameter", "double precision", 0.2),
@@ -55,19 +52,11 @@ EDGES = {
     "numeric": [None, Decimal("NaN"), Decimal("Infinity"), Decimal("1.29"), Decimal("1.3"),
                 Decimal("2.5"), Decimal("2.555"), Decimal("4.2"), Decimal("-2.5")],
     "integer": [None, -1, 0, 1, 5],
-    "bigint": [None, -1, 0, 10**12],
     "smallint": [None, -1, 0, 1, 3, 4, 5, 6],
-    "jsonb": [None, "{}", '{"a": 1}', "[1]", '"x"', "3", "null", "true"],
 }
 
 # One value each old constraint refuses, for the table-level tests.
 BAD = {
-    "users_achievements_check": ("achievements", psycopg.types.json.Jsonb([1])),
-    "users_cognitive_patterns_check": ("cognitive_patterns", psycopg.types.json.Jsonb("x")),
-    "users_current_streak_check": ("current_streak", -1),
-    "users_learning_preferences_check": ("learning_preferences", psycopg.types.json.Jsonb(3)),
-    "users_longest_streak_check": ("longest_streak", -1),
-    "users_xp_check": ("xp", -1),
     "knowledge_states_attempts_check": ("correct_attempts", 1),  # > attempts (0)
     "knowledge_states_guess_parameter_check": ("guess_parameter", 0.51),
     "knowledge_states_initial_knowledge_check": ("initial_knowledge", 1.01),
@@ -117,11 +106,11 @@ def test_the_rollback_lists_every_replaced_constraint():
 
 
 def test_each_table_has_only_its_row_check(db):
-    """The 22 constraints are gone; one validated CHECK per table (and per partition)."""
+    """The 16 constraints are gone; one validated CHECK per table (and per partition)."""
     rows = db.execute(
         """SELECT conrelid::regclass::text, conname, convalidated FROM pg_constraint
-           WHERE contype = 'c' AND conrelid IN ('users'::regclass, 'knowledge_states'::regclass,
-                                                'review_schedule'::regclass)""").fetchall()
+           WHERE contype = 'c'
+             AND conrelid IN ('knowledge_states'::regclass, 'review_schedule'::regclass)""").fetchall()
     assert sorted(rows) == sorted((t, f"{t}_row_check", True) for t in COLUMNS)
     leftover = db.execute("SELECT count(*) FROM pg_constraint WHERE conname = ANY(%s)",
                           (list(BAD),)).fetchone()[0]
@@ -163,8 +152,6 @@ def test_validator_refuses_exactly_what_the_old_checks_refused(db, table):
     if table == "knowledge_states":
         cases += [{"attempts": a, "correct_attempts": c}
                   for a in EDGES["integer"] for c in EDGES["integer"]]
-    if table == "users":
-        cases += [{"xp": -1, "achievements": "[]"}, {"current_streak": -1, "longest_streak": -1}]
     refused_some = 0
     for values in cases:
         expected = next((n for n in names if _old_refuses(db, table, n, values)), None)
@@ -188,8 +175,7 @@ def _assert_refused_like_postgres(refused, relation: str, name: str, column: str
     assert diag.column_name == column
 
 
-KEYS = {"users": "user_id = %(user)s",
-        "knowledge_states": "user_id = %(user)s AND concept_id = %(concept)s",
+KEYS = {"knowledge_states": "user_id = %(user)s AND concept_id = %(concept)s",
         "review_schedule": "user_id = %(user)s AND content_id = %(item)s"}
 
 
@@ -210,8 +196,7 @@ def test_update_and_insert_refused_with_the_old_name(db, name):
             sql.Identifier(table), sql.Identifier(column)), {**key, "v": value})
     _assert_refused_like_postgres(refused, relation, name, single)
 
-    new = {"users": {"email": "w@example.test", "display_name": "W"},
-           "knowledge_states": {"user_id": ids["user"], "concept_id": ids["concepts"][1]},
+    new = {"knowledge_states": {"user_id": ids["user"], "concept_id": ids["concepts"][1]},
            "review_schedule": {"user_id": ids["user"], "content_id": ids["items"][1]}}[table]
     row = {**new, column: value}
     with pytest.raises(errors.CheckViolation) as refused:

@@ -65,9 +65,8 @@ $$;
 --
 -- Cost (one answer per transaction, the benchmark): every statement pays executor
 -- start-up, and every INSERT/UPDATE re-prepares all CHECK constraints of its table
--- and queues its foreign-key checks, whatever the columns it sets (since 0011, users,
--- knowledge_states and review_schedule have one CHECK each, a row validator; the
--- event row's 8 remain). So the function runs as few statements as it can: the UPDATE
+-- and queues its foreign-key checks, whatever the columns it sets (since 0011,
+-- knowledge_states and review_schedule have one CHECK each, a row validator). So the function runs as few statements as it can: the UPDATE
 -- of users (lock + gamification), ONE read of the item with this user's
 -- knowledge_states and review_schedule rows, then exactly one write per table: UPDATE
 -- an existing row or INSERT the new one already computed (inserting the defaults and

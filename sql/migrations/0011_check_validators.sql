@@ -1,28 +1,34 @@
 -- transactional: false
--- One CHECK per learner table, through a validator function, for the per-answer writes.
+-- One CHECK per learner-state table, through a validator function, for the per-answer
+-- writes of knowledge_states and review_schedule.
 --
 -- PostgreSQL reads back (stringToNode), plans (expression_planner) and compiles every
 -- CHECK constraint of a table for each INSERT/UPDATE statement it executes, whatever
 -- columns the statement sets: the expressions are kept per executor run, not cached.
--- record_answer writes users, knowledge_states and review_schedule on every answer: 22
--- CHECKs, ~19 kB of stored node trees, read and planned per answer (18 % of the
--- backend's CPU in the profile of issue 19). Here each table keeps ONE CHECK that calls
--- an IMMUTABLE PL/pgSQL validator with the row's columns (a small tree: a call and its
--- column references); the validator tests the same conditions and, when one is FALSE,
--- raises the error PostgreSQL raised for the constraint it replaces: SQLSTATE 23514
--- check_violation, the same message ('new row for relation "<partition or table>"
--- violates check constraint "<old name>"'), CONSTRAINT = the old name, TABLE/SCHEMA
--- of the relation written (tableoid: the partition, as PostgreSQL reports it), COLUMN
--- when the old constraint is on one column. Callers that match the SQLSTATE or the
--- constraint name see no difference; only the "Failing row contains" detail is gone.
+-- record_answer writes both tables on every answer: 16 CHECKs, ~16 kB of stored node
+-- trees (a float8 bound such as `BETWEEN 0 AND 0.5` is stored as a numeric constant and
+-- its cast, folded again on each run), read and planned per answer. Here each table
+-- keeps ONE CHECK that calls an IMMUTABLE PL/pgSQL validator with the row's columns (a
+-- small tree: a call and its column references); the validator tests the same
+-- conditions and, when one is FALSE, raises the error PostgreSQL raised for the
+-- constraint it replaces: SQLSTATE 23514 check_violation, the same message ('new row
+-- for relation "<partition or table>" violates check constraint "<old name>"'),
+-- CONSTRAINT = the old name, TABLE/SCHEMA of the relation written (tableoid: the
+-- partition, as PostgreSQL reports it), COLUMN when the old constraint is on one
+-- column. Callers that match the SQLSTATE or the constraint name see no difference;
+-- only the "Failing row contains" detail is gone.
 --   * same values refused: each condition is the old CHECK's expression verbatim, on
 --     parameters of the column's type (the same casts and operators); a NULL passes, as
 --     in a CHECK (only FALSE refuses); with several violated, the first in name order is
 --     reported, the order in which PostgreSQL evaluates a table's CHECKs.
---   * measured (bench/bench_record_answer.py, pgbench, server CPU per answer): see
---     README, Benchmarks; tests/test_check_validators.py checks every old name.
--- learning_events keeps its own CHECKs: the bare INSERT the benchmark compares with
--- pays them too.
+--     tests/test_check_validators.py compares both on edge values and checks every name.
+--   * measured (pgbench, one answer per transaction, server CPU per answer, embedded
+--     PG 18 without fsync, alternating runs on a shared machine): record_answer about
+--     -35 µs of ~340 with the validators; dropping the three row CHECKs altogether
+--     would save ~40 more. The plpgsql call is the validator's main cost, so a table
+--     whose CHECKs are small gains little: users keeps its 6 small CHECKs (~3 kB, about
+--     a validator call's cost by the same measure), learning_events its own (the bare
+--     INSERT the benchmark compares with writes it too).
 --
 -- Locks (non-transactional: each statement commits on its own, so no lock is held
 -- across the validation scans, and every statement can run again after a failure):
@@ -41,89 +47,6 @@
 -- because each dropped CHECK is replaced, before it is dropped, by the validated row
 -- CHECK that refuses the same rows under the same constraint name in the error.
 -- squawk-ignore-file constraint-missing-not-valid, ban-drop-constraint
-
-CREATE OR REPLACE FUNCTION check_users_row(
-    p_table oid,
-    p_xp bigint,
-    p_current_streak integer,
-    p_longest_streak integer,
-    p_cognitive_patterns jsonb,
-    p_learning_preferences jsonb,
-    p_achievements jsonb
-) RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-DECLARE
-    v_failed text;
-    v_column text;
-    v_rel name;
-    v_schema name;
-BEGIN
-    IF jsonb_typeof(p_achievements) = 'object'
-       AND jsonb_typeof(p_cognitive_patterns) = 'object'
-       AND p_current_streak >= 0
-       AND jsonb_typeof(p_learning_preferences) = 'object'
-       AND p_longest_streak >= 0
-       AND p_xp >= 0 THEN
-        RETURN true;
-    END IF;
-    -- A NULL passes a CHECK: only a FALSE refuses. The first refusing constraint in
-    -- name order is reported, as PostgreSQL evaluates a table's CHECKs in name order.
-    v_failed := CASE
-        WHEN (jsonb_typeof(p_achievements) = 'object') IS FALSE
-            THEN 'users_achievements_check'
-        WHEN (jsonb_typeof(p_cognitive_patterns) = 'object') IS FALSE
-            THEN 'users_cognitive_patterns_check'
-        WHEN (p_current_streak >= 0) IS FALSE
-            THEN 'users_current_streak_check'
-        WHEN (jsonb_typeof(p_learning_preferences) = 'object') IS FALSE
-            THEN 'users_learning_preferences_check'
-        WHEN (p_longest_streak >= 0) IS FALSE
-            THEN 'users_longest_streak_check'
-        WHEN (p_xp >= 0) IS FALSE
-            THEN 'users_xp_check'
-    END;
-    IF v_failed IS NULL THEN
-        RETURN true;
-    END IF;
-    v_column := CASE v_failed
-        WHEN 'users_achievements_check' THEN 'achievements'
-        WHEN 'users_cognitive_patterns_check' THEN 'cognitive_patterns'
-        WHEN 'users_current_streak_check' THEN 'current_streak'
-        WHEN 'users_learning_preferences_check' THEN 'learning_preferences'
-        WHEN 'users_longest_streak_check' THEN 'longest_streak'
-        WHEN 'users_xp_check' THEN 'xp'
-    END;
-    SELECT c.relname, n.nspname INTO v_rel, v_schema
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_table;
-    v_rel := coalesce(v_rel, 'users');
-    IF v_column IS NULL THEN
-        RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', v_rel, v_failed
-            USING ERRCODE = 'check_violation', CONSTRAINT = v_failed, TABLE = v_rel,
-                  SCHEMA = coalesce(v_schema, '');
-    END IF;
-    RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', v_rel, v_failed
-        USING ERRCODE = 'check_violation', CONSTRAINT = v_failed, TABLE = v_rel,
-              SCHEMA = coalesce(v_schema, ''), COLUMN = v_column;
-END;
-$$;
-
-ALTER TABLE users
-    DROP CONSTRAINT IF EXISTS users_row_check,
-    ADD CONSTRAINT users_row_check CHECK (check_users_row(
-        tableoid, xp, current_streak, longest_streak, cognitive_patterns,
-        learning_preferences, achievements)) NOT VALID;
-
-ALTER TABLE users VALIDATE CONSTRAINT users_row_check;
-
-ALTER TABLE users
-    DROP CONSTRAINT IF EXISTS users_achievements_check,
-    DROP CONSTRAINT IF EXISTS users_cognitive_patterns_check,
-    DROP CONSTRAINT IF EXISTS users_current_streak_check,
-    DROP CONSTRAINT IF EXISTS users_learning_preferences_check,
-    DROP CONSTRAINT IF EXISTS users_longest_streak_check,
-    DROP CONSTRAINT IF EXISTS users_xp_check;
 
 CREATE OR REPLACE FUNCTION check_knowledge_states_row(
     p_table oid,

@@ -1,7 +1,7 @@
 -- transactional: false
--- Inverse of 0011: the 22 CHECK constraints of 0002/0003/0007, with their names and
--- expressions, back on users, knowledge_states and review_schedule, then the row
--- validators dropped. Same lock pattern as the forward file: ADD ... NOT VALID (an
+-- Inverse of 0011: the 16 CHECK constraints of 0003/0007, with their names and
+-- expressions, back on knowledge_states and review_schedule, then the row validators
+-- dropped. Same lock pattern as the forward file: ADD ... NOT VALID (an
 -- instant of ACCESS EXCLUSIVE), VALIDATE (SHARE UPDATE EXCLUSIVE, scans), DROP (an
 -- instant); every statement can run again.
 
@@ -66,28 +66,3 @@ ALTER TABLE knowledge_states VALIDATE CONSTRAINT knowledge_states_temporal_decay
 ALTER TABLE knowledge_states DROP CONSTRAINT IF EXISTS knowledge_states_row_check;
 
 DROP FUNCTION IF EXISTS check_knowledge_states_row(oid, double precision, double precision, double precision, double precision, double precision, double precision, double precision, integer, integer);
-
-ALTER TABLE users
-    DROP CONSTRAINT IF EXISTS users_achievements_check,
-    ADD CONSTRAINT users_achievements_check CHECK (jsonb_typeof(achievements) = 'object') NOT VALID,
-    DROP CONSTRAINT IF EXISTS users_cognitive_patterns_check,
-    ADD CONSTRAINT users_cognitive_patterns_check CHECK (jsonb_typeof(cognitive_patterns) = 'object') NOT VALID,
-    DROP CONSTRAINT IF EXISTS users_current_streak_check,
-    ADD CONSTRAINT users_current_streak_check CHECK (current_streak >= 0) NOT VALID,
-    DROP CONSTRAINT IF EXISTS users_learning_preferences_check,
-    ADD CONSTRAINT users_learning_preferences_check CHECK (jsonb_typeof(learning_preferences) = 'object') NOT VALID,
-    DROP CONSTRAINT IF EXISTS users_longest_streak_check,
-    ADD CONSTRAINT users_longest_streak_check CHECK (longest_streak >= 0) NOT VALID,
-    DROP CONSTRAINT IF EXISTS users_xp_check,
-    ADD CONSTRAINT users_xp_check CHECK (xp >= 0) NOT VALID;
-
-ALTER TABLE users VALIDATE CONSTRAINT users_achievements_check;
-ALTER TABLE users VALIDATE CONSTRAINT users_cognitive_patterns_check;
-ALTER TABLE users VALIDATE CONSTRAINT users_current_streak_check;
-ALTER TABLE users VALIDATE CONSTRAINT users_learning_preferences_check;
-ALTER TABLE users VALIDATE CONSTRAINT users_longest_streak_check;
-ALTER TABLE users VALIDATE CONSTRAINT users_xp_check;
-
-ALTER TABLE users DROP CONSTRAINT IF EXISTS users_row_check;
-
-DROP FUNCTION IF EXISTS check_users_row(oid, bigint, integer, integer, jsonb, jsonb, jsonb);
