@@ -65,16 +65,20 @@ $$;
 --
 -- Cost (one answer per transaction, the benchmark): every statement pays executor
 -- start-up, and every INSERT/UPDATE re-prepares all CHECK constraints of its table
--- (26 per answer here, ~2-3 µs each) and queues its foreign-key checks, whatever the
--- columns it sets. So the function runs as few statements as it can: the UPDATE of
--- users (lock + gamification), ONE read of the item with this user's knowledge_states
--- and review_schedule rows, then exactly one write per table: UPDATE an existing
--- row or INSERT the new one already computed (inserting the defaults and updating
--- them would prepare the CHECKs twice and re-run both foreign-key checks, as the
--- row was inserted by this transaction). The arithmetic stays in PL/pgSQL
--- variables, where the BKT/SM-2 SQL functions are inlined (~2 µs per expression).
--- Measured (embedded PG 18, fast settings, fresh benchmark database): 280 → 225 µs
--- per call.
+-- and queues its foreign-key checks, whatever the columns it sets (since 0011,
+-- knowledge_states and review_schedule have one CHECK each, a row validator). So the function runs as few statements as it can: the UPDATE
+-- of users (lock + gamification), ONE read of the item with this user's
+-- knowledge_states and review_schedule rows, then exactly one write per table: UPDATE
+-- an existing row or INSERT the new one already computed (inserting the defaults and
+-- updating them would prepare the CHECKs twice and re-run both foreign-key checks, as
+-- the row was inserted by this transaction). Merging those writes into one statement
+-- of writable CTEs was measured slower (~+30 µs): a CTE for each case (UPDATE or INSERT)
+-- initialises its ModifyTable, indexes and tuple routing even when it writes nothing.
+-- The arithmetic stays in PL/pgSQL variables; each simple expression is compiled once
+-- per transaction, i.e. per answer here, so big inlined expressions cost even in the
+-- branches a CASE skips (see the BKT block). Measured (embedded PG 18, fast settings,
+-- fresh benchmark database): 280 → 225 µs per call before FSRS; with FSRS, 0011 and
+-- the BKT block, see README (Benchmarks).
 --
 -- SET plan_cache_mode = force_generic_plan: knowledge_states is hash partitioned,
 -- so the plan cache would otherwise re-plan its statements on every call (a custom
@@ -134,6 +138,11 @@ DECLARE
     v_delta double precision;
     v_log_p0 double precision;
     v_q0 double precision;
+    v_lx double precision;
+    v_like_mastered double precision;
+    v_like_unmastered double precision;
+    v_p1 double precision;
+    v_learn double precision;
     -- review_schedule (NULL columns: no row yet)
     v_rs_found boolean;
     v_ef numeric;
@@ -255,17 +264,19 @@ BEGIN
       LEFT JOIN review_schedule rs ON rs.user_id = p_user_id AND rs.content_id = c.content_id
       LEFT JOIN algorithm_settings st ON true
      WHERE c.content_id = p_content_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
-            USING ERRCODE = 'P0002';
-    END IF;
-    IF NOT v_settings_found THEN
-        RAISE EXCEPTION 'record_answer: algorithm_settings has no row'
-            USING ERRCODE = '55000',
-                  HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
-    END IF;
+    -- One test on the normal path (each expression costs its compilation per answer).
     v_clock := clock_timestamp();
-    IF p_answered_at > v_clock + v_skew OR p_answered_at < v_earliest THEN
+    IF NOT FOUND OR NOT v_settings_found OR p_answered_at > v_clock + v_skew
+       OR p_answered_at < v_earliest THEN
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'record_answer: unknown content_id %', p_content_id
+                USING ERRCODE = 'P0002';
+        END IF;
+        IF NOT v_settings_found THEN
+            RAISE EXCEPTION 'record_answer: algorithm_settings has no row'
+                USING ERRCODE = '55000',
+                      HINT = 'INSERT INTO algorithm_settings DEFAULT VALUES restores the defaults.';
+        END IF;
         RAISE EXCEPTION 'record_answer: answered_at %',
             answer_time_error(p_answered_at, v_clock, v_skew, v_earliest)
             USING ERRCODE = '22023';
@@ -289,22 +300,58 @@ BEGIN
         v_velocity := 1;
         v_decay := coalesce(v_decay, 0.98);
     END IF;
+    -- BKT (bkt.sql) with its branches as PL/pgSQL control flow. A simple expression is
+    -- compiled (ExecInitExpr: every operator looked up and its EXECUTE right checked)
+    -- in each transaction that evaluates it, whole, whatever CASE branch it takes:
+    -- inlined, bkt_forget_complement alone repeats ln(m) + Δ·ln(decay) ten times. Here
+    -- that exponent is computed once and only the branch taken is compiled; the edge
+    -- cases (mastery 0, no elapsed time, decay 1, zero likelihoods, ...) call the bkt.sql
+    -- functions themselves. Each branch is the functions' expression, operator for
+    -- operator, on the same float8 values: the same bits (tests/test_record_answer.py:
+    -- batch == single and the reference; test_algorithms.py).
     IF v_last IS NULL THEN
+        -- bkt_posterior(initial, ...): the evidence from p0 = initial, undecayed.
         v_p0 := bkt_forget(v_initial, 1, 0);
-        mastery := bkt_posterior(v_initial, p_is_correct, v_guess, v_slip, v_rate, v_velocity);
+        v_log_p0 := CASE WHEN v_initial > 0 THEN ln(v_initial) ELSE '-Infinity'::double precision END;
+        v_q0 := 1 - v_initial;
     ELSE
         v_delta := greatest(0::double precision, date_part('epoch', p_answered_at - v_last) / 86400.0);
-        v_p0 := bkt_forget(v_mastery, v_decay, v_delta);
-        -- bkt_update, spelled out in steps: nested, its parts are not inlined (~18 µs a
-        -- call); with ln p0 and 1 − p0 in variables they are (~2 µs). Same expressions,
-        -- same bits (tests: the batch path and the reference agree).
-        v_log_p0 := bkt_log_forget(v_mastery, v_decay, v_delta);
-        v_q0 := bkt_forget_complement(v_mastery, v_decay, v_delta);
-        mastery := bkt_learn(bkt_evidence(v_log_p0, v_q0,
-                                          CASE WHEN p_is_correct THEN 1 - v_slip ELSE v_slip END,
-                                          CASE WHEN p_is_correct THEN v_guess ELSE 1 - v_guess END),
-                             v_rate, v_velocity);
+        IF v_mastery > 0 AND v_delta > 0 AND v_decay <> 1 AND v_decay > 0 THEN
+            v_lx := ln(v_mastery) + greatest(v_delta, 1e-290) * ln(v_decay);
+            -- bkt_forget, bkt_log_forget, bkt_forget_complement past their edge cases
+            v_p0 := CASE WHEN v_mastery < 1e-300 OR v_lx < -690.7755 THEN 0::double precision
+                         ELSE v_mastery * power(v_decay, v_delta) END;
+            v_log_p0 := v_lx;
+            IF v_lx < -700 THEN
+                v_q0 := 1::double precision;
+            ELSIF v_lx > -0.01 THEN
+                v_q0 := -(v_lx) * (1 + (v_lx) / 2 * (1 + (v_lx) / 3 * (1 + (v_lx) / 4
+                        * (1 + (v_lx) / 5 * (1 + (v_lx) / 6)))));
+            ELSE
+                v_q0 := 1 - exp(v_lx);
+            END IF;
+        ELSE
+            v_p0 := bkt_forget(v_mastery, v_decay, v_delta);
+            v_log_p0 := bkt_log_forget(v_mastery, v_decay, v_delta);
+            v_q0 := bkt_forget_complement(v_mastery, v_decay, v_delta);
+        END IF;
     END IF;
+    v_like_mastered := CASE WHEN p_is_correct THEN 1 - v_slip ELSE v_slip END;
+    v_like_unmastered := CASE WHEN p_is_correct THEN v_guess ELSE 1 - v_guess END;
+    IF v_log_p0 <> '-Infinity' AND v_like_mastered > 0 AND v_q0 > 0 AND v_like_unmastered > 0 THEN
+        -- bkt_evidence past its edge cases
+        v_p1 := 1 / (1 + exp(greatest(-700::double precision, least(700::double precision,
+                ln(v_q0) + ln(v_like_unmastered) - v_log_p0 - ln(v_like_mastered)))));
+    ELSE
+        v_p1 := bkt_evidence(v_log_p0, v_q0, v_like_mastered, v_like_unmastered);
+    END IF;
+    -- bkt_learn, its learning step computed once
+    v_learn := CASE WHEN v_rate <= 0 OR v_velocity <= 0 THEN 0::double precision
+                    WHEN ln(v_rate) + ln(v_velocity) >= 0 THEN 1::double precision
+                    WHEN ln(v_rate) + ln(v_velocity) < -700 THEN 0::double precision
+                    ELSE v_rate * v_velocity END;
+    mastery := greatest(0::double precision, least(1::double precision,
+                        v_p1 * (1 - v_learn) + v_learn));
     predicted_correct := v_p0 * (1 - v_slip) + (1 - v_p0) * v_guess;
     mastery_before := v_p0;
     newly_mastered := v_mastered_at IS NULL AND mastery >= 0.95;
