@@ -113,6 +113,34 @@ def test_bkt_sequence_by_hand(db):
     assert events[0][3] == pytest.approx(0.27, abs=1e-15)
 
 
+def test_bkt_functions_are_inlined_in_both_paths(db):
+    # record_answer compiles its expressions per transaction and record_answers runs them
+    # per answer: a bkt.sql function that stopped being inlined (a nested call whose
+    # argument the planner finds too costly to repeat) would become a SQL function call
+    # per answer, same values, several times the cost. With function tracking on, an
+    # inlined function is never counted as called.
+    user, concept = add_user(db), add_concept(db, "inline-check")
+    item, other = add_item(db, concept), add_item(db, concept)
+    batch = json.dumps([{"user_id": user, "content_id": other, "is_correct": k % 2 == 0,
+                         "response_time_ms": 2000, "answered_at": (T0 + timedelta(days=3, hours=k)).isoformat()}
+                        for k in range(4)])
+    with db.transaction():
+        db.execute("SET LOCAL track_functions = 'all'")
+        for k, correct in enumerate((True, False, True)):  # first interaction, then decayed
+            answer(db, user, item, correct, p_answered_at=T0 + timedelta(days=k))
+        db.execute("SELECT count(*) FROM record_answers(%s::jsonb)", (batch,))
+        calls = dict(db.execute(
+            "SELECT p.proname, pg_stat_get_xact_function_calls(p.oid) FROM pg_proc p "
+            "WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'bkt\\_%%'"
+        ).fetchall())
+        answered = db.execute(
+            "SELECT pg_stat_get_xact_function_calls('record_answer'::regproc), "
+            "pg_stat_get_xact_function_calls('record_answers'::regproc)").fetchone()
+    assert answered == (3, 1)  # tracking was on
+    assert {"bkt_decay_exponent", "bkt_complement_from_log", "bkt_learn_step"} <= set(calls)
+    assert {name: n for name, n in calls.items() if n} == {}
+
+
 def test_new_knowledge_state_has_the_column_defaults(db):
     # record_answer writes a new (user, concept) row once, already updated, with the
     # parameters copied from knowledge_states' column defaults: they must still agree.

@@ -33,6 +33,64 @@
 -- underflow).
 -- tests/reference_algorithms.py evaluates the same formulas with 60-digit decimals.
 
+-- The regular-case pieces of the steps below, one formula each. bkt_forget,
+-- bkt_log_forget, bkt_forget_complement and bkt_evidence take their edge cases first
+-- and then use these; record_answer uses them directly once it has tested the edges in
+-- PL/pgSQL (it compiles each expression per transaction, so it keeps the exponent in a
+-- variable instead of the ten copies an inlined bkt_forget_complement holds).
+
+-- x = ln p0 = ln mastery + Δdays·ln decay, for mastery > 0, Δdays > 0, 0 < decay < 1.
+CREATE OR REPLACE FUNCTION bkt_decay_exponent(
+    p_mastery double precision,
+    p_decay double precision,
+    p_delta_days double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)
+$$;
+
+-- p0 = mastery·decay^Δdays from its exponent x (0 below 1e−300).
+CREATE OR REPLACE FUNCTION bkt_forget_from_log(
+    p_mastery double precision,
+    p_decay double precision,
+    p_delta_days double precision,
+    p_log_p0 double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN p_mastery < 1e-300 OR p_log_p0 < -690.7755 THEN 0::double precision
+                ELSE p_mastery * power(p_decay, p_delta_days) END
+$$;
+
+-- 1 − p0 = −expm1(x) without cancellation: 1 below e^−700, the series near 0.
+CREATE OR REPLACE FUNCTION bkt_complement_from_log(p_log_p0 double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN p_log_p0 < -700 THEN 1::double precision
+        WHEN p_log_p0 > -0.01 THEN
+            -- −expm1(x) = −x(1 + x/2(1 + x/3(1 + x/4(1 + x/5(1 + x/6))))), error < x^7/5040
+            -(p_log_p0) * (1 + (p_log_p0) / 2 * (1 + (p_log_p0) / 3 * (1 + (p_log_p0) / 4
+                * (1 + (p_log_p0) / 5 * (1 + (p_log_p0) / 6)))))
+        ELSE 1 - exp(p_log_p0)
+    END
+$$;
+
+-- Evidence with both likelihood terms positive: the logistic of ln b − ln a, clamped.
+CREATE OR REPLACE FUNCTION bkt_evidence_logistic(
+    p_log_p0 double precision,
+    p_q0 double precision,
+    p_like_mastered double precision,
+    p_like_unmastered double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT 1 / (1 + exp(greatest(-700::double precision, least(700::double precision,
+               ln(p_q0) + ln(p_like_unmastered) - p_log_p0 - ln(p_like_mastered)))))
+$$;
+
 -- Step 1, forgetting: p0 = mastery × decay ^ Δdays (0 when below 1e−300).
 CREATE OR REPLACE FUNCTION bkt_forget(
     p_mastery double precision,
@@ -45,9 +103,8 @@ AS $$
         WHEN p_mastery < 1e-300 THEN 0::double precision
         WHEN p_delta_days <= 0 OR p_decay = 1 THEN p_mastery
         WHEN p_decay <= 0 THEN 0::double precision
-        WHEN ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay) < -690.7755 THEN
-            0::double precision
-        ELSE p_mastery * power(p_decay, p_delta_days)
+        ELSE bkt_forget_from_log(p_mastery, p_decay, p_delta_days,
+                                 bkt_decay_exponent(p_mastery, p_decay, p_delta_days))
     END
 $$;
 
@@ -66,7 +123,7 @@ AS $$
         WHEN p_mastery <= 0 THEN '-Infinity'::double precision
         WHEN p_delta_days <= 0 OR p_decay = 1 THEN ln(p_mastery)
         WHEN p_decay <= 0 THEN '-Infinity'::double precision
-        ELSE ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)
+        ELSE bkt_decay_exponent(p_mastery, p_decay, p_delta_days)
     END
 $$;
 
@@ -82,16 +139,7 @@ AS $$
         WHEN p_mastery <= 0 THEN 1::double precision
         WHEN p_delta_days <= 0 OR p_decay = 1 THEN 1 - p_mastery
         WHEN p_decay <= 0 THEN 1::double precision
-        WHEN ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay) < -700 THEN 1::double precision
-        WHEN ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay) > -0.01 THEN
-            -- −expm1(x) = −x(1 + x/2(1 + x/3(1 + x/4(1 + x/5(1 + x/6))))), error < x^7/5040
-            -(ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay))
-            * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 2
-               * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 3
-                  * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 4
-                     * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 5
-                        * (1 + (ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay)) / 6)))))
-        ELSE 1 - exp(ln(p_mastery) + greatest(p_delta_days, 1e-290) * ln(p_decay))
+        ELSE bkt_complement_from_log(bkt_decay_exponent(p_mastery, p_decay, p_delta_days))
     END
 $$;
 
@@ -111,9 +159,22 @@ AS $$
             CASE WHEN p_log_p0 < -700 THEN 0::double precision ELSE exp(p_log_p0) END
         WHEN p_log_p0 = '-Infinity' OR p_like_mastered <= 0 THEN 0::double precision
         WHEN p_q0 <= 0 OR p_like_unmastered <= 0 THEN 1::double precision
-        ELSE 1 / (1 + exp(greatest(-700::double precision, least(700::double precision,
-                 ln(p_q0) + ln(p_like_unmastered) - p_log_p0 - ln(p_like_mastered)))))
+        ELSE bkt_evidence_logistic(p_log_p0, p_q0, p_like_mastered, p_like_unmastered)
     END
+$$;
+
+-- The learning step L = min(1, learning_rate × velocity), from logarithms where the
+-- product could underflow.
+CREATE OR REPLACE FUNCTION bkt_learn_step(
+    p_learning_rate double precision,
+    p_velocity double precision
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN p_learning_rate <= 0 OR p_velocity <= 0 THEN 0::double precision
+                WHEN ln(p_learning_rate) + ln(p_velocity) >= 0 THEN 1::double precision
+                WHEN ln(p_learning_rate) + ln(p_velocity) < -700 THEN 0::double precision
+                ELSE p_learning_rate * p_velocity END
 $$;
 
 -- Learning: p1 + (1 − p1)·min(1, learning_rate × velocity), in [0, 1].
@@ -124,15 +185,11 @@ CREATE OR REPLACE FUNCTION bkt_learn(
 ) RETURNS double precision
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
+    -- p1(1 − L) + L, L written twice: a nested function taking L as one argument would
+    -- not be inlined (the planner does not repeat a costly argument).
     SELECT greatest(0::double precision, least(1::double precision,
-        p_p1 * (1 - CASE WHEN p_learning_rate <= 0 OR p_velocity <= 0 THEN 0::double precision
-                         WHEN ln(p_learning_rate) + ln(p_velocity) >= 0 THEN 1::double precision
-                         WHEN ln(p_learning_rate) + ln(p_velocity) < -700 THEN 0::double precision
-                         ELSE p_learning_rate * p_velocity END)
-        + CASE WHEN p_learning_rate <= 0 OR p_velocity <= 0 THEN 0::double precision
-               WHEN ln(p_learning_rate) + ln(p_velocity) >= 0 THEN 1::double precision
-               WHEN ln(p_learning_rate) + ln(p_velocity) < -700 THEN 0::double precision
-               ELSE p_learning_rate * p_velocity END))
+        p_p1 * (1 - bkt_learn_step(p_learning_rate, p_velocity))
+        + bkt_learn_step(p_learning_rate, p_velocity)))
 $$;
 
 -- P(correct) predicted before the answer: p0(1 − slip) + (1 − p0)·guess.

@@ -138,11 +138,9 @@ DECLARE
     v_delta double precision;
     v_log_p0 double precision;
     v_q0 double precision;
-    v_lx double precision;
     v_like_mastered double precision;
     v_like_unmastered double precision;
     v_p1 double precision;
-    v_learn double precision;
     -- review_schedule (NULL columns: no row yet)
     v_rs_found boolean;
     v_ef numeric;
@@ -300,15 +298,16 @@ BEGIN
         v_velocity := 1;
         v_decay := coalesce(v_decay, 0.98);
     END IF;
-    -- BKT (bkt.sql) with its branches as PL/pgSQL control flow. A simple expression is
-    -- compiled (ExecInitExpr: every operator looked up and its EXECUTE right checked)
+    -- BKT (bkt.sql) with its edge tests as PL/pgSQL control flow. A simple expression
+    -- is compiled (ExecInitExpr: every operator looked up and its EXECUTE right checked)
     -- in each transaction that evaluates it, whole, whatever CASE branch it takes:
     -- inlined, bkt_forget_complement alone repeats ln(m) + Δ·ln(decay) ten times. Here
-    -- that exponent is computed once and only the branch taken is compiled; the edge
-    -- cases (mastery 0, no elapsed time, decay 1, zero likelihoods, ...) call the bkt.sql
-    -- functions themselves. Each branch is the functions' expression, operator for
-    -- operator, on the same float8 values: the same bits (tests/test_record_answer.py:
-    -- batch == single and the reference; test_algorithms.py).
+    -- that exponent is computed once into a variable and handed to the regular-case
+    -- functions bkt_forget, bkt_forget_complement and bkt_evidence are made of
+    -- (bkt_decay_exponent, bkt_forget_from_log, bkt_complement_from_log,
+    -- bkt_evidence_logistic); the edge cases (mastery 0, no elapsed time, decay 1, zero likelihoods)
+    -- go to the whole functions. Same expressions on the same float8 values, so the
+    -- same bits (tests/test_record_answer.py: batch == single and the reference).
     IF v_last IS NULL THEN
         -- bkt_posterior(initial, ...): the evidence from p0 = initial, undecayed.
         v_p0 := bkt_forget(v_initial, 1, 0);
@@ -317,19 +316,9 @@ BEGIN
     ELSE
         v_delta := greatest(0::double precision, date_part('epoch', p_answered_at - v_last) / 86400.0);
         IF v_mastery > 0 AND v_delta > 0 AND v_decay <> 1 AND v_decay > 0 THEN
-            v_lx := ln(v_mastery) + greatest(v_delta, 1e-290) * ln(v_decay);
-            -- bkt_forget, bkt_log_forget, bkt_forget_complement past their edge cases
-            v_p0 := CASE WHEN v_mastery < 1e-300 OR v_lx < -690.7755 THEN 0::double precision
-                         ELSE v_mastery * power(v_decay, v_delta) END;
-            v_log_p0 := v_lx;
-            IF v_lx < -700 THEN
-                v_q0 := 1::double precision;
-            ELSIF v_lx > -0.01 THEN
-                v_q0 := -(v_lx) * (1 + (v_lx) / 2 * (1 + (v_lx) / 3 * (1 + (v_lx) / 4
-                        * (1 + (v_lx) / 5 * (1 + (v_lx) / 6)))));
-            ELSE
-                v_q0 := 1 - exp(v_lx);
-            END IF;
+            v_log_p0 := bkt_decay_exponent(v_mastery, v_decay, v_delta);
+            v_p0 := bkt_forget_from_log(v_mastery, v_decay, v_delta, v_log_p0);
+            v_q0 := bkt_complement_from_log(v_log_p0);
         ELSE
             v_p0 := bkt_forget(v_mastery, v_decay, v_delta);
             v_log_p0 := bkt_log_forget(v_mastery, v_decay, v_delta);
@@ -339,19 +328,11 @@ BEGIN
     v_like_mastered := CASE WHEN p_is_correct THEN 1 - v_slip ELSE v_slip END;
     v_like_unmastered := CASE WHEN p_is_correct THEN v_guess ELSE 1 - v_guess END;
     IF v_log_p0 <> '-Infinity' AND v_like_mastered > 0 AND v_q0 > 0 AND v_like_unmastered > 0 THEN
-        -- bkt_evidence past its edge cases
-        v_p1 := 1 / (1 + exp(greatest(-700::double precision, least(700::double precision,
-                ln(v_q0) + ln(v_like_unmastered) - v_log_p0 - ln(v_like_mastered)))));
+        v_p1 := bkt_evidence_logistic(v_log_p0, v_q0, v_like_mastered, v_like_unmastered);
     ELSE
         v_p1 := bkt_evidence(v_log_p0, v_q0, v_like_mastered, v_like_unmastered);
     END IF;
-    -- bkt_learn, its learning step computed once
-    v_learn := CASE WHEN v_rate <= 0 OR v_velocity <= 0 THEN 0::double precision
-                    WHEN ln(v_rate) + ln(v_velocity) >= 0 THEN 1::double precision
-                    WHEN ln(v_rate) + ln(v_velocity) < -700 THEN 0::double precision
-                    ELSE v_rate * v_velocity END;
-    mastery := greatest(0::double precision, least(1::double precision,
-                        v_p1 * (1 - v_learn) + v_learn));
+    mastery := bkt_learn(v_p1, v_rate, v_velocity);
     predicted_correct := v_p0 * (1 - v_slip) + (1 - v_p0) * v_guess;
     mastery_before := v_p0;
     newly_mastered := v_mastered_at IS NULL AND mastery >= 0.95;
