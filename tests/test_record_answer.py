@@ -122,7 +122,8 @@ def test_bkt_functions_are_inlined_in_both_paths(db):
     user, concept = add_user(db), add_concept(db, "inline-check")
     item, other = add_item(db, concept), add_item(db, concept)
     batch = json.dumps([{"user_id": user, "content_id": other, "is_correct": k % 2 == 0,
-                         "response_time_ms": 2000, "answered_at": (T0 + timedelta(days=3, hours=k)).isoformat()}
+                         "response_time_ms": 2000,
+                         "answered_at": (T0 + timedelta(days=3, hours=k)).isoformat()}
                         for k in range(4)])
     with db.transaction():
         db.execute("SET LOCAL track_functions = 'all'")
