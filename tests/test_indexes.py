@@ -312,12 +312,18 @@ def test_build_does_not_block_writers(sql_tree, empty_url):
     thread.start()
     started.wait(10)
     events = []
+    writes_seen = []  # (index step, phase, inserts done so far) at each progress report
+
+    def progress(event):
+        events.append(event)
+        writes_seen.append((event.step_number, event.phase or "", len(waits)))
+
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             t0 = time.perf_counter()
             result = indexes.build(
-                conn, indexes.declared_indexes(sql_tree.root), progress=events.append,
-                monitor=lambda: psycopg.connect(url, autocommit=True), poll_interval=0.1)
+                conn, indexes.declared_indexes(sql_tree.root), progress=progress,
+                monitor=lambda: psycopg.connect(url, autocommit=True), poll_interval=0.02)
             duration = time.perf_counter() - t0
             during = len(waits)
     finally:
@@ -331,7 +337,14 @@ def test_build_does_not_block_writers(sql_tree, empty_url):
     assert during > 10, "the writer barely ran during the build"
     longest = max(waits)
     print(f"build {duration:.2f}s, {during} inserts, longest insert {longest * 1000:.1f} ms")
-    assert duration > 3 * longest, (duration, longest)
+    # Not blocked: inserts completed between two reports of the same build in progress
+    # (a plain CREATE INDEX would hold them until it ends), whatever the machine's speed.
+    progressed = set()
+    for number in {k for k, _, _ in writes_seen}:
+        counts = [n for k, phase, n in writes_seen if k == number and phase]
+        if len(counts) > 1 and counts[-1] > counts[0]:
+            progressed.add(number)
+    assert progressed, writes_seen
     # the progress callback saw pg_stat_progress_create_index's phases
     assert any(e.phase and e.phase.startswith("building index") for e in events)
     assert index_state(url, "big_payload_idx") is True
