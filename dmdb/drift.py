@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from dmdb.config import Settings
 from dmdb.db import connect, require_session, resolve
 from dmdb.errors import DmdbError, MigrationError
+from dmdb.migration_files import for_scratch_replay
 from dmdb.migrations import (
     Migration,
     Project,
@@ -118,15 +119,20 @@ def _compare(live: dict[str, list[str]], replay: dict[str, list[str]],
 
 
 def _replay(settings: Settings, scratch: str, migrations: list[Migration], project: Project,
-            state: Status | None) -> tuple[dict, dict, list[str]]:
+            state: Status | None) -> tuple[dict, dict, list[str], list[str]]:
     """Replay migrations in `scratch`; dump; apply the function files; dump again.
 
-    Returns (after migrations, after functions, notes)."""
+    Returns (after migrations, after functions, function files that did not apply,
+    cluster-wide statements left out of the replay)."""
     notes: list[str] = []
+    left_out: list[str] = []
     with connect(settings, autocommit=True, dbname=scratch) as conn:
         conn.execute("SET client_min_messages = warning")
         runner = Runner(conn, command="dmdb drift")
         for m in migrations:
+            m, skipped = for_scratch_replay(m)
+            left_out += [f"not replayed (cluster-wide: the scratch database shares the live "
+                         f"server): {where}" for where in skipped if where.startswith("migrations/")]
             try:
                 apply_migration(conn, m, record=False, runner=runner)
             except MigrationError as exc:
@@ -139,7 +145,7 @@ def _replay(settings: Settings, scratch: str, migrations: list[Migration], proje
             except MigrationError as exc:
                 notes.append(f"function file {f.id} does not apply on these migrations ({exc}); "
                              "its objects are not compared")
-    return base, dump_objects(settings, scratch), notes
+    return base, dump_objects(settings, scratch), notes, left_out
 
 
 def drift(settings: Settings, project: Project, *, to: str | None = None,
@@ -163,8 +169,8 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         chosen = [m for m in project.migrations() if m.id in applied]
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
     with scratch_database(settings, "drift") as scratch:
-        base, with_functions, notes = _replay(settings, scratch, chosen, project, state)
-        result.notes.extend(notes)
+        base, with_functions, notes, left_out = _replay(settings, scratch, chosen, project, state)
+        result.notes.extend(left_out + notes)
         live = dump_objects(settings, settings.dbname)
     function_keys = {k for k in with_functions if base.get(k) != with_functions[k]}
     if functions_applied is None:

@@ -41,7 +41,14 @@ from dmdb import resources
 from dmdb.config import Settings
 from dmdb.db import connect, resolve
 from dmdb.errors import ConfigError, DmdbError
-from dmdb.migration_files import Project, SqlFile, Statement, read_sql_file
+from dmdb.migration_files import (
+    Project,
+    SqlFile,
+    Statement,
+    is_cluster_wide,
+    read_sql_file,
+    without_cluster_wide,
+)
 from dmdb.migration_retry import extra_detail
 from dmdb.migrations import Runner, status
 from dmdb.verify import restore_schema, scratch_database
@@ -65,14 +72,6 @@ def mode_name(mode: str) -> str:
 _IGNORE = re.compile(r"^\s*--\s*dmdb-lint:\s*ignore\s+(?P<rules>[\w\-]+(?:\s*,\s*[\w\-]+)*)"
                      r"\s*(?:--\s*(?P<reason>.*?))?\s*$")
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
-# Statements on objects the whole cluster shares (roles and memberships, tablespaces,
-# databases, server settings). The scratch database lives in the live cluster, so
-# replaying one would change the live server: they are named, not run. (A DO block that
-# does the same is not recognised.)
-_CLUSTER_WIDE = re.compile(
-    r"^\s*(?:(?:CREATE|ALTER|DROP)\s+(?:ROLE|GROUP|TABLESPACE|DATABASE)\b"
-    r"|(?:CREATE|ALTER|DROP)\s+USER\b(?!\s+MAPPING)|ALTER\s+SYSTEM\b"
-    r"|(?:GRANT|REVOKE)\b(?![^;]*\bON\b))", re.IGNORECASE)
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE|COPY|WITH|SELECT)\b", re.IGNORECASE)
 
@@ -367,19 +366,6 @@ def _judge(file_id: str, st: TracedStatement, held: dict[str, str],
     return out
 
 
-def _without_cluster_wide(sql_file: SqlFile) -> SqlFile:
-    """The file as the scratch replay may run it: without its cluster-wide statements."""
-    from dataclasses import replace
-
-    kept = tuple(stmt for stmt in sql_file.statements
-                 if not _CLUSTER_WIDE.match(_COMMENTS.sub("", stmt.sql)))
-    if len(kept) == len(sql_file.statements):
-        return sql_file
-    copy = replace(sql_file)
-    copy.__dict__["statements"] = kept  # the cached_property's slot
-    return copy
-
-
 def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Relation]
                 ) -> tuple[LintFile, list[Finding]]:
     import psycopg
@@ -397,7 +383,7 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
                                 f"fails on the live schema: {message}", "trace"))
 
     def cluster_wide(stmt: Statement) -> bool:
-        if not _CLUSTER_WIDE.match(_COMMENTS.sub("", stmt.sql)):
+        if not is_cluster_wide(stmt):
             return False
         lint_file.statements.append(TracedStatement(stmt.line, _first_line(stmt), traced=False))
         findings.append(Finding(
@@ -536,7 +522,7 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
                 runner = Runner(conn, command="dmdb lint")
                 for sql_file, report in plan:
                     if not report:
-                        runner.run_file(_without_cluster_wide(sql_file))
+                        runner.run_file(without_cluster_wide(sql_file))
                         continue
                     if progress:
                         progress(sql_file.id)

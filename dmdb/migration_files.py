@@ -144,6 +144,51 @@ class Migration:
         return migration_hash(self.id)
 
 
+# Statements on objects the whole cluster shares (roles and memberships, tablespaces,
+# databases, server settings). `dmdb lint`, `verify` and `drift` replay files in a
+# scratch database of the live server, so replaying one would change the live server
+# (a rollback's DROP ROLE would drop the live role): they are named, not run. (A DO
+# block that does the same is not recognised.)
+CLUSTER_WIDE = re.compile(
+    r"^\s*(?:(?:CREATE|ALTER|DROP)\s+(?:ROLE|GROUP|TABLESPACE|DATABASE)\b"
+    r"|(?:CREATE|ALTER|DROP)\s+USER\b(?!\s+MAPPING)|ALTER\s+SYSTEM\b"
+    r"|(?:GRANT|REVOKE)\b(?![^;]*\bON\b))", re.IGNORECASE)
+
+
+def is_cluster_wide(stmt: Statement) -> bool:
+    return bool(CLUSTER_WIDE.match(_COMMENTS.sub("", stmt.sql)))
+
+
+def without_cluster_wide(sql_file: SqlFile) -> SqlFile:
+    """The file as a scratch replay may run it: without its cluster-wide statements."""
+    from dataclasses import replace
+
+    kept = tuple(stmt for stmt in sql_file.statements if not is_cluster_wide(stmt))
+    if len(kept) == len(sql_file.statements):
+        return sql_file
+    copy = replace(sql_file)
+    copy.__dict__["statements"] = kept  # the cached_property's slot
+    return copy
+
+
+def for_scratch_replay(migration: Migration) -> tuple[Migration, list[str]]:
+    """The migration with its forward and rollback files as a scratch replay may run them,
+    and one note per statement left out ("<file>:<line>: <first line>")."""
+    notes = []
+    for sql_file in (migration.forward, migration.rollback):
+        if sql_file is None:
+            continue
+        for stmt in sql_file.statements:
+            if is_cluster_wide(stmt):
+                first = next((ln.strip() for ln in _COMMENTS.sub("", stmt.sql).splitlines()
+                              if ln.strip()), "")
+                notes.append(f"{sql_file.path.parent.name}/{sql_file.id}.sql:{stmt.line}: {first}")
+    if not notes:
+        return migration, notes
+    rollback = without_cluster_wide(migration.rollback) if migration.rollback else None
+    return Migration(migration.id, without_cluster_wide(migration.forward), rollback), notes
+
+
 class Project:
     """The SQL files of one project: sql_dir/{migrations,rollbacks,functions}.
 

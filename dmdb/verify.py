@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from dmdb.config import Settings
 from dmdb.db import connect, resolve
 from dmdb.errors import DmdbError
+from dmdb.migration_files import for_scratch_replay
 from dmdb.migrations import Project, apply_migration, rollback_migration
 
 
@@ -35,6 +36,9 @@ class VerifyStep:
 class VerifyResult:
     database: str
     steps: list[VerifyStep]
+    # cluster-wide statements left out of the replay (roles, tablespaces, databases,
+    # server settings: the scratch database shares the live server)
+    not_replayed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -45,7 +49,8 @@ class VerifyResult:
         return next((s for s in self.steps if not s.ok), None)
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "database": self.database, "steps": [asdict(s) for s in self.steps]}
+        return {"ok": self.ok, "database": self.database, "steps": [asdict(s) for s in self.steps],
+                "not_replayed": self.not_replayed}
 
 
 def _pg_dump(settings: Settings, dbname: str, *extra: str) -> str:
@@ -136,6 +141,7 @@ def scratch_database(settings: Settings, purpose: str = "verify") -> Iterator[st
 def verify(settings: Settings, project: Project, progress=None) -> VerifyResult:
     settings = resolve(settings)
     steps: list[VerifyStep] = []
+    not_replayed: list[str] = []
     with scratch_database(settings) as scratch, \
             connect(settings, autocommit=True, dbname=scratch) as conn:
         conn.execute("SET client_min_messages = warning")
@@ -145,6 +151,8 @@ def verify(settings: Settings, project: Project, progress=None) -> VerifyResult:
                 break
             if progress:
                 progress(m.id)
+            m, left_out = for_scratch_replay(m)
+            not_replayed += left_out
             before = dump_schema(settings, scratch)
             apply_migration(conn, m, record=False)
             rollback_migration(conn, m, record=False)
@@ -156,4 +164,4 @@ def verify(settings: Settings, project: Project, progress=None) -> VerifyResult:
                 break
             apply_migration(conn, m, record=False)
             steps.append(VerifyStep(m.id, True))
-    return VerifyResult(scratch, steps)
+    return VerifyResult(scratch, steps, not_replayed)

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -615,3 +616,31 @@ def test_concurrent_index_name(statement, name):
     from dmdb.migrations import concurrent_index_name
 
     assert concurrent_index_name(statement) == name
+
+
+def test_verify_and_drift_do_not_replay_cluster_wide_statements(cli, empty_url, sql_tree):
+    # verify and drift replay in a scratch database of the same server: a rollback's
+    # DROP ROLE replayed there would drop the live role every database shares.
+    role = f"dmdb_test_reader_{uuid.uuid4().hex[:8]}"
+    sql_tree.migration("0001_reader",
+                       f"CREATE ROLE {role} NOLOGIN;\nCREATE TABLE t (id int);\n"
+                       f"GRANT SELECT ON t TO {role};\n",
+                       f"REVOKE SELECT ON t FROM {role};\nDROP TABLE t;\nDROP ROLE {role};\n")
+    assert cli(["--sql-dir", sql_tree.root, "up"], url=empty_url).exit_code == 0
+    try:
+        verified = cli(["--sql-dir", sql_tree.root, "verify", "--json"], url=empty_url)
+        assert verified.exit_code == 0, verified.stderr
+        not_replayed = json.loads(verified.stdout)["not_replayed"]
+        assert [n.split(": ", 1)[1] for n in not_replayed] == [
+            f"CREATE ROLE {role} NOLOGIN;", f"DROP ROLE {role};"]
+        drifted = cli(["--sql-dir", sql_tree.root, "drift", "--json"], url=empty_url)
+        assert drifted.exit_code == 0, drifted.stdout + drifted.stderr
+        assert any(f"CREATE ROLE {role}" in n for n in json.loads(drifted.stdout)["notes"])
+        with psycopg.connect(empty_url) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                                (role,)).fetchone()[0] == 1
+            assert conn.execute("SELECT has_table_privilege(%s, 't', 'SELECT')",
+                                (role,)).fetchone()[0] is True
+    finally:
+        with psycopg.connect(empty_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS t; DROP ROLE IF EXISTS {role}")

@@ -283,7 +283,9 @@ def register(app: typer.Typer) -> None:
 
         In a scratch database on the same server: for each migration in order apply it,
         roll it back, compare pg_dump's schema with the one before, apply it again.
-        Exit 1 naming the first migration whose rollback differs.
+        Exit 1 naming the first migration whose rollback differs. Statements on roles,
+        tablespaces, databases or server settings are named, not replayed: the whole
+        server shares them, so a rollback's DROP ROLE would drop the live role.
 
         Example: dmdb verify
         """
@@ -298,6 +300,9 @@ def register(app: typer.Typer) -> None:
         else:
             for step in result.steps:
                 out.print(f"{'ok  ' if step.ok else 'FAIL'} {step.id}")
+            for where in result.not_replayed:
+                out.print(f"note: not replayed (cluster-wide: the scratch database shares the "
+                          f"live server): {where}", markup=False, highlight=False)
         failure = result.first_failure
         if failure is not None:
             if not as_json:

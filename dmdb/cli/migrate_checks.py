@@ -19,7 +19,7 @@ def _print_drift(result, out) -> None:
         for line in diff.diff:
             sys.stdout.write(f"    {line}\n")
     for note in result.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {note}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
