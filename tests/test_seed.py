@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import datetime, timezone
 
 import psycopg
@@ -266,9 +267,11 @@ def test_batches_made_ahead_keep_their_order_errors_and_stop():
             yield n
             n += 1
 
+    before = set(threading.enumerate())
     stream = ahead(endless(), depth=2)
     assert next(stream) == 0
+    assert len(set(threading.enumerate()) - before) == 1  # the simulating thread
     stream.close()
-    count = len(made)
-    assert count <= 4  # the one taken, up to depth queued, one being made
-    assert len(made) == count  # and no more are made afterwards
+    assert len(made) <= 4  # the one taken, up to depth queued, one being made
+    # close() returns once the simulating thread has ended: nothing more is made
+    assert set(threading.enumerate()) - before == set()
