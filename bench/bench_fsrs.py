@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
+from bench_record_answer import start_bench_server, stop_bench_server  # this script's directory
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -208,15 +207,7 @@ def main() -> int:
     home = server = None
     url = args.url
     if url is None:
-        from dmdb.embedded import EmbeddedServer
-
-        home = Path(tempfile.mkdtemp(prefix="dmdb-bench-"))
-        server = EmbeddedServer(home, fast=True)
-        info = server.start(dbname="postgres")
-        with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
-                             dbname="postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE dmdb_bench")
-        url = f"postgresql://postgres@/dmdb_bench?host={info.socket_dir}&port={info.port}"
+        server, home, url = start_bench_server(True)
     try:
         install(url)
         agree(url, 20_000)
@@ -251,9 +242,7 @@ def main() -> int:
         if args.url is not None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("DROP SCHEMA IF EXISTS bench_fsrs CASCADE")
-        if server is not None:
-            server.destroy()
-            shutil.rmtree(home, ignore_errors=True)
+        stop_bench_server(server, home)
     return 0
 
 

@@ -219,6 +219,28 @@ def batch_run(url, users, items, seconds, n_conn, statement, seed_offset) -> tup
     return sum(counts) / elapsed, sum(counts)
 
 
+def start_bench_server(fast: bool) -> tuple[object, Path, str]:
+    """A throw-away embedded server with an empty database dmdb_bench, for the bench
+    scripts run without a URL: (server, its home, the database's URL). Durable settings
+    unless `fast` (fsync, synchronous_commit and full_page_writes off)."""
+    from dmdb.embedded import EmbeddedServer
+
+    home = Path(tempfile.mkdtemp(prefix="dmdb-bench-"))
+    server = EmbeddedServer(home, fast=fast)
+    info = server.start(dbname="postgres")
+    with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute("CREATE DATABASE dmdb_bench")
+    return server, home, f"postgresql://postgres@/dmdb_bench?host={info.socket_dir}&port={info.port}"
+
+
+def stop_bench_server(server, home: Path | None) -> None:
+    """Stop and delete a server start_bench_server made (nothing for None)."""
+    if server is not None:
+        server.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def ensure_schema(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         has = conn.execute("SELECT to_regproc('public.record_answers') IS NOT NULL").fetchone()[0]
@@ -274,7 +296,7 @@ def main() -> int:
                         help="embedded server without fsync (throw-away cluster)")
     args = parser.parse_args()
 
-    from dmdb.embedded import EmbeddedServer, pg_tool
+    from dmdb.embedded import pg_tool
 
     pgbench_bin = str(pg_tool("pgbench"))
     home = None
@@ -282,14 +304,8 @@ def main() -> int:
     postmaster = None
     url = args.url
     if url is None:
-        home = Path(tempfile.mkdtemp(prefix="dmdb-bench-"))
-        server = EmbeddedServer(home, fast=args.fast)
-        info = server.start(dbname="postgres")
+        server, home, url = start_bench_server(args.fast)
         postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
-        with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
-                             dbname="postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE dmdb_bench")
-        url = f"postgresql://postgres@/dmdb_bench?host={info.socket_dir}&port={info.port}"
     scripts = Path(tempfile.mkdtemp(prefix="dmdb-bench-scripts-"))
     try:
         ensure_schema(url)
@@ -343,9 +359,7 @@ def main() -> int:
               f"{'shared, compare the ratios' if max(load, load_end) > 1.5 else 'quiet'}")
     finally:
         shutil.rmtree(scripts, ignore_errors=True)
-        if server is not None:
-            server.destroy()
-            shutil.rmtree(home, ignore_errors=True)
+        stop_bench_server(server, home)
     return 0
 
 

@@ -23,16 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psycopg
-from bench_record_answer import seed as seed_catalogue  # this script's directory
+from bench_record_answer import (  # this script's directory
+    seed as seed_catalogue,
+)
+from bench_record_answer import (
+    start_bench_server,
+    stop_bench_server,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -150,15 +154,7 @@ def main() -> int:
     home = server = None
     url = args.url
     if url is None:
-        from dmdb.embedded import EmbeddedServer
-
-        home = Path(tempfile.mkdtemp(prefix="dmdb-bench-"))
-        server = EmbeddedServer(home, fast=args.fast)
-        info = server.start(dbname="postgres")
-        with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
-                             dbname="postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE dmdb_bench")
-        url = f"postgresql://postgres@/dmdb_bench?host={info.socket_dir}&port={info.port}"
+        server, home, url = start_bench_server(args.fast)
     original = None
     try:
         ensure_schema(url)
@@ -190,9 +186,7 @@ def main() -> int:
     finally:
         if original is not None and args.url is not None:
             set_scheduler(url, original)
-        if server is not None:
-            server.destroy()
-            shutil.rmtree(home, ignore_errors=True)
+        stop_bench_server(server, home)
     return 0
 
 

@@ -303,17 +303,10 @@ def _trace_statement(conn: psycopg.Connection, stmt: Statement, live: dict[int, 
     built = conn.execute(resources.query("lint_index_tables"),
                          (list(after["indexes"] - before["indexes"]),)).fetchall()
     traced = TracedStatement(
-        stmt.line, _first_line(stmt), [Lock(t, mode_name(m)) for t, m in sorted(new_locks.items())],
+        stmt.line, stmt.first_line, [Lock(t, mode_name(m)) for t, m in sorted(new_locks.items())],
         roots(rewritten), roots(set(scanned) - set(rewritten)), roots(written),
         sorted({live[r[0]].root for r in built if r[0] in live}), round(ms, 1))
     return traced, held
-
-
-def _first_line(stmt: Statement) -> str:
-    for line in stmt.sql.splitlines():
-        if line.strip() and not line.strip().startswith("--"):
-            return line.strip()[:100]
-    return ""
 
 
 def _judge(file_id: str, st: TracedStatement, held: dict[str, str],
@@ -378,14 +371,14 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
         diag = getattr(exc, "diag", None)
         primary = getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[0]
         message = " ".join((primary + extra_detail(exc)).split())
-        lint_file.statements.append(TracedStatement(stmt.line, _first_line(stmt), error=message))
+        lint_file.statements.append(TracedStatement(stmt.line, stmt.first_line, error=message))
         findings.append(Finding(sql_file.id, stmt.line, "replay-failed", "error",
                                 f"fails on the live schema: {message}", "trace"))
 
     def cluster_wide(stmt: Statement) -> bool:
         if not is_cluster_wide(stmt):
             return False
-        lint_file.statements.append(TracedStatement(stmt.line, _first_line(stmt), traced=False))
+        lint_file.statements.append(TracedStatement(stmt.line, stmt.first_line, traced=False))
         findings.append(Finding(
             sql_file.id, stmt.line, "cluster-wide", "warning",
             "changes roles, tablespaces, databases or server settings, which every database "
@@ -422,7 +415,7 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
                 started = time.monotonic()
                 conn.execute(stmt.sql)
                 lint_file.statements.append(TracedStatement(
-                    stmt.line, _first_line(stmt), ms=round((time.monotonic() - started) * 1000, 1),
+                    stmt.line, stmt.first_line, ms=round((time.monotonic() - started) * 1000, 1),
                     traced=False))
                 continue
             conn.execute("BEGIN")

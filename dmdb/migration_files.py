@@ -32,6 +32,14 @@ class Statement:
     line: int  # 1-based line of the file where the statement's SQL starts
     text_line: int = 0  # the line where `sql` (with its leading comments) starts
 
+    @property
+    def first_line(self) -> str:
+        """Its first line of SQL (comment lines skipped), at most 100 characters."""
+        for line in self.sql.splitlines():
+            if line.strip() and not line.strip().startswith("--"):
+                return line.strip()[:100]
+        return ""
+
 
 def migration_hash(file_id: str) -> str:
     """yoyo's ledger key: the SHA-256 of the migration id (yoyo.migrations.get_migration_hash)."""
@@ -178,11 +186,8 @@ def for_scratch_replay(migration: Migration) -> tuple[Migration, list[str]]:
     for sql_file in (migration.forward, migration.rollback):
         if sql_file is None:
             continue
-        for stmt in sql_file.statements:
-            if is_cluster_wide(stmt):
-                first = next((ln.strip() for ln in _COMMENTS.sub("", stmt.sql).splitlines()
-                              if ln.strip()), "")
-                notes.append(f"{sql_file.path.parent.name}/{sql_file.id}.sql:{stmt.line}: {first}")
+        notes += [f"{sql_file.path.parent.name}/{sql_file.id}.sql:{stmt.line}: {stmt.first_line}"
+                  for stmt in sql_file.statements if is_cluster_wide(stmt)]
     if not notes:
         return migration, notes
     rollback = without_cluster_wide(migration.rollback) if migration.rollback else None

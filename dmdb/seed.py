@@ -348,6 +348,7 @@ def finish(settings, jobs: int) -> list[str]:
 
     from dmdb.db import connect
     from dmdb.maintenance import run_rollup
+    from dmdb.partitions_catalog import read_bounds, read_table
 
     def vacuum(conn, tables: list[str]) -> None:
         for table in tables:
@@ -372,15 +373,12 @@ def finish(settings, jobs: int) -> list[str]:
         run_rollup(conn)
         vacuum(conn, rest if helper else rest + big)
         # A partition holds rows when a scan finds one (each stops at its first row).
-        touched = []
-        for schema, name, shown in conn.execute(
-                "SELECT n.nspname, c.relname, c.oid::regclass::text FROM pg_inherits i "
-                "JOIN pg_class c ON c.oid = i.inhrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE i.inhparent = 'learning_events'::regclass ORDER BY 3").fetchall():
-            if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM ONLY {})").format(
-                    sql.Identifier(schema, name))).fetchone()[0]:
-                touched.append(shown)
+        holding = [part.oid for part in read_bounds(conn, read_table(conn))
+                   if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM ONLY {})").format(
+                       sql.Identifier(part.schema, part.name))).fetchone()[0]]
+        touched = conn.execute("SELECT coalesce(array_agg(p::regclass::text ORDER BY "
+                               "p::regclass::text), '{}') FROM unnest(%s::oid[]) AS p",
+                               (holding,)).fetchone()[0]
         if helper:
             helper.join()
         if errors:

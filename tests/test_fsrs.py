@@ -111,16 +111,21 @@ CONFIGS = [  # (label, sequences, Scheduler keyword arguments)
 ]
 
 
-@pytest.mark.parametrize("label,n,kwargs", CONFIGS, ids=[c[0] for c in CONFIGS])
-def test_fsrs_step_equals_py_fsrs(conn, label, n, kwargs):
-    # 10,200 sequences over all configurations (~100,000 reviews): state, step and due
-    # exact; stability and difficulty within 1e-9 (relative above 1).
+def _config_sequences(label, n, kwargs):
+    """One configuration's py-fsrs scheduler and its n generated sequences (seeded by label)."""
     rnd = random.Random(label)
     if kwargs == "random":
         kwargs = {"parameters": _random_parameters(rnd),
                   "desired_retention": rnd.choice([0.7, 0.85, 0.9, 0.95])}
     scheduler = Scheduler(enable_fuzzing=False, **kwargs)
-    seqs, ratings, ats, cards = _sequences(rnd, scheduler, n)
+    return (scheduler, *_sequences(rnd, scheduler, n))
+
+
+@pytest.mark.parametrize("label,n,kwargs", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_fsrs_step_equals_py_fsrs(conn, label, n, kwargs):
+    # 10,200 sequences over all configurations (~100,000 reviews): state, step and due
+    # exact; stability and difficulty within 1e-9 (relative above 1).
+    scheduler, seqs, ratings, ats, cards = _config_sequences(label, n, kwargs)
     got = conn.execute(
         "SELECT state, step, stability, difficulty, due FROM pg_temp.fsrs_replay(%s, %s, %s, %s, "
         "%s, %s, %s, %s) ORDER BY i",
@@ -189,12 +194,7 @@ def test_scalars_equal_fsrs_step_and_py_fsrs_to_the_bit(conn, label, n, kwargs):
     # The same ~100,000 reviews as above through fsrs_next_*: every field equal to
     # fsrs_step's (IS NOT DISTINCT FROM, NULLs included) and to py-fsrs' exactly, the
     # floats to the last bit (the same expressions in the same order as py-fsrs).
-    rnd = random.Random(label)
-    if kwargs == "random":
-        kwargs = {"parameters": _random_parameters(rnd),
-                  "desired_retention": rnd.choice([0.7, 0.85, 0.9, 0.95])}
-    scheduler = Scheduler(enable_fuzzing=False, **kwargs)
-    seqs, ratings, ats, cards = _sequences(rnd, scheduler, n)
+    scheduler, seqs, ratings, ats, cards = _config_sequences(label, n, kwargs)
     conn.execute("DROP FUNCTION IF EXISTS pg_temp.fsrs_replay_scalars")
     conn.execute(REPLAY_SCALARS)
     got = conn.execute(
