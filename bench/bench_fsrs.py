@@ -150,9 +150,9 @@ END $f$"""
 def install(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT to_regclass('public.algorithm_settings') IS NOT NULL").fetchone()[0]:
-            from dmdb import migrations
+            from dmdb.migrate import engine
 
-            migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
+            engine.up(conn, engine.Project(REPO / "sql"), lock_wait=30)
         if conn.execute("SELECT to_regproc('fsrs_next_stability') IS NULL").fetchone()[0]:
             raise SystemExit("bench: this database has no fsrs_next_stability; run `dmdb up`")
         conn.execute("DROP SCHEMA IF EXISTS bench_fsrs CASCADE")

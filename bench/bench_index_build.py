@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from dmdb import indexes
-from dmdb.migrations import Project, up
+from dmdb.migrate.engine import Project, up
 
 SCHEMA = """
 CREATE TABLE big (id bigint NOT NULL, k int NOT NULL, payload text NOT NULL)

@@ -1,6 +1,6 @@
 """Benchmark `dmdb models report` and `dmdb models fit` over ~1M answers.
 
-Simulates BKT learners with known parameters (dmdb.models_sim, through record_answers) on
+Simulates BKT learners with known parameters (dmdb.learning.simulation, through record_answers) on
 a temporary embedded server, then times the report and the fit. Baseline, measured in the
 same run: one plain aggregate scan of the same events (count, sum of the outcome and of
 the stored prediction) — the floor any in-database report pays; the ratios say what the
@@ -40,14 +40,14 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 def simulate(conn, concepts: int, learners: int, answers: int):
     import random
 
-    from dmdb import models_sim, seed
+    from dmdb.learning import seed, simulation
 
     ids, _ = seed.load_reference(conn, seed.load_catalogue())
     rng = random.Random(5)
     codes = sorted(ids)[:concepts]
     truth = {}
     for code in codes:
-        truth[ids[code]] = models_sim.Truth(round(rng.uniform(0.05, 0.5), 3),
+        truth[ids[code]] = simulation.Truth(round(rng.uniform(0.05, 0.5), 3),
                                             round(rng.uniform(0.05, 0.3), 3),
                                             round(rng.uniform(0.1, 0.3), 3),
                                             round(rng.uniform(0.03, 0.15), 3))
@@ -55,7 +55,7 @@ def simulate(conn, concepts: int, learners: int, answers: int):
     started = time.monotonic()
     step = 1000  # learners per call: bounded memory for the plan
     for first in range(0, learners, step):
-        models_sim.simulate(conn, truth, learners=min(step, learners - first), answers=answers,
+        simulation.simulate(conn, truth, learners=min(step, learners - first), answers=answers,
                             start=now - timedelta(days=40), span=timedelta(days=30),
                             random_seed=first + 1)
     print(f"simulated {learners} learners × {concepts} concepts × {answers} answers "
@@ -76,12 +76,13 @@ def main() -> None:
 
     import psycopg
 
-    from dmdb import migrations, models
+    from dmdb.learning import models
+    from dmdb.migrate import engine
 
     server = None
     url = args.url
     if url is None:
-        from dmdb.embedded import EmbeddedServer
+        from dmdb.server.embedded import EmbeddedServer
 
         home = Path(tempfile.mkdtemp(prefix="dmdb-bench-models-"))
         server = EmbeddedServer(home, fast=True)
@@ -89,7 +90,7 @@ def main() -> None:
         url = f"postgresql://postgres@/bench?host={info.socket_dir}&port={info.port}"
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
+            engine.up(conn, engine.Project(REPO / "sql"), lock_wait=30)
             truth = simulate(conn, args.concepts, args.learners, args.answers) if server else None
             win = models.window(days=None, since=None, until=None)
             events = conn.execute(SCAN).fetchone()[0]

@@ -64,20 +64,20 @@ def main() -> int:
 
     import psycopg
 
-    from dmdb import migrations
     from dmdb.config import Settings
-    from dmdb.embedded import EmbeddedServer
-    from dmdb.seed import seed
+    from dmdb.learning.seed import seed
+    from dmdb.migrate import engine
+    from dmdb.server.embedded import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="dmdb-bench-nq-"))
     server = EmbeddedServer(home)
     info = server.start(dbname="bench")
     settings = Settings(host=info.socket_dir, port=info.port, dbname="bench", user="postgres",
                         home=home)
-    project = migrations.Project(REPO / "sql")
+    project = engine.Project(REPO / "sql")
     try:
         with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:
-            migrations.up(conn, project)
+            engine.up(conn, project)
         # 0008 is toggled by running its two files' SQL (the migrations after it stay):
         # dropping and re-creating the two indexes is all it does.
         drop_sql = (REPO / "sql" / "migrations" / "0008_hot_learner_state.sql").read_text()

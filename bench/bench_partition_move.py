@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from dmdb import partitions, resources
-from dmdb.migrations import Project, up
+from dmdb.migrate.engine import Project, up
 
 
 def main() -> None:

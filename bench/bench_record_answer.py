@@ -223,7 +223,7 @@ def start_bench_server(fast: bool) -> tuple[object, Path, str]:
     """A throw-away embedded server with an empty database dmdb_bench, for the bench
     scripts run without a URL: (server, its home, the database's URL). Durable settings
     unless `fast` (fsync, synchronous_commit and full_page_writes off)."""
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="dmdb-bench-"))
     server = EmbeddedServer(home, fast=fast)
@@ -245,9 +245,9 @@ def ensure_schema(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         has = conn.execute("SELECT to_regproc('public.record_answers') IS NOT NULL").fetchone()[0]
         if not has:
-            from dmdb import migrations
+            from dmdb.migrate import engine
 
-            migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
+            engine.up(conn, engine.Project(REPO / "sql"), lock_wait=30)
 
 
 def measured(url, row: Row, base: Row | None, run, postmaster: int | None) -> None:
@@ -296,7 +296,7 @@ def main() -> int:
                         help="embedded server without fsync (throw-away cluster)")
     args = parser.parse_args()
 
-    from dmdb.embedded import pg_tool
+    from dmdb.server.embedded import pg_tool
 
     pgbench_bin = str(pg_tool("pgbench"))
     home = None

@@ -131,9 +131,9 @@ def ensure_schema(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         has = conn.execute("SELECT to_regclass('public.algorithm_settings') IS NOT NULL").fetchone()[0]
         if not has:
-            from dmdb import migrations
+            from dmdb.migrate import engine
 
-            migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
+            engine.up(conn, engine.Project(REPO / "sql"), lock_wait=30)
 
 
 def set_scheduler(url: str, scheduler: str) -> None:

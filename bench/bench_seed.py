@@ -71,10 +71,10 @@ def main() -> None:
     import psycopg
     from bench_record_answer import server_cpu
 
-    from dmdb import migrations
     from dmdb.config import Settings
-    from dmdb.embedded import EmbeddedServer
-    from dmdb.seed import seed
+    from dmdb.learning.seed import seed
+    from dmdb.migrate import engine
+    from dmdb.server.embedded import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="dmdb-bench-seed-"))
     server = EmbeddedServer(home)  # durable settings, as a user's embedded server
@@ -90,9 +90,9 @@ def main() -> None:
         "ratio seed / bare rate": [], "seed's Python CPU (s)": [],
         "server CPU per event (µs)": [], "WAL bytes per event": []}
     try:
-        project = migrations.Project(REPO / "sql")
+        project = engine.Project(REPO / "sql")
         with psycopg.connect(**conninfo, autocommit=True) as conn:
-            migrations.up(conn, project)
+            engine.up(conn, project)
             conn.execute("CREATE TABLE bench_events (LIKE learning_events INCLUDING ALL)")
         lsn = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
         events = 0

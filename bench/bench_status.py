@@ -34,7 +34,7 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dmdb.migrations import Project, up  # noqa: E402
+from dmdb.migrate.engine import Project, up  # noqa: E402
 
 GENERATED = """\
 -- Generated migration {n}: table gen_{n} with an index, a trigger function and its trigger.
@@ -125,7 +125,7 @@ def main() -> None:
     admin_url = os.environ.get("DATABASE_URL")
     work = Path(tempfile.mkdtemp(prefix="dmdb-bench-status-"))
     if not admin_url:
-        from dmdb.embedded import EmbeddedServer
+        from dmdb.server.embedded import EmbeddedServer
 
         server = EmbeddedServer(work / "home")
         info = server.start(dbname="postgres")

@@ -1,6 +1,6 @@
 """dmdb: DriveMaster's PostgreSQL toolkit.
 
-The library (dmdb.migrations, dmdb.partitions, ...) works on plain psycopg connections
+The library (dmdb.migrate.engine, dmdb.partitions, ...) works on plain psycopg connections
 and returns data; dmdb.cli is a thin Typer layer over it.
 """
 

@@ -14,11 +14,11 @@ from dmdb.errors import ConnectError, first_line
 if TYPE_CHECKING:
     import psycopg
 
-    from dmdb.embedded import ServerInfo
+    from dmdb.server.embedded import ServerInfo
 
 # What dmdb did to the embedded server (initialised, started): the CLI prints these
 # records as one line on stderr; a library user sees them through logging.
-log = logging.getLogger("dmdb.embedded")
+log = logging.getLogger("dmdb.server.embedded")
 
 
 class NoEmbeddedServer(ConnectError):
@@ -30,7 +30,7 @@ def ensure_embedded(home, *, create: bool, dbname: str | None = None) -> ServerI
     only when `create` (commands that change the database). Logs what it did, once."""
     from pathlib import Path
 
-    from dmdb.embedded import DEFAULT_DBNAME, EmbeddedServer
+    from dmdb.server.embedded import DEFAULT_DBNAME, EmbeddedServer
 
     server = EmbeddedServer(Path(home))
     existed = (server.data_dir / "PG_VERSION").exists()
@@ -52,7 +52,7 @@ def resolve(settings: Settings) -> Settings:
     (initialise it only when `settings.create_embedded`)."""
     if not settings.embedded:
         return settings
-    from dmdb.embedded import DEFAULT_DBNAME, SUPERUSER
+    from dmdb.server.embedded import DEFAULT_DBNAME, SUPERUSER
 
     # Only the default database is created implicitly: a mistyped DB_NAME must be an
     # error, not a new empty database (`dmdb server start` creates a named one on purpose).

@@ -77,3 +77,17 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
 def show_progress(quiet: bool = False) -> bool:
     """Progress bars only for a person at a terminal."""
     return not quiet and sys.stdout.isatty()
+
+
+def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:
+    """Aligned columns without rich: `status` and a no-op `up` are run by scripts and
+    deploy gates, and their start-up time is the command's cost (rich's import is ~10 %)."""
+    cells = [tuple(str(c) for c in columns)] + [tuple("" if v is None else str(v) for v in r)
+                                                for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = [title]
+    for n, row in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"

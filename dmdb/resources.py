@@ -29,6 +29,18 @@ def templates_dir() -> Path:
     return _package_dir("templates")
 
 
+def render_template(template: str, **context) -> str:
+    """A jinja2 template of templates/, rendered strictly (an unknown name is an error)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(template).render(**context)
+
+
 def data_dir() -> Path:
     return _PACKAGE / "data"
 

@@ -35,7 +35,7 @@ def pg_settings():
         settings = load_settings({"DATABASE_URL": url})
         yield replace(settings, dbname="postgres")
         return
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     home = Path(tempfile.mkdtemp(prefix="dmdb-test-"))
     server = EmbeddedServer(home, fast=True)
@@ -68,10 +68,10 @@ def _admin(settings: Settings) -> psycopg.Connection:
 
 
 def _apply_schema(settings: Settings, dbname: str) -> None:
-    from dmdb import migrations
+    from dmdb.migrate import engine
 
     with psycopg.connect(**settings.conninfo(dbname=dbname), autocommit=True) as conn:
-        migrations.up(conn, migrations.Project(REPO / "sql"), lock_wait=30)
+        engine.up(conn, engine.Project(REPO / "sql"), lock_wait=30)
 
 
 class Databases:
@@ -268,7 +268,7 @@ def start_pgbouncer(out: Path, probe_url: str) -> subprocess.Popen:
     import shutil
     import time
 
-    from dmdb.embedded import SYSTEM_USER
+    from dmdb.server.embedded import SYSTEM_USER
 
     ini = out / "pgbouncer.ini"
     cmd = [pgbouncer_binary(), str(ini)]

@@ -292,9 +292,9 @@ def test_pure_functions_are_immutable_and_parallel_safe(conn):
 
 
 def test_migration_0007_converts_drifted_easiness_and_rolls_back(make_database):
-    from dmdb import migrations
+    from dmdb.migrate import engine
 
-    project = migrations.Project(REPO / "sql")
+    project = engine.Project(REPO / "sql")
     drifted = {  # stored double → the SM-2 step it stands for
         1.5000000000000002: Decimal("1.50"),   # 1.3 + 0.1 + 0.1 in double precision
         1.4000000000000001: Decimal("1.40"),
@@ -305,7 +305,7 @@ def test_migration_0007_converts_drifted_easiness_and_rolls_back(make_database):
         1002.5: Decimal("1002.50"),
     }
     with psycopg.connect(make_database(schema=False), autocommit=True) as c:
-        migrations.up(c, project, to="0006_rollup_watermark", functions=False, lock_wait=30)
+        engine.up(c, project, to="0006_rollup_watermark", functions=False, lock_wait=30)
         user = c.execute("INSERT INTO users (email, display_name) VALUES ('m@x', 'm') "
                          "RETURNING user_id").fetchone()[0]
         concept = c.execute("INSERT INTO concepts (code, name, category) VALUES ('m', 'm', "
@@ -317,13 +317,13 @@ def test_migration_0007_converts_drifted_easiness_and_rolls_back(make_database):
             c.execute("INSERT INTO review_schedule (user_id, content_id, easiness, interval_days, "
                       "repetitions) VALUES (%s, %s, %s, 6, 2)", (user, item, ef))
             items.append(item)
-        migrations.up(c, project, to="0007_exact_sm2_fsrs_settings", functions=False, lock_wait=30)
+        engine.up(c, project, to="0007_exact_sm2_fsrs_settings", functions=False, lock_wait=30)
         got = dict(c.execute("SELECT content_id, easiness FROM review_schedule").fetchall())
         assert [got[i] for i in items] == list(drifted.values())
         assert c.execute("SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = "
                          "'review_schedule'::regclass AND attname = 'easiness'").fetchone()[0] == "numeric"
         assert c.execute("SELECT scheduler FROM algorithm_settings").fetchone()[0] == "sm2"
-        migrations.rollback(c, project, steps=1, lock_wait=30)
+        engine.rollback(c, project, steps=1, lock_wait=30)
         back = dict(c.execute("SELECT content_id, easiness FROM review_schedule").fetchall())
         assert [back[i] for i in items] == [float(v) for v in drifted.values()]
         assert c.execute("SELECT to_regclass('algorithm_settings'), "

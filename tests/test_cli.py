@@ -249,7 +249,7 @@ def test_psql_runs_on_the_configured_database(empty_db, tmp_path):
 
 def test_psql_gets_the_password_through_the_environment(pg_settings, embedded_only, tmp_path):
     from dmdb.config import load_settings
-    from dmdb.psql import psql_command
+    from dmdb.server.psql import psql_command
 
     url = _url(pg_settings, user=PASSWORD_ROLE, password=PASSWORD, dbname="postgres")
     command = psql_command(load_settings({"DATABASE_URL": url}, cwd=tmp_path), ["-Atc", "SELECT 1"])

@@ -116,7 +116,7 @@ def test_status_and_a_no_op_up_load_only_what_they_use(command, schema_url):
         f"sys.argv = ['dmdb', {command!r}]\n"
         "try:\n    dmdb.cli.main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "heavy = ('pydantic', 'yoyo', 'sqlparse', 'jinja2', 'rich', 'dmdb.cli.monitor',"
-        " 'dmdb.cli.partitions', 'dmdb.embedded')\n"
+        " 'dmdb.cli.partitions', 'dmdb.server.embedded')\n"
         "sys.stderr.write('LOADED:' + ','.join(m for m in heavy if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -22,7 +22,7 @@ def home():
     # of the server's system user.
     path = Path(tempfile.mkdtemp(prefix="dmdb-embedded-")) / "home"
     yield path
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     EmbeddedServer(path).destroy()
     shutil.rmtree(path.parent, ignore_errors=True)

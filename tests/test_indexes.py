@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_sql
 from dmdb import indexes
-from dmdb.migrations import Project, up
+from dmdb.migrate.engine import Project, up
 
 TREE = """
 CREATE TABLE ev (id bigint NOT NULL, k int NOT NULL, note text) PARTITION BY RANGE (id);

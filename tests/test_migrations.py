@@ -315,7 +315,7 @@ def test_concurrent_up_applies_each_migration_once(empty_url, sql_tree, tmp_path
 
 
 def test_lock_wait_is_bounded(empty_url, sql_tree, tmp_path):
-    from dmdb.migrations import MIGRATION_LOCK_KEY
+    from dmdb.migrate.engine import MIGRATION_LOCK_KEY
 
     sql_tree.migration("0001_a", "CREATE TABLE a (id int);", "DROP TABLE a;")
     with psycopg.connect(empty_url, autocommit=True) as holder:
@@ -588,7 +588,7 @@ def test_partial_rollback_says_what_was_undone(cli, empty_url, sql_tree):
 
 def test_retry_policy_flags_over_environment_and_session_cap():
     from dmdb.errors import ConfigError
-    from dmdb.migration_retry import RetryPolicy
+    from dmdb.migrate.retry import RetryPolicy
 
     env = {"DMDB_MIGRATE_ATTEMPTS": "7", "DMDB_MIGRATE_LOCK_TIMEOUT": "300ms",
            "DMDB_MIGRATE_BACKOFF": "0.2", "DMDB_MIGRATE_BACKOFF_MAX": "1"}
@@ -613,7 +613,7 @@ def test_retry_policy_flags_over_environment_and_session_cap():
     ("DROP INDEX CONCURRENTLY IF EXISTS t_v_idx", None),
 ])
 def test_concurrent_index_name(statement, name):
-    from dmdb.migrations import concurrent_index_name
+    from dmdb.migrate.engine import concurrent_index_name
 
     assert concurrent_index_name(statement) == name
 

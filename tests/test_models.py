@@ -14,15 +14,15 @@ import psycopg
 import pytest
 
 from conftest import run_sql
-from dmdb import models, models_sim, seed
+from dmdb.learning import models, seed, simulation
 
 # The simulated truth: three concepts, 600 learners × 10 answers each (6,000 answers per
 # concept). Stated tolerance of the recovery at this size (absolute): initial knowledge
 # ±0.10, learning rate, guess and slip ±0.05 (measured over random seeds 1-4: at most
 # 0.07 on initial knowledge, 0.03 on the others).
-TRUTH = {"signs": models_sim.Truth(0.3, 0.2, 0.25, 0.1),
-         "road_markings": models_sim.Truth(0.1, 0.08, 0.15, 0.05),
-         "speed_limits": models_sim.Truth(0.5, 0.3, 0.3, 0.15)}
+TRUTH = {"signs": simulation.Truth(0.3, 0.2, 0.25, 0.1),
+         "road_markings": simulation.Truth(0.1, 0.08, 0.15, 0.05),
+         "speed_limits": simulation.Truth(0.5, 0.3, 0.3, 0.15)}
 TOLERANCE = {"initial_knowledge": 0.10, "learning_rate": 0.05, "guess": 0.05, "slip": 0.05}
 LEARNERS, ANSWERS = 600, 10
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -38,7 +38,7 @@ def sim_db(databases):
     with psycopg.connect(url, autocommit=True) as conn:
         ids, _ = seed.load_reference(conn, seed.load_catalogue())
         truth = {ids[code]: t for code, t in TRUTH.items()}
-        models_sim.simulate(conn, truth, learners=LEARNERS, answers=ANSWERS, start=START,
+        simulation.simulate(conn, truth, learners=LEARNERS, answers=ANSWERS, start=START,
                             span=timedelta(days=10), random_seed=1)
     yield url, ids
     databases.drop(name)

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from monitor_helpers import add_user, one, run_json, wait_for
 
-from dmdb import monitor
-from dmdb.monitor import CheckResult, Status, Thresholds
+from dmdb.monitor import run
+from dmdb.monitor.core import CheckResult, Status, Thresholds, worst
 
 # ------------------------------------------------------------------ a fresh schema
 
@@ -21,7 +21,7 @@ def test_fresh_schema_is_healthy_and_json_is_stable(cli, schema_url):
     assert set(data) == {"up", "error", "target", "checks", "status", "generated_at", "trends"}
     assert data["up"] is True and data["error"] is None
     assert data["trends"] is None  # no --record yet
-    assert list(checks) == list(monitor.CHECKS)
+    assert list(checks) == list(run.CHECKS)
     for c in data["checks"]:
         assert set(c) >= {"name", "status", "summary", "metrics", "rows"}
         assert c["status"] in ("OK", "WARNING", "CRITICAL", "UNKNOWN")
@@ -304,10 +304,10 @@ def test_a_failing_check_is_unknown_and_the_others_still_run(schema_url, monkeyp
     def broken(conn, t):
         raise psycopg.OperationalError("lost postgresql://u:hunter2@h/db\nsecond line")
 
-    monkeypatch.setitem(monitor.CHECKS, "bloat", broken)
+    monkeypatch.setitem(run.CHECKS, "bloat", broken)
     with psycopg.connect(schema_url) as conn:
-        monitor.prepare(conn)
-        report = monitor.run_checks(conn, Thresholds(), only=["sequences", "bloat", "cache_hit"])
+        run.prepare(conn)
+        report = run.run_checks(conn, Thresholds(), only=["sequences", "bloat", "cache_hit"])
     by = {c.name: c for c in report.checks}
     assert by["bloat"].status is Status.UNKNOWN
     assert by["bloat"].summary.startswith("check failed: ")
@@ -317,7 +317,7 @@ def test_a_failing_check_is_unknown_and_the_others_still_run(schema_url, monkeyp
 
 def test_monitor_session_is_read_only(schema_url):
     with psycopg.connect(schema_url) as conn:
-        monitor.prepare(conn)
+        run.prepare(conn)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("CREATE TABLE nope (a int)")
 
@@ -338,10 +338,10 @@ def test_check_exit_code_follows_the_worst_verdict(cli, schema_url):
 
 
 def test_worst_orders_critical_warning_unknown_ok():
-    assert monitor.worst([Status.OK, Status.UNKNOWN]) is Status.UNKNOWN
-    assert monitor.worst([Status.UNKNOWN, Status.WARNING]) is Status.WARNING
-    assert monitor.worst([Status.WARNING, Status.CRITICAL, Status.UNKNOWN]) is Status.CRITICAL
-    assert monitor.worst([]) is Status.OK
+    assert worst([Status.OK, Status.UNKNOWN]) is Status.UNKNOWN
+    assert worst([Status.UNKNOWN, Status.WARNING]) is Status.WARNING
+    assert worst([Status.WARNING, Status.CRITICAL, Status.UNKNOWN]) is Status.CRITICAL
+    assert worst([]) is Status.OK
 
 
 def test_check_unreachable_server_is_unknown(cli):
@@ -364,7 +364,7 @@ def test_prometheus_exposition_parses(cli, schema_url):
     assert result.exit_code == 0, result.stderr
     families = {f.name: f for f in text_string_to_metric_families(result.stdout)}
     status = {s.labels["check"]: s.value for s in families["dmdb_check_status"].samples}
-    assert set(status) == set(monitor.CHECKS) and set(status.values()) <= {0, 1, 2, 3}
+    assert set(status) == set(run.CHECKS) and set(status.values()) <= {0, 1, 2, 3}
     for name in ("pg_stat_activity_count", "pg_settings_max_connections",
                  "pg_database_xid_age", "dmdb_sequence_used_ratio", "dmdb_default_partition_rows",
                  "dmdb_partition_months_ahead", "pg_stat_user_tables_n_dead_tup",
@@ -391,7 +391,7 @@ def test_dashboard_shows_a_verdict_per_check(cli, schema_url):
     assert result.exit_code == 0, result.stderr
     verdicts = {ln.split()[1]: ln.split()[0] for ln in result.stdout.splitlines()[1:]
                 if len(ln.split()) > 1}
-    for name in monitor.CHECKS:
+    for name in run.CHECKS:
         assert verdicts[name] in ("OK", "WARNING", "CRITICAL", "UNKNOWN"), name
 
 
@@ -438,7 +438,7 @@ def test_reads_from_the_replica_and_reports_its_lag(cli, schema_url, pg_settings
     answered by the primary too (pg_stat_replication lists replicas only there)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from dmdb.embedded import EmbeddedReplica
+    from dmdb.server.embedded import EmbeddedReplica
 
     replica = EmbeddedReplica(pg_settings.home, fast=True)
     info = replica.start(dbname="postgres")
@@ -542,7 +542,7 @@ def test_healthy_seeded_dashboard_fits_40_lines(cli, schema_url):
     lines = result.stdout.splitlines()
     assert len(lines) <= 40, result.stdout
     named = [ln.split()[1] for ln in lines[1:] if len(ln.split()) > 1]
-    for name in monitor.CHECKS:  # one line per check
+    for name in run.CHECKS:  # one line per check
         assert named.count(name) == 1, (name, result.stdout)
 
 
@@ -566,9 +566,9 @@ def test_watch_fits_the_terminal():
 
     from rich.console import Console
 
-    from dmdb import monitor_render
     from dmdb.cli.monitor import watch
-    from dmdb.monitor import Report
+    from dmdb.monitor import render
+    from dmdb.monitor.core import Report
 
     rows = [{"status": "WARNING", "schemaname": "public", "relname": f"t{i}", "n_dead_tup": i}
             for i in range(30)]
@@ -582,12 +582,12 @@ def test_watch_fits_the_terminal():
 
         def build(h, w, seen=heights):
             seen.append(h)
-            return monitor_render.dashboard(report, max_lines=h, width=w)
+            return render.dashboard(report, max_lines=h, width=w)
 
         watch(build, 1.0, iterations=2, sleep=lambda s: None, console=con)
         assert heights == [height, height]
         plain = Console(file=io.StringIO(), width=100, record=True)
-        plain.print(monitor_render.dashboard(report, max_lines=height, width=100))
+        plain.print(render.dashboard(report, max_lines=height, width=100))
         text = plain.export_text()
         assert len(text.splitlines()) <= height, text
         assert "check_1 " in text  # the worst come first

@@ -140,7 +140,7 @@ def special_server(embedded_only):
 
     from psycopg import sql
 
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="dmdb-mon-")), fast=True)
     info = server.start(dbname="postgres")

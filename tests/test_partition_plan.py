@@ -29,10 +29,10 @@ from dmdb.partitions import (
     retention_cutoff,
     validate_options,
 )
-from dmdb.partitions_catalog import Dependency
-from dmdb.partitions_plan import DefaultMonth, Stranded, coverage, plan_fill
-from dmdb.partitions_retention import unlink_statements, unlink_step
-from dmdb.schedule import cron_to_oncalendar, render_cron
+from dmdb.partitions.catalog import Dependency
+from dmdb.partitions.cron import cron_to_oncalendar, render_cron
+from dmdb.partitions.plan import DefaultMonth, Stranded, coverage, plan_fill
+from dmdb.partitions.retention import unlink_statements, unlink_step
 
 UTC = timezone.utc
 

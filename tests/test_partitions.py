@@ -286,7 +286,8 @@ def test_readers_of_other_months_wait_only_while_rows_move(schema_url):
 
 
 def test_list_and_monitor_show_defaults_months_and_every_month_ahead(cli, schema_url):
-    from dmdb.monitor import Thresholds, check_partitions
+    from dmdb.monitor.checks_database import check_partitions
+    from dmdb.monitor.core import Thresholds
 
     m0 = this_month(schema_url)
     assert cli(["partitions", "create", "--ahead", "6"], url=schema_url).exit_code == 0

@@ -526,7 +526,7 @@ def test_ddl_audit_records_create_alter_drop(db):
 
 def pg_dump_path() -> str:
     try:
-        from dmdb.embedded import pg_tool
+        from dmdb.server.embedded import pg_tool
 
         return str(pg_tool("pg_dump"))
     except Exception:  # noqa: BLE001 - fall back to PATH
@@ -804,7 +804,8 @@ def test_learning_events_query_prunes_months_and_scans_the_primary_key(big_schem
             or name[len("learning_events_"):] >= f"{since:%Y_%m}"
         }
         assert scanned == wanted
-        assert len(everything - wanted) >= 10  # most of the year was pruned
+        # 11 past months; 45 days back is in this month, the last or the one before
+        assert len(everything - wanted) >= 9  # most of the year was pruned
         sizes = row_estimates(conn)
         for node in nodes:
             if sizes.get(node.get("Relation Name"), 0) >= 1000:

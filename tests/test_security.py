@@ -47,7 +47,7 @@ def _as_other(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def _psql() -> str:
-    from dmdb.embedded import pg_tool
+    from dmdb.server.embedded import pg_tool
 
     return str(pg_tool("psql"))
 
@@ -97,7 +97,7 @@ def private_home():
     done = _dmdb(["backup", "--out", dump], env, cwd=open_dir, umask=0)
     assert done.returncode == 0, done.stderr
     url = run_dmdb(["server", "url"], env, cwd=open_dir).stdout.strip()
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     yield {"home": home, "parent": parent, "before": before, "dump": dump, "url": url,
            "server": EmbeddedServer(home), "env": env, "cwd": open_dir}
@@ -120,7 +120,7 @@ def test_the_owner_connects_with_the_url_psql_and_pg_dump(private_home):
     url = private_home["url"]
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"
-    from dmdb.embedded import pg_tool
+    from dmdb.server.embedded import pg_tool
 
     psql = subprocess.run([_psql(), "-X", "-Atc", "SELECT 1", url], capture_output=True,
                           text=True, timeout=30)
@@ -188,7 +188,7 @@ def test_another_user_cannot_read_the_log_or_a_backup(private_home):
 
 @needs_root
 def test_the_replica_is_as_private_as_the_primary(private_home):
-    from dmdb.embedded import EmbeddedReplica
+    from dmdb.server.embedded import EmbeddedReplica
 
     replica = EmbeddedReplica(private_home["home"])
     info = replica.start()
@@ -242,7 +242,7 @@ def test_dmdb_new_renders_the_slug_as_a_plain_comment(tmp_path):
     (tmp_path / "sql" / "migrations").mkdir(parents=True)
     done = run_dmdb(["--sql-dir", tmp_path / "sql", "new", "add badges-v2"], {}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    from dmdb.migrations import read_sql_file
+    from dmdb.migrate.engine import read_sql_file
 
     for kind in ("migrations", "rollbacks"):
         path = tmp_path / "sql" / kind / "0001_add_badges_v2.sql"
@@ -285,7 +285,7 @@ def _systemd_words(line: str) -> list[str]:
 def test_partitions_cron_quotes_what_it_accepts(tmp_path):
     import shlex
 
-    from dmdb.schedule import render_cron
+    from dmdb.partitions.cron import render_cron
 
     schema = 'arch ive"$HOME%'
     files = render_cron(ahead=1, retain=3, archive_schema=schema, dmdb=["/opt/my dmdb/dmdb"],
@@ -433,7 +433,7 @@ def test_a_real_pgbouncer_reads_the_escaped_files(tmp_path):
 def test_a_deleted_home_takes_its_cluster_with_it():
     """As root the cluster lives outside the home: `rm -rf` of the home still ends it (a
     home made again at that path starts empty; a throw-away one's files go)."""
-    from dmdb.embedded import SYSTEM_HOME, EmbeddedServer
+    from dmdb.server.embedded import SYSTEM_HOME, EmbeddedServer
 
     parent = Path(tempfile.mkdtemp(prefix="dmdb-security-rm-"))
     home = parent / "h"

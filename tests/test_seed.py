@@ -176,7 +176,7 @@ def test_out_of_date_schema_is_a_clear_error(cli, empty_url):
 
 
 def test_catalogue_is_acyclic_and_simulation_is_pure():
-    from dmdb import seed
+    from dmdb.learning import seed
 
     catalogue = seed.load_catalogue()
     order = seed.learning_order(catalogue)
@@ -202,7 +202,7 @@ def test_catalogue_is_acyclic_and_simulation_is_pure():
 
 
 def test_p_correct_matches_3pl():
-    from dmdb.seed import Item, p_correct
+    from dmdb.learning.seed import Item, p_correct
 
     item = Item("r", "c", "q", {}, difficulty=0.5, discrimination=1.2, guess_parameter=0.2,
                 version=1, variant_of=None, media={})
@@ -244,7 +244,7 @@ def test_dry_run_plans_and_changes_nothing(cli, schema_url):
 
 
 def test_batches_made_ahead_keep_their_order_errors_and_stop():
-    from dmdb.seed import ahead
+    from dmdb.learning.seed import ahead
 
     assert list(ahead(iter(range(50)), depth=2)) == list(range(50))
 

@@ -35,7 +35,7 @@ def replica_home():
     assert started.returncode == 0, started.stderr
     info = json.loads(started.stdout)
     yield home, info
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     EmbeddedServer(home).destroy()
     shutil.rmtree(home.parent, ignore_errors=True)
@@ -211,7 +211,7 @@ def test_backup_restore_round_trip_on_seeded_data(schema_db, databases, tmp_path
 def test_backup_passes_password_through_environment_only(pg_settings, tmp_path, monkeypatch,
                                                         embedded_only):
     """The password never reaches pg_dump's command line (visible in `ps`)."""
-    from dmdb import backup as backup_module
+    from dmdb.backup import logical
 
     real_run = subprocess.run
     calls = []
@@ -221,8 +221,8 @@ def test_backup_passes_password_through_environment_only(pg_settings, tmp_path, 
         return real_run(args, **kwargs)
 
     settings = replace(pg_settings, user=PASSWORD_ROLE, password=PASSWORD)
-    monkeypatch.setattr(backup_module.subprocess, "run", spy)
-    result = backup_module.backup(settings, tmp_path / "pw.dump")
+    monkeypatch.setattr(logical.subprocess, "run", spy)
+    result = logical.backup(settings, tmp_path / "pw.dump")
     assert result.bytes > 0
     dumps = [c for c in calls if c[0][0].endswith("pg_dump") and "--format=custom" in c[0]]
     assert dumps, calls
@@ -232,15 +232,15 @@ def test_backup_passes_password_through_environment_only(pg_settings, tmp_path, 
 
 
 def test_client_tools_match_the_server_major(pg_settings):
-    from dmdb import pgtools
     from dmdb.errors import DmdbError
+    from dmdb.server import tools
 
     with psycopg.connect(**pg_settings.conninfo()) as conn:
         major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-    assert pgtools.find("pg_restore", major, exact=True).major == major
-    assert pgtools.find("pg_dump", major).major == major
+    assert tools.find("pg_restore", major, exact=True).major == major
+    assert tools.find("pg_dump", major).major == major
     with pytest.raises(DmdbError) as info:
-        pgtools.find("pg_restore", 9, exact=True)
+        tools.find("pg_restore", 9, exact=True)
     assert "DMDB_PG_BINDIR" in str(info.value)
     # pg_dump may be newer than the server: it dumps older servers
-    assert pgtools.find("pg_dump", 9).major >= 9
+    assert tools.find("pg_dump", 9).major >= 9

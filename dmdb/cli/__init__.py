@@ -212,7 +212,7 @@ class AppState:
         return _with_create_policy(self._settings)
 
     def project(self):
-        from dmdb.migrations import Project
+        from dmdb.migrate.engine import Project
 
         return Project(self.settings().sql_dir)
 
@@ -235,7 +235,7 @@ class _StderrLine(logging.Handler):
 
 
 def _log_to_stderr() -> None:
-    logger = logging.getLogger("dmdb.embedded")
+    logger = logging.getLogger("dmdb.server.embedded")
     if not any(isinstance(h, _StderrLine) for h in logger.handlers):
         logger.addHandler(_StderrLine())
     logger.setLevel(logging.INFO)
@@ -300,12 +300,12 @@ def root(
 # command names each one adds: a command line needs only its command's module, so
 # `dmdb status` neither imports nor builds the other twenty commands
 # (tests/test_cli.py checks this table against what the modules register).
-_MODULES = ("migrate", "config_cmd", "server", "psql_cmd", "partitions", "indexes",
-            "maintenance", "monitor", "seed", "pgbouncer", "backup", "models")
-_OPTIONAL = frozenset(_MODULES[4:])
+_MODULES = ("migrate", "migrate_checks", "config_cmd", "server", "psql_cmd", "partitions",
+            "indexes", "maintenance", "monitor", "seed", "pgbouncer", "backup", "models")
+_OPTIONAL = frozenset(_MODULES[5:])
 _COMMAND_MODULE = {
-    **dict.fromkeys(("up", "rollback", "status", "new", "verify", "repair", "lint", "drift",
-                     "baseline"), "migrate"),
+    **dict.fromkeys(("up", "rollback", "status", "new", "verify", "repair"), "migrate"),
+    **dict.fromkeys(("lint", "drift", "baseline"), "migrate_checks"),
     "config": "config_cmd", "server": "server", "psql": "psql_cmd",
     "partitions": "partitions", "indexes": "indexes", "maintenance": "maintenance",
     "monitor": "monitor", "seed": "seed", "reset": "seed", "pgbouncer": "pgbouncer",

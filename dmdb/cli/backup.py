@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb backup --out nightly.dump
         """
-        from dmdb.backup import backup
+        from dmdb.backup.logical import backup
 
         result = backup(ctx.obj.settings(), out)
         if as_json:
@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb restore nightly.dump --into dmdb_copy
         """
-        from dmdb.backup import restore
+        from dmdb.backup.logical import restore
 
         result = restore(ctx.obj.settings(), file, into, dry_run=dry_run)
         if as_json:

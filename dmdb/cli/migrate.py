@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from dmdb.render import console, print_json, show_progress
+from dmdb.render import console, plain_table, print_json, show_progress
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and its SQL; change nothing.")
@@ -42,7 +42,7 @@ STATEMENT_TIMEOUT = typer.Option(
 
 
 def _policy(settings, **flags):
-    from dmdb.migration_retry import RetryPolicy
+    from dmdb.migrate.retry import RetryPolicy
 
     explicit = settings.sources.get("lock_timeout", "default") != "default"
     return RetryPolicy.build(session_lock_timeout=settings.lock_timeout if explicit else None,
@@ -72,20 +72,6 @@ def _progress(quiet: bool):
 def _nothing_to_do(result) -> str:
     return ("Nothing to do: the database is up to date." if result.action == "up"
             else "Nothing to roll back: no migration is applied.")
-
-
-def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:
-    """Aligned columns without rich: `status` and a no-op `up` are run by scripts and
-    deploy gates, and their start-up time is the command's cost (rich's import is ~10 %)."""
-    cells = [tuple(str(c) for c in columns)] + [tuple("" if v is None else str(v) for v in r)
-                                                for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = [title]
-    for n, row in enumerate(cells):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines) + "\n"
 
 
 class _Plain:
@@ -148,8 +134,8 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb up --dry-run
         """
-        from dmdb import migrations
         from dmdb.db import connect, require_session
+        from dmdb.migrate import engine
 
         state = ctx.obj
         settings = state.settings()
@@ -159,7 +145,7 @@ def register(app: typer.Typer) -> None:
                          statement_timeout=statement_timeout)
         with connect(settings, autocommit=True) as conn:
             require_session(conn, "dmdb up")
-            result = migrations.up(
+            result = engine.up(
                 conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait, policy=policy,
                 progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
             )
@@ -188,8 +174,8 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb rollback --steps 2 --dry-run
         """
-        from dmdb import migrations
         from dmdb.db import connect, require_session
+        from dmdb.migrate import engine
 
         state = ctx.obj
         settings = state.settings()
@@ -199,7 +185,7 @@ def register(app: typer.Typer) -> None:
                          statement_timeout=statement_timeout)
         with connect(settings, autocommit=True) as conn:
             require_session(conn, "dmdb rollback")
-            result = migrations.rollback(
+            result = engine.rollback(
                 conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
                 policy=policy, progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
             )
@@ -217,14 +203,14 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb status --json
         """
-        from dmdb import migrations
         from dmdb.db import connect_read
+        from dmdb.migrate import engine
         from dmdb.render import warning_line
 
         state = ctx.obj
         project = state.project()  # a bad --sql-dir fails before anything starts
         with connect_read(state.settings(), warn=warning_line, autocommit=True) as conn:
-            result = migrations.status(conn, project)
+            result = engine.status(conn, project)
         data = result.to_dict()
         if as_json:
             print_json(data)
@@ -265,7 +251,7 @@ def register(app: typer.Typer) -> None:
         Example: dmdb new "add badges"  ->  sql/migrations/0007_add_badges.sql + rollback
         """
         from dmdb.errors import ConfigError
-        from dmdb.scaffold import new_migration
+        from dmdb.migrate.new import new_migration
 
         settings = ctx.obj.settings()
         if settings.sql_dir is None:
@@ -289,7 +275,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb verify
         """
-        from dmdb.verify import verify as run_verify
+        from dmdb.migrate.verify import verify as run_verify
 
         state = ctx.obj
         out = console()
@@ -330,14 +316,14 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb repair 0003_learner_state
         """
-        from dmdb import migrations
         from dmdb.db import connect, require_session
+        from dmdb.migrate import engine
 
         state = ctx.obj
         project = state.project()
         with connect(state.settings(), autocommit=True) as conn:
             require_session(conn, "dmdb repair")
-            accepted = migrations.repair(conn, project, ids or None, dry_run=dry_run)
+            accepted = engine.repair(conn, project, ids or None, dry_run=dry_run)
         if as_json:
             print_json({"accepted": accepted, "dry_run": dry_run})
         elif accepted:
@@ -346,6 +332,3 @@ def register(app: typer.Typer) -> None:
         else:
             console().print("Nothing to repair: no applied file was edited.")
 
-    from dmdb.cli import migrate_checks
-
-    migrate_checks.register(app)

@@ -48,8 +48,8 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb lint --json
         """
-        from dmdb.lint import SEVERITIES
-        from dmdb.lint import lint as run_lint
+        from dmdb.migrate.lint import SEVERITIES
+        from dmdb.migrate.lint import lint as run_lint
 
         if severity not in SEVERITIES:
             raise typer.BadParameter(f"--severity must be one of {', '.join(SEVERITIES)}")
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(result.to_dict())
         else:
-            from dmdb.cli.migrate import plain_table
+            from dmdb.render import plain_table
 
             trace = []
             for f in result.files:
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb drift --json
         """
-        from dmdb.drift import drift as run_drift
+        from dmdb.migrate.drift import drift as run_drift
 
         state = ctx.obj
         result = run_drift(state.settings(), state.project(), to=to)
@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb baseline --to 0006_rollup_watermark --dry-run
         """
-        from dmdb.drift import baseline as run_baseline
+        from dmdb.migrate.drift import baseline as run_baseline
 
         state = ctx.obj
         result = run_baseline(state.settings(), state.project(), to, dry_run=dry_run)

@@ -55,8 +55,8 @@ def report_cmd(
 
     Example: dmdb models report --days 7 --format prometheus > /var/lib/node_exporter/dmdb_models.prom
     """
-    from dmdb import models
     from dmdb.db import connect_read
+    from dmdb.learning import models
     from dmdb.render import print_json, warning_line
 
     fmt = "json" if as_json else fmt
@@ -141,8 +141,8 @@ def fit_cmd(
 
     Example: dmdb models fit --days 90 --apply --dry-run
     """
-    from dmdb import models
     from dmdb.db import connect
+    from dmdb.learning import models
     from dmdb.render import print_json
 
     win = models.window(days=days, since=_time(since, "--since"), until=_time(until, "--until"))

@@ -14,7 +14,7 @@ FORMATS = ("table", "json", "prometheus")
 
 
 def _thresholds(**flags):
-    from dmdb.monitor import Thresholds
+    from dmdb.monitor.core import Thresholds
 
     t = Thresholds()
     changes = {k: v for k, v in flags.items() if v is not None}
@@ -204,7 +204,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb monitor --check --seq-warn 80   (exit 0/1/2/3 like check_postgres)
         """
-        from dmdb import monitor, monitor_render
+        from dmdb.monitor import render, run
         from dmdb.render import console, warning_line
 
         if fmt not in FORMATS:
@@ -260,7 +260,7 @@ def register(app: typer.Typer) -> None:
             pgbouncer_wait_warn_seconds=pgbouncer_wait_warn,
             pgbouncer_wait_critical_seconds=pgbouncer_wait_critical,
         )
-        monitor.select_checks(only)  # unknown names fail before connecting
+        run.select_checks(only)  # unknown names fail before connecting
         if record:
             if watch_seconds is not None:
                 raise ConfigError("--record stores one snapshot; it does not combine with --watch")
@@ -275,27 +275,27 @@ def register(app: typer.Typer) -> None:
                    "trend_days": trend_days}
 
         if watch_seconds is not None:
-            watch(lambda height, width: monitor_render.dashboard(
-                monitor.monitor(settings, thresholds, **options), verbose=verbose,
+            watch(lambda height, width: render.dashboard(
+                run.monitor(settings, thresholds, **options), verbose=verbose,
                 max_lines=height, width=width), watch_seconds)
             return
 
         try:
-            report = monitor.monitor(settings, thresholds,
+            report = run.monitor(settings, thresholds,
                                      warn=None if fmt == "table" else warning_line, **options)
         except ConnectError as exc:
             if fmt == "table" and not check:
                 raise
             # A scraper must see a down server (dmdb_up 0), not a gap; JSON says so too.
-            report = monitor.unreachable(settings, exc, only)
+            report = run.unreachable(settings, exc, only)
             warning_line(str(exc))
 
         if record and report.up:
-            from dmdb import monitor_history
             from dmdb.db import connect
+            from dmdb.monitor import history
 
             with connect(settings, autocommit=False) as conn:
-                done = monitor_history.record(conn, report, retention_days=retention_days)
+                done = history.record(conn, report, retention_days=retention_days)
             line = (f"recorded snapshot {done.snapshot_id} ({done.status}, {done.tables} tables);"
                     f" {done.deleted} snapshots older than {retention_days:g} days deleted")
             if fmt == "table" and not check:
@@ -304,14 +304,14 @@ def register(app: typer.Typer) -> None:
             sys.stderr.write(f"dmdb: {line}\n")
 
         if fmt == "json":
-            sys.stdout.write(monitor_render.to_json(report) + "\n")
+            sys.stdout.write(render.to_json(report) + "\n")
         elif fmt == "prometheus":
-            sys.stdout.write(monitor_render.to_prometheus(report))
+            sys.stdout.write(render.to_prometheus(report))
         elif check:
             sys.stdout.write(report.check_line() + "\n")
         else:
             con = console()
-            con.print(monitor_render.dashboard(report, verbose=verbose, width=con.width))
+            con.print(render.dashboard(report, verbose=verbose, width=con.width))
         if check:
             raise typer.Exit(int(report.status))
         if record and not report.up:

@@ -339,7 +339,7 @@ def cron(
     Example: dmdb partitions cron --schedule '17 * * * *' --ahead 3 --retain 12 --drop
     """
     from dmdb.errors import ConfigError
-    from dmdb.schedule import render_cron
+    from dmdb.partitions.cron import render_cron
 
     if what not in ("all", "crontab", "systemd"):
         raise ConfigError(f"--format {what!r}: use all, crontab or systemd")

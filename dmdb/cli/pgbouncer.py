@@ -37,7 +37,7 @@ def config_cmd(
     Example: DB_HOST=10.0.0.5 dmdb pgbouncer config --out-dir /etc/pgbouncer
     """
     from dmdb.db import resolve
-    from dmdb.pgbouncer import build_config, check_auth, write_config
+    from dmdb.server.pgbouncer import build_config, check_auth, write_config
 
     settings = ctx.obj.settings()
     if settings.embedded:

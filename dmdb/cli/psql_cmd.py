@@ -23,9 +23,10 @@ def register(app: typer.Typer) -> None:
         import signal
         import subprocess
 
-        from dmdb.psql import psql_command
+        from dmdb.db import resolve
+        from dmdb.server.psql import psql_command
 
-        command = psql_command(ctx.obj.settings(), [*(args or []), *ctx.args])
+        command = psql_command(resolve(ctx.obj.settings()), [*(args or []), *ctx.args])
         child = subprocess.Popen(command.argv, env=command.env)
         # Ctrl-C belongs to psql (it cancels the running query); dmdb just waits.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -90,7 +90,7 @@ YES = typer.Option(False, "--yes", help="With --reset: do not ask for confirmati
 
 
 def _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes):
-    from dmdb.seed import reset
+    from dmdb.learning.seed import reset
 
     if not yes and not dry_run:
         import sys
@@ -126,7 +126,7 @@ def seed_cmd(ctx: typer.Context,
     if reset or legacy == "reset":
         _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes)
         return
-    from dmdb.seed import seed
+    from dmdb.learning.seed import seed
 
     _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
 

@@ -14,7 +14,7 @@ JSON = typer.Option(False, "--json", help="JSON output.")
 
 
 def _server(ctx: typer.Context):
-    from dmdb.embedded import EmbeddedServer
+    from dmdb.server.embedded import EmbeddedServer
 
     return EmbeddedServer(ctx.obj.settings().home)
 
@@ -46,7 +46,7 @@ def start(
     info = ensure_embedded(settings.home, create=True, dbname=settings.dbname)
     data = {**info.__dict__, "url": _url(info, settings.dbname)}
     if replica:
-        from dmdb.embedded import EmbeddedReplica
+        from dmdb.server.embedded import EmbeddedReplica
 
         rinfo = EmbeddedReplica(settings.home).start(dbname=settings.dbname)
         data["replica"] = {**rinfo.__dict__, "url": _url(rinfo, settings.dbname)}
@@ -68,7 +68,7 @@ def stop(ctx: typer.Context, as_json: bool = JSON):
 
     Example: dmdb server stop
     """
-    from dmdb.embedded import EmbeddedReplica
+    from dmdb.server.embedded import EmbeddedReplica
 
     EmbeddedReplica(ctx.obj.settings().home).stop()
     stopped = _server(ctx).stop()
@@ -87,7 +87,7 @@ def status(ctx: typer.Context, as_json: bool = JSON):
     """
     settings = ctx.obj.settings()
     from dmdb.db import NoEmbeddedServer
-    from dmdb.embedded import EmbeddedReplica
+    from dmdb.server.embedded import EmbeddedReplica
 
     server = _server(ctx)
     if not (server.data_dir / "PG_VERSION").exists():

@@ -1,4 +1,4 @@
--- The one reading of partition bounds (dmdb.partitions_catalog.read_bounds): every
+-- The one reading of partition bounds (dmdb.partitions.catalog.read_bounds): every
 -- partition of one partitioned table (%(parent)s, an oid), or of every partitioned table
 -- when it is NULL, with
 --   * the bound as PostgreSQL prints it (pg_get_expr; the session's TimeZone applies),

@@ -1,4 +1,4 @@
--- The one count of a DEFAULT partition's rows (dmdb.partitions_catalog.read_default),
+-- The one count of a DEFAULT partition's rows (dmdb.partitions.catalog.read_default),
 -- for a table RANGE partitioned on one timestamptz column: rows by UTC month of the
 -- key. {default} and {key} are composed identifiers; at most %(cap)s rows are read
 -- (NULL: all of them). A key no month can name (±infinity, NULL) comes back as `label`.

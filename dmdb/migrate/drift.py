@@ -1,0 +1,237 @@
+"""`dmdb drift` and `dmdb baseline`: does the live schema match what the migrations make?
+
+The applied migrations (per the ledger) are replayed in a scratch database on the same
+server, then both schemas are dumped with pg_dump and compared object by object (pg_dump's
+`-- Name: …; Type: …; Schema: …` headers), ownership aside. Runtime objects that no
+migration makes are left out, on both sides:
+
+- the monthly partitions `dmdb partitions` creates, archives and drops: any object named
+  after a RANGE-partitioned table followed by `_YYYY_MM` (learning_events_2026_11,
+  its indexes, constraints and attachments), in any schema;
+- a schema that holds nothing but such partitions (`--archive-schema`);
+- objects made by `sql/functions/*.sql` files that the ledger does not record as applied
+  at their current content (`dmdb up` applies them; they are compared once applied).
+
+`baseline --to ID` records migrations through ID as applied without running them, on a
+database that already has that schema (made by hand or by another tool), after the same
+comparison against those migrations; any difference refuses it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from dmdb.config import Settings
+from dmdb.db import connect, require_session, resolve
+from dmdb.errors import DmdbError, MigrationError
+from dmdb.migrate.engine import (
+    Migration,
+    Project,
+    Runner,
+    Status,
+    acquire_lock,
+    apply_migration,
+    mark_applied,
+    release_lock,
+    status,
+)
+from dmdb.migrate.files import for_scratch_replay
+from dmdb.migrate.verify import dump_objects, scratch_database
+
+if TYPE_CHECKING:
+    import psycopg
+
+@dataclass
+class Difference:
+    object: str  # "TABLE public.users"
+    kind: str  # only_in_live | only_in_migrations | differs
+    diff: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = {"only_in_live": "in the live database only (made by hand?)",
+                 "only_in_migrations": "made by the migrations but missing from the live database",
+                 "differs": "differs from what the migrations make"}[self.kind]
+        return f"{self.object}: {where}"
+
+
+@dataclass
+class DriftResult:
+    database: str
+    through: str | None  # the last migration compared against
+    compared: list[str]  # migration ids replayed
+    differences: list[Difference] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # runtime objects left out
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "database": self.database, "through": self.through,
+                "compared": self.compared, "differences": [asdict(d) for d in self.differences],
+                "ignored": self.ignored, "notes": self.notes}
+
+
+def _range_parents(*dumps: dict[str, list[str]]) -> set[str]:
+    parents = set()
+    for objects in dumps:
+        for key, lines in objects.items():
+            if key.startswith("TABLE ") and any("PARTITION BY RANGE" in line for line in lines):
+                parents.add(key.rsplit(".", 1)[-1])
+    return parents
+
+
+def _runtime_keys(live: dict[str, list[str]], replay: dict[str, list[str]]) -> set[str]:
+    parents = _range_parents(live, replay)
+    if not parents:
+        return set()
+    monthly = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(parents))) + r")_\d{4}_\d{2}")
+    out = {k for k in (*live, *replay) if monthly.search(k)}
+    # A schema that holds nothing but archived partitions.
+    for key in live:
+        if key.startswith("SCHEMA ") and key not in replay:
+            schema = key.split(" ", 1)[1]
+            inside = [k for k in live if f" {schema}." in k]
+            if inside and all(k in out for k in inside):
+                out.add(key)
+    return out
+
+
+def _compare(live: dict[str, list[str]], replay: dict[str, list[str]],
+             skip: set[str]) -> list[Difference]:
+    out = []
+    for key in sorted(set(live) | set(replay)):
+        if key in skip:
+            continue
+        if key not in replay:
+            out.append(Difference(key, "only_in_live", live[key][:20]))
+        elif key not in live:
+            out.append(Difference(key, "only_in_migrations", replay[key][:20]))
+        elif live[key] != replay[key]:
+            diff = list(difflib.unified_diff(replay[key], live[key], "migrations", "live",
+                                             lineterm="", n=0))
+            out.append(Difference(key, "differs", diff[2:40]))
+    return out
+
+
+def _replay(settings: Settings, scratch: str, migrations: list[Migration], project: Project,
+            state: Status | None) -> tuple[dict, dict, list[str], list[str]]:
+    """Replay migrations in `scratch`; dump; apply the function files; dump again.
+
+    Returns (after migrations, after functions, function files that did not apply,
+    cluster-wide statements left out of the replay)."""
+    notes: list[str] = []
+    left_out: list[str] = []
+    with connect(settings, autocommit=True, dbname=scratch) as conn:
+        conn.execute("SET client_min_messages = warning")
+        runner = Runner(conn, command="dmdb drift")
+        for m in migrations:
+            m, skipped = for_scratch_replay(m)
+            left_out += [f"not replayed (cluster-wide: the scratch database shares the live "
+                         f"server): {where}" for where in skipped if where.startswith("migrations/")]
+            try:
+                apply_migration(conn, m, record=False, runner=runner)
+            except MigrationError as exc:
+                raise DmdbError(f"replaying the migrations in a scratch database failed: {exc}; "
+                                "fix the migration (`dmdb verify` checks them)") from None
+        base = dump_objects(settings, scratch)
+        for f in project.functions():
+            try:
+                runner.run_file(f)
+            except MigrationError as exc:
+                notes.append(f"function file {f.id} does not apply on these migrations ({exc}); "
+                             "its objects are not compared")
+    return base, dump_objects(settings, scratch), notes, left_out
+
+
+def drift(settings: Settings, project: Project, *, to: str | None = None,
+          functions_applied: bool | None = None) -> DriftResult:
+    """Compare the live schema with the applied migrations (or those through `to`).
+
+    `functions_applied=False` leaves every function file's objects out (baseline: `up`
+    applies them afterwards); by default they are compared when the ledger records each
+    function file as applied at its current content."""
+    settings = resolve(settings)
+    with connect(settings, autocommit=True) as conn:
+        state = status(conn, project)
+    missing = [m.id for m in state.migrations if m.missing_file]
+    if missing and to is None:
+        raise DmdbError(f"{missing[0]}: applied but its file is missing, so it cannot be replayed; "
+                        "restore the file")
+    if to is not None:
+        chosen = [m for m in project.migrations() if m.id <= project.migration(to).id]
+    else:
+        applied = {m.id for m in state.migrations if m.state == "applied"}
+        chosen = [m for m in project.migrations() if m.id in applied]
+    result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
+    with scratch_database(settings, "drift") as scratch:
+        base, with_functions, notes, left_out = _replay(settings, scratch, chosen, project, state)
+        result.notes.extend(left_out + notes)
+        live = dump_objects(settings, settings.dbname)
+    function_keys = {k for k in with_functions if base.get(k) != with_functions[k]}
+    if functions_applied is None:
+        stale = [f.id for f in state.functions if f.state != "applied"]
+        functions_applied = not stale and not notes
+        if stale:
+            result.notes.append("function files not applied at their current content ("
+                                + ", ".join(stale) + "): their objects are not compared; "
+                                "run `dmdb up`")
+    replay = with_functions if functions_applied else base
+    skip = _runtime_keys(live, replay)
+    result.ignored = sorted(skip)
+    if not functions_applied:
+        skip |= function_keys
+    result.differences = _compare(live, replay, skip)
+    return result
+
+
+@dataclass
+class BaselineResult:
+    to: str
+    marked: list[str]
+    dry_run: bool
+    drift: DriftResult
+
+    def to_dict(self) -> dict:
+        return {"to": self.to, "marked": self.marked, "dry_run": self.dry_run,
+                "drift": self.drift.to_dict()}
+
+
+def baseline(settings: Settings, project: Project, to: str, *, dry_run: bool = False,
+             lock_wait: float = 60.0) -> BaselineResult:
+    """Record the migrations through `to` as applied, if the live schema is exactly theirs."""
+    target = project.migration(to)
+    result = drift(settings, project, to=target.id, functions_applied=False)
+    if not result.ok:
+        first = result.differences[0]
+        raise MigrationError(
+            f"baseline refused: the live schema differs from migrations through {target.id} in "
+            f"{len(result.differences)} object(s), first {first.describe()}; `dmdb drift --to "
+            f"{target.id}` lists them — make the schema match, or baseline to another migration"
+        )
+    settings = resolve(settings)
+    with connect(settings, autocommit=True) as conn:
+        require_session(conn, "dmdb baseline")
+        todo = _unrecorded(conn, project, target)
+        if dry_run:
+            return BaselineResult(target.id, [m.id for m in todo], True, result)
+        acquire_lock(conn, lock_wait)
+        try:
+            todo = _unrecorded(conn, project, target)  # re-read under the lock
+            mark_applied(conn, todo)
+        finally:
+            release_lock(conn)
+    return BaselineResult(target.id, [m.id for m in todo], False, result)
+
+
+def _unrecorded(conn: psycopg.Connection, project: Project, target: Migration) -> list[Migration]:
+    applied = {m.id for m in status(conn, project).migrations if m.state == "applied"}
+    later = sorted(i for i in applied if i > target.id)
+    if later:
+        raise MigrationError(f"baseline --to {target.id}: {later[0]} is already applied after it; "
+                             "baseline only records migrations up to the newest applied one")
+    return [m for m in project.migrations() if m.id <= target.id and m.id not in applied]

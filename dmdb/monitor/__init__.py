@@ -1,0 +1,17 @@
+"""`dmdb monitor`: health checks and pg_stat metrics, with thresholds from pghero, heroku
+pg-extras and check_postgres (docs/monitor.md).
+
+Modules: core (Status, CheckResult, Report, Thresholds and the query helpers), the checks
+by subject (checks_database: sessions, wraparound, sequences, constraints, replication,
+partitions, statements; checks_tables: indexes, dead tuples, bloat; checks_server:
+schema, xmin horizon, slots, archiving, checkpoints, PgBouncer), run (the registry,
+`run_checks`, `monitor`), history (`--record` snapshots and trends) and render
+(dashboard, JSON, Prometheus). This front door re-exports the library API that
+docs/monitor.md shows. May import: the shared floor, dmdb.migrate (schema version),
+dmdb.partitions, dmdb.indexes and dmdb.maintenance (their one reader of each fact).
+"""
+
+from __future__ import annotations
+
+from dmdb.monitor.core import CheckResult, Report, Status, Thresholds  # noqa: F401
+from dmdb.monitor.run import CHECKS, monitor, run_checks  # noqa: F401

@@ -1,0 +1,297 @@
+"""`dmdb monitor` checks of the server and what surrounds it: the dmdb schema itself,
+what holds back the xmin horizon, replication slots, WAL archiving, checkpoints and
+PgBouncer's pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dmdb.monitor.core import (
+    CheckResult,
+    Status,
+    Thresholds,
+    _plural,
+    _rows,
+    _size,
+    worst,
+)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+# ------------------------------------------------------------------------------ schema
+
+def check_schema(conn, t: Thresholds, *, project=None) -> CheckResult:
+    """The dmdb schema is there and up to date (the migration ledger against the files)."""
+    from dmdb.migrate import engine
+
+    db = conn.info.dbname
+    if not engine.ledger_exists(conn):
+        return CheckResult(
+            "schema", Status.CRITICAL,
+            f"no dmdb schema in database {db}: run `dmdb up` (or point DB_NAME at the "
+            "right database)", metrics={"present": False, "applied": 0, "pending": None})
+    state = engine.status(conn, project if project is not None else engine.Project())
+    summary = state.to_dict()["summary"]
+    pending = [m.id for m in state.migrations if m.state == "pending"]
+    functions = [f.id for f in state.functions if f.state != "applied"]
+    metrics = {"present": True, "applied": summary["applied"], "pending": len(pending),
+               "functions_pending": len(functions), "problems": len(state.problems)}
+    rows = ([{"status": "WARNING", "item": f"migration {m}", "detail": "pending"}
+             for m in pending]
+            + [{"status": "WARNING", "item": f"function {f}", "detail": "pending or changed"}
+               for f in functions]
+            + [{"status": "WARNING", "item": p.split(":")[0], "detail": p} for p in state.problems])
+    if rows:
+        what = []
+        if pending:
+            what.append(f"{_plural(len(pending), 'migration')} pending ({pending[0]}…)")
+        if functions:
+            what.append(f"{_plural(len(functions), 'function file')} not applied")
+        if state.problems:
+            what.append(state.problems[0])
+        return CheckResult("schema", Status.WARNING,
+                           "; ".join(what) + ": run `dmdb up` (see `dmdb status`)",
+                           metrics=metrics, rows=rows)
+    return CheckResult("schema", Status.OK,
+                       f"{summary['applied']} migrations applied, up to date", metrics=metrics)
+
+
+# ------------------------------------------------------------------------ xmin horizon
+
+def check_xmin_horizon(conn, t: Thresholds) -> CheckResult:
+    """Long transactions, prepared transactions, replication slots and standby feedback
+    that keep VACUUM from removing dead rows (and from freezing: wraparound)."""
+    rows = _rows(conn, "xmin_holders")
+    for r in rows:
+        age = r["xmin_age"] or 0
+        s = Status.OK
+        if age >= t.xmin_age_critical:
+            s = Status.CRITICAL
+        elif age >= t.xmin_age_warn:
+            s = Status.WARNING
+        secs = r["seconds"]
+        if r["kind"] == "prepared transaction" and secs is not None:
+            if secs >= t.prepared_critical_seconds:
+                s = worst([s, Status.CRITICAL])
+            elif secs >= t.prepared_warn_seconds:
+                s = worst([s, Status.WARNING])
+        elif r["kind"] == "transaction" and secs is not None and secs >= t.xmin_hold_seconds:
+            s = worst([s, Status.WARNING])
+        r["status"] = s.name
+    status = worst(Status[r["status"]] for r in rows)
+    kinds: dict[str, int] = {}
+    for r in rows:
+        kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
+    prepared = [r for r in rows if r["kind"] == "prepared transaction"]
+    metrics: dict[str, Any] = {
+        "holders": len(rows),
+        "max_xmin_age": max((r["xmin_age"] or 0 for r in rows), default=0),
+        "max_xmin_age_by_kind": {k: max(r["xmin_age"] or 0 for r in rows if r["kind"] == k)
+                                 for k in kinds},
+        "holders_by_kind": kinds,
+        "oldest_transaction_seconds": round(max(
+            (r["seconds"] or 0.0 for r in rows if r["kind"] == "transaction"), default=0.0), 3),
+        "prepared_transactions": len(prepared),
+        "oldest_prepared_seconds": round(max(
+            (r["seconds"] or 0.0 for r in prepared), default=0.0), 3),
+    }
+    if not rows:
+        return CheckResult("xmin_horizon", Status.OK,
+                           "nothing holds back the xmin horizon", metrics=metrics)
+    bad = [r for r in rows if r["status"] != "OK"] or rows
+    top = bad[0]
+    held = f", held {_duration(top['seconds'])}" if top["seconds"] is not None else ""
+    head = (f"{top['kind']} {top['holder']} holds the horizon {top['xmin_age']:,} "
+            f"transactions back{held}")
+    if status is Status.OK:
+        return CheckResult("xmin_horizon", Status.OK,
+                           f"{_plural(len(rows), 'holder')}, oldest: {head}",
+                           metrics=metrics, rows=rows)
+    fix = {"prepared transaction": "COMMIT PREPARED or ROLLBACK PREPARED it",
+           "transaction": "end it (pg_terminate_backend) or fix the client",
+           "replication slot": "drop the slot if its consumer is gone",
+           "standby feedback": "a standby's long query; see hot_standby_feedback"}[top["kind"]]
+    return CheckResult(
+        "xmin_horizon", status,
+        f"{_plural(len(bad), 'holder')} over the thresholds; {head}: {fix}; VACUUM cannot "
+        "remove newer dead rows meanwhile", metrics=metrics, rows=rows)
+
+
+# --------------------------------------------------------------------- replication slots
+
+def check_replication_slots(conn, t: Thresholds) -> CheckResult:
+    rows = _rows(conn, "replication_slots")
+    problems = []
+    for r in rows:
+        s = Status.OK
+        why = []
+        kept = r["retained_bytes"] or 0.0
+        if r["wal_status"] == "lost":
+            s = Status.CRITICAL
+            why.append("lost: the WAL it needs is gone, its consumer cannot resume")
+        elif r["wal_status"] == "unreserved":
+            s = Status.WARNING
+            why.append("past max_slot_wal_keep_size: its WAL is about to be removed")
+        if kept >= t.slot_wal_critical_bytes:
+            s = worst([s, Status.CRITICAL])
+            why.append(f"keeps {_size(kept)} of WAL")
+        elif kept >= t.slot_wal_warn_bytes:
+            s = worst([s, Status.WARNING])
+            why.append(f"keeps {_size(kept)} of WAL")
+        if not r["active"] and not r["temporary"]:
+            s = worst([s, Status.WARNING])
+            why.insert(0, f"inactive (keeps {_size(kept)} of WAL"
+                       + (f", since {r['inactive_since'][:16].replace('T', ' ')}"
+                          if r["inactive_since"] else "")
+                       + ")")
+        r["status"] = s.name
+        r["problem"] = "; ".join(why) or None
+        if s is not Status.OK:
+            problems.append(r)
+    status = worst(Status[r["status"]] for r in rows)
+    metrics = {"slots": len(rows), "inactive": sum(not r["active"] for r in rows),
+               "max_retained_bytes": max((r["retained_bytes"] or 0.0 for r in rows), default=0.0)}
+    if not rows:
+        return CheckResult("replication_slots", Status.OK, "no replication slots",
+                           metrics=metrics)
+    if not problems:
+        return CheckResult(
+            "replication_slots", Status.OK,
+            f"{_plural(len(rows), 'slot')}, all active, at most "
+            f"{_size(metrics['max_retained_bytes'])} of WAL kept", metrics=metrics, rows=rows)
+    top = max(problems, key=lambda r: (Status[r["status"]].severity, r["retained_bytes"] or 0))
+    return CheckResult(
+        "replication_slots", status,
+        f"{_plural(len(problems), 'slot')} need{'s' if len(problems) == 1 else ''} "
+        f"attention; {top['slot_type']} slot "
+        f"{top['slot_name']}: {top['problem']} — drop it (pg_drop_replication_slot) if its "
+        "consumer is gone", metrics=metrics, rows=rows)
+
+
+# ------------------------------------------------------------------- WAL and checkpoints
+
+def check_wal_archiving(conn, t: Thresholds) -> CheckResult:
+    import psycopg
+
+    a = _rows(conn, "archiver")[0]
+    notes: list[str] = []
+    ready = None
+    try:
+        ready = _rows(conn, "archive_ready")[0]["ready"]
+    except psycopg.errors.InsufficientPrivilege:
+        notes.append("WAL segments waiting to be archived not counted: needs pg_monitor")
+    metrics = {"archive_mode": a["archive_mode"], "archived": a["archived_count"],
+               "failed": a["failed_count"], "failing": bool(a["failing"]), "ready": ready,
+               "last_archived_age_seconds": a["last_archived_age_seconds"]}
+    row = {"status": "OK", **a, "ready": ready}
+    if a["archive_mode"] == "off":
+        return CheckResult("wal_archiving", Status.OK, "archive_mode is off (no WAL archive)",
+                           metrics=metrics, notes=notes)
+    if a["failing"]:
+        row["status"] = "CRITICAL"
+        return CheckResult(
+            "wal_archiving", Status.CRITICAL,
+            f"archiving fails: {a['last_failed_wal']} failed at {a['last_failed_time'][:19]} "
+            f"({a['failed_count']:,} failures since reset"
+            + (f", {ready} segments waiting" if ready is not None else "")
+            + "); WAL piles up in pg_wal: fix archive_command (see the server log)",
+            metrics=metrics, rows=[row], notes=notes)
+    if ready is not None and ready >= t.archive_ready_warn:
+        row["status"] = "WARNING"
+        return CheckResult(
+            "wal_archiving", Status.WARNING,
+            f"{ready} WAL segments waiting to be archived (warning {t.archive_ready_warn}); "
+            "the archiver falls behind", metrics=metrics, rows=[row], notes=notes)
+    last = (f"last {a['last_archived_wal']} {_duration(a['last_archived_age_seconds'])} ago"
+            if a["last_archived_wal"] else "nothing archived yet")
+    return CheckResult("wal_archiving", Status.OK,
+                       f"archiving works: {a['archived_count']:,} archived, {last}",
+                       metrics=metrics, rows=[row], notes=notes)
+
+
+def check_checkpoints(conn, t: Thresholds) -> CheckResult:
+    version = conn.info.server_version
+    c = _rows(conn, "checkpoints" if version >= 170000 else "checkpoints_16")[0]
+    total = c["timed"] + c["requested"]
+    ratio = c["requested"] / total if total else 0.0
+    metrics = {"timed": c["timed"], "requested": c["requested"],
+               "requested_ratio": round(ratio, 4), "write_seconds": c["write_seconds"],
+               "sync_seconds": c["sync_seconds"], "buffers_written": c["buffers_written"],
+               "stats_reset": c["stats_reset"]}
+    text = (f"{c['requested']:,} of {total:,} checkpoints requested ({100 * ratio:.0f} %) "
+            "since statistics reset")
+    if total >= t.checkpoint_min and ratio >= t.checkpoint_req_warn_ratio:
+        return CheckResult(
+            "checkpoints", Status.WARNING,
+            f"{text} (warning {100 * t.checkpoint_req_warn_ratio:g} %): WAL fills "
+            "max_wal_size before checkpoint_timeout; raise max_wal_size", metrics=metrics)
+    note = [] if total >= t.checkpoint_min else [
+        f"fewer than {t.checkpoint_min} checkpoints: too few to judge (--checkpoint-min)"]
+    return CheckResult("checkpoints", Status.OK, text, metrics=metrics, notes=note)
+
+
+# -------------------------------------------------------------------------- PgBouncer
+
+def check_pgbouncer(conn, t: Thresholds, *, pgbouncer_url: str | None = None,
+                    settings=None) -> CheckResult:
+    """SHOW POOLS on PgBouncer's admin console (the `pgbouncer` database)."""
+    import psycopg
+
+    from dmdb.db import redact
+    from dmdb.errors import first_line
+
+    if not pgbouncer_url:
+        return CheckResult("pgbouncer", Status.OK,
+                           "no PgBouncer configured (--pgbouncer / DMDB_PGBOUNCER_URL)",
+                           metrics={"configured": False, "up": None})
+    try:
+        # The admin console speaks the simple query protocol only: a client-side cursor.
+        with psycopg.connect(pgbouncer_url, autocommit=True, connect_timeout=5,
+                             cursor_factory=psycopg.ClientCursor) as pgb:
+            cur = pgb.execute("SHOW POOLS")
+            names = [d.name for d in cur.description]
+            pools = [dict(zip(names, r)) for r in cur.fetchall()]
+    except psycopg.Error as exc:
+        return CheckResult(
+            "pgbouncer", Status.CRITICAL,
+            f"PgBouncer admin console unreachable: {redact(first_line(exc), settings)}; "
+            "check --pgbouncer (a URL with dbname pgbouncer and an admin_users or "
+            "stats_users role)", metrics={"configured": True, "up": False})
+    rows = []
+    for p in pools:
+        if p.get("database") == "pgbouncer":
+            continue
+        wait = float(p.get("maxwait") or 0) + float(p.get("maxwait_us") or 0) / 1e6
+        waiting = int(p.get("cl_waiting") or 0)
+        s = Status.OK
+        if waiting and wait >= t.pgbouncer_wait_critical_seconds:
+            s = Status.CRITICAL
+        elif waiting and wait >= t.pgbouncer_wait_warn_seconds:
+            s = Status.WARNING
+        rows.append({"status": s.name, "database": p.get("database"), "user": p.get("user"),
+                     "pool_mode": p.get("pool_mode"),
+                     "cl_active": int(p.get("cl_active") or 0), "cl_waiting": waiting,
+                     "sv_active": int(p.get("sv_active") or 0),
+                     "sv_idle": int(p.get("sv_idle") or 0), "maxwait_seconds": round(wait, 6)})
+    status = worst(Status[r["status"]] for r in rows)
+    waiting = sum(r["cl_waiting"] for r in rows)
+    longest = max((r["maxwait_seconds"] for r in rows), default=0.0)
+    metrics = {"configured": True, "up": True, "pools": len(rows), "cl_waiting": waiting,
+               "max_wait_seconds": longest}
+    summary = (f"{_plural(len(rows), 'pool')}, {waiting} clients waiting for a server"
+               + (f" (longest {longest:.1f} s)" if waiting else ""))
+    if status is not Status.OK:
+        summary += (f" over {t.pgbouncer_wait_warn_seconds:g} s: the pool is too small for "
+                    "the load, or server connections are held by long transactions")
+    return CheckResult("pgbouncer", status, summary, metrics=metrics, rows=rows)

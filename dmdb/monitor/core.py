@@ -1,0 +1,242 @@
+"""The pieces every `dmdb monitor` check shares: verdicts, results, the report, the
+thresholds (one field per flag) and small helpers. The checks themselves live in
+dmdb.monitor.run (sessions, wraparound, schema objects, partitions, statements),
+dmdb.monitor.checks_tables (indexes, dead tuples, bloat, missing indexes),
+dmdb.monitor.checks_server (schema version, xmin horizon, slots, WAL archiving,
+checkpoints, PgBouncer); the history of `--record` in dmdb.monitor.history.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from dmdb.errors import ConfigError
+from dmdb.render import human_bytes
+from dmdb.resources import query
+
+if TYPE_CHECKING:
+    import psycopg
+
+STATEMENT_TIMEOUT = "30s"
+
+
+class Status(enum.IntEnum):
+    """check_postgres / Nagios states; the value is the exit code of `--check`."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+    @property
+    def severity(self) -> int:
+        """Order for "the worst": CRITICAL > WARNING > UNKNOWN > OK."""
+        return {0: 0, 3: 1, 1: 2, 2: 3}[self.value]
+
+
+def worst(statuses) -> Status:
+    statuses = list(statuses)
+    if not statuses:
+        return Status.OK
+    return max(statuses, key=lambda s: s.severity)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: Status
+    summary: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "status": self.status.name,
+            "summary": self.summary,
+            "metrics": self.metrics,
+            "rows": self.rows,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Report:
+    checks: list[CheckResult]
+    generated_at: datetime
+    target: str = ""
+    warnings: list[str] = field(default_factory=list)
+    up: bool = True  # False: the server could not be reached and no check ran
+    error: str | None = None  # why it could not be reached (redacted)
+    trends: dict | None = None  # from the --record history, when there is one
+
+    @property
+    def status(self) -> Status:
+        if not self.up:
+            return Status.UNKNOWN
+        return worst(c.status for c in self.checks)
+
+    def worst_check(self) -> CheckResult | None:
+        if not self.checks:
+            return None
+        return max(self.checks, key=lambda c: c.status.severity)
+
+    def check_line(self) -> str:
+        """check_postgres style: `STATE: description` for the worst check."""
+        if not self.up:
+            return f"UNKNOWN: {self.error}"
+        top = self.worst_check()
+        if top is None or top.status is Status.OK:
+            return f"OK: {len(self.checks)} checks OK"
+        others = [c.name for c in self.checks
+                  if c.status is not Status.OK and c is not top]
+        tail = f" (also not OK: {', '.join(others)})" if others else ""
+        return f"{top.status.name}: {top.name}: {top.summary}{tail}"
+
+    def to_dict(self) -> dict:
+        return {
+            "up": self.up,
+            "error": self.error,
+            "target": self.target,
+            "checks": [c.to_dict() for c in self.checks],
+            "status": self.status.name,
+            "generated_at": self.generated_at.isoformat(),
+            "trends": self.trends,
+        }
+
+
+@dataclass
+class Thresholds:
+    """Every threshold a check uses; defaults from pghero / pg-extras / check_postgres."""
+
+    connections_warn_pct: float = 90.0         # check_postgres
+    connections_critical_pct: float = 95.0
+    idle_in_transaction_warn: int = 100         # pghero: < 100 idle in transaction
+    idle_in_transaction_seconds: float = 300.0  # any one idle in transaction this long
+    long_query_seconds: float = 60.0            # pghero
+    blocked_seconds: float = 5.0                # a lock wait this long is a WARNING
+    cache_hit_warn: float = 0.99                # pghero (pg-extras diagnose: 0.985)
+    cache_min_reads: int = 1000                 # fewer block accesses: too few to judge
+    xid_warn: int = 1_300_000_000               # check_postgres txn_wraparound
+    xid_critical: int = 1_400_000_000
+    seq_warn_pct: float = 85.0                  # check_postgres sequence
+    seq_critical_pct: float = 95.0
+    unused_min_bytes: int = 10 * 1024 * 1024    # pghero: unused indexes >= 10 MB
+    dead_tuples_factor: float = 2.0             # dead tuples >= factor x autovacuum trigger
+    bloat_warn_ratio: float = 2.0               # pages >= ratio x expected pages ...
+    bloat_min_bytes: int = 100 * 1024 * 1024    # ... and at least this much wasted
+    bloat_min_pages: int = 100                  # smaller tables are not estimated
+    replication_lag_warn_seconds: float = 5.0   # pghero
+    replication_lag_critical_seconds: float = 60.0
+    partition_months_ahead: int = 2             # future monthly partitions wanted
+    partitioned_tables: tuple[str, ...] = ("public.learning_events",)
+    slow_query_mean_seconds: float = 0.020      # pghero: mean >= 20 ms ...
+    slow_query_calls: int = 100                 # ... and calls >= 100
+    top_queries: int = 10
+    xid_tables: int = 10
+    # xmin horizon: what keeps VACUUM from removing dead rows
+    xmin_hold_seconds: float = 3600.0           # a transaction / snapshot held this long
+    xmin_age_warn: int = 10_000_000             # ... or this many transactions behind
+    xmin_age_critical: int = 100_000_000        # half of autovacuum_freeze_max_age
+    prepared_warn_seconds: float = 60.0         # check_postgres prepared_txns (1 s / 30 s)
+    prepared_critical_seconds: float = 3600.0
+    # replication slots
+    slot_wal_warn_bytes: int = 1024 ** 3        # WAL a slot keeps on disk
+    slot_wal_critical_bytes: int = 10 * 1024 ** 3
+    # WAL archiving and checkpoints
+    archive_ready_warn: int = 10                # WAL segments waiting to be archived
+    checkpoint_req_warn_ratio: float = 0.5      # requested / all checkpoints ...
+    checkpoint_min: int = 20                    # ... judged from this many on
+    # index bloat and missing indexes
+    index_bloat_warn_ratio: float = 2.0
+    index_bloat_min_bytes: int = 100 * 1024 * 1024
+    index_bloat_min_pages: int = 100
+    missing_index_min_rows: int = 10_000        # pghero: >= 10,000 rows ...
+    missing_index_pct: float = 95.0             # ... index scans < 95 % of scans
+    missing_index_min_scans: int = 100          # too few scans to judge below this
+    # PgBouncer (SHOW POOLS)
+    pgbouncer_wait_warn_seconds: float = 1.0    # a client waiting this long for a server
+    pgbouncer_wait_critical_seconds: float = 10.0
+
+    def validate(self) -> Thresholds:
+        def bad(msg: str):
+            raise ConfigError(msg)
+
+        if not 0 < self.connections_warn_pct <= self.connections_critical_pct <= 100:
+            bad("--connections-warn and --connections-critical are percentages of "
+                "max_connections with 0 < warn <= critical <= 100")
+        if not 0 < self.seq_warn_pct <= self.seq_critical_pct <= 100:
+            bad("--seq-warn and --seq-critical are percentages with 0 < warn <= critical <= 100")
+        if not 0 < self.xid_warn <= self.xid_critical:
+            bad("--xid-warn and --xid-critical are transaction ages with 0 < warn <= critical")
+        if not 0 <= self.cache_hit_warn <= 1:
+            bad("--cache-hit-warn is a ratio between 0 and 1, e.g. 0.99")
+        if not 0 <= self.replication_lag_warn_seconds <= self.replication_lag_critical_seconds:
+            bad("--replication-lag-warn must be >= 0 and <= --replication-lag-critical")
+        if not 0 < self.xmin_age_warn <= self.xmin_age_critical:
+            bad("--xmin-age-warn and --xmin-age-critical are transaction counts with "
+                "0 < warn <= critical")
+        if not 0 <= self.prepared_warn_seconds <= self.prepared_critical_seconds:
+            bad("--prepared-warn and --prepared-critical are seconds with 0 <= warn <= critical")
+        if not 0 <= self.slot_wal_warn_bytes <= self.slot_wal_critical_bytes:
+            bad("--slot-wal-warn and --slot-wal-critical are MB with 0 <= warn <= critical")
+        if not 0 < self.checkpoint_req_warn_ratio <= 1:
+            bad("--checkpoint-req-warn is a ratio with 0 < ratio <= 1, e.g. 0.5")
+        if not 0 <= self.missing_index_pct <= 100:
+            bad("--missing-index-pct is a percentage between 0 and 100")
+        if not 0 <= self.pgbouncer_wait_warn_seconds <= self.pgbouncer_wait_critical_seconds:
+            bad("--pgbouncer-wait-warn and --pgbouncer-wait-critical are seconds with "
+                "0 <= warn <= critical")
+        for name in ("idle_in_transaction_warn", "long_query_seconds", "blocked_seconds",
+                     "cache_min_reads", "unused_min_bytes", "dead_tuples_factor",
+                     "bloat_warn_ratio", "bloat_min_bytes", "bloat_min_pages",
+                     "partition_months_ahead", "idle_in_transaction_seconds",
+                     "xmin_hold_seconds", "archive_ready_warn", "checkpoint_min",
+                     "index_bloat_warn_ratio", "index_bloat_min_bytes", "index_bloat_min_pages",
+                     "missing_index_min_rows", "missing_index_min_scans"):
+            if getattr(self, name) < 0:
+                bad(f"--{name.replace('_', '-')} must not be negative")
+        return self
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _sql(name: str) -> str:
+    return query(f"monitor/{name}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _rows(conn: psycopg.Connection, name: str, params: dict | None = None,
+          text: Any = None) -> list[dict]:
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(text if text is not None else _sql(name), params)
+        return [{k: _plain(v) for k, v in row.items()} for row in cur.fetchall()]
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1f}%"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+# The checks and renderers import it from here under this name.
+_size = human_bytes

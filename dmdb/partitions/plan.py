@@ -1,0 +1,531 @@
+"""Monthly partitions, planned without a database.
+
+From a date, the partitions that exist and what the DEFAULT partition holds, decide
+which months to create, which partitions are past retention, which rows of DEFAULT can
+never get a partition, and how many months ahead are covered; then turn each decision
+into the exact SQL of one transaction (`create_step`; retention's steps are in
+`partitions.retention`). `--dry-run` prints these statements and `execute` runs the
+very same ones. Everything here is tested across month and year boundaries without a
+server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+
+from psycopg import sql
+
+from dmdb.errors import ConfigError, DmdbError
+
+DEFAULT_TABLE = "learning_events"
+DEFAULT_LOCK_TIMEOUT = "2s"
+DEFAULT_ATTEMPTS = 5
+DEFAULT_BASE_DELAY = 0.5
+# Exit code when rows sit in the DEFAULT partition after a run (0 done, 1 failed, 2 usage).
+EXIT_DEFAULT_ROWS = 3
+MAX_AHEAD = 120
+# `--fill` creates DEFAULT's months within this many months of the current one, either
+# side; rows further away are named as stranded (a clock or data error far more often
+# than history or plans: record_answer refuses answers from the future).
+FILL_HORIZON = MAX_AHEAD
+CHECK_NAME = "dmdb_partition_bounds"
+UTC = timezone.utc
+
+
+class PartitionError(DmdbError):
+    """A partition operation failed."""
+
+
+# -- months --------------------------------------------------------------------
+
+
+def month_of(value: date | datetime) -> date:
+    """The first day of the (UTC) month `value` falls in."""
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return date(value.year, value.month, 1)
+    return date(value.year, value.month, 1)
+
+
+def add_months(month: date, n: int) -> date:
+    index = month.year * 12 + (month.month - 1) + n
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def months_between(first: date, second: date) -> int:
+    """Whole months from `first`'s month to `second`'s (negative when earlier)."""
+    return (second.year - first.year) * 12 + second.month - first.month
+
+
+def parse_month(text: str) -> date:
+    """'YYYY-MM' -> the first day of that month; anything else is a usage error."""
+    m = re.fullmatch(r"\s*(\d{4})-(\d{1,2})\s*", text or "")
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise ConfigError(f"--from {text!r} is not a month; write it as YYYY-MM, e.g. 2026-11")
+    return date(int(m.group(1)), int(m.group(2)), 1)
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    """[first instant of the month, first instant of the next) in UTC."""
+    nxt = add_months(month, 1)
+    return (datetime(month.year, month.month, 1, tzinfo=UTC),
+            datetime(nxt.year, nxt.month, 1, tzinfo=UTC))
+
+
+def partition_name(parent: str, month: date) -> str:
+    return f"{parent}_{month.year:04d}_{month.month:02d}"
+
+
+def months_ahead(today: date | datetime, ahead: int, start: date | None = None) -> list[date]:
+    """The months that should exist: `start` (default: today's month) and `ahead` after it."""
+    if ahead < 0:
+        raise ConfigError(f"--ahead {ahead} is negative; give 0 (this month only) or more")
+    first = month_of(start) if start is not None else month_of(today)
+    return [add_months(first, i) for i in range(ahead + 1)]
+
+
+def retention_cutoff(today: date | datetime, retain: int) -> datetime:
+    """Partitions ending at or before this instant are past retention."""
+    if retain < 0:
+        raise ConfigError(f"--retain {retain} is negative; give 0 (keep only this month) or more")
+    return month_bounds(add_months(month_of(today), -retain))[0]
+
+
+# -- what the catalog holds -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A partition as the catalog describes it (`partitions.catalog.read_bounds`).
+
+    `lo`/`hi` are the RANGE bounds of a table partitioned on one timestamptz column
+    (None: MINVALUE/MAXVALUE, the DEFAULT partition, or another kind of key); `bound`,
+    `from_text` and `to_text` are PostgreSQL's own text for every kind of partition."""
+
+    name: str
+    lo: datetime | None
+    hi: datetime | None
+    is_default: bool = False
+    schema: str = "public"
+    bound: str = ""
+    from_text: str | None = None
+    to_text: str | None = None
+    oid: int = 0
+    parent_oid: int = 0
+    sub_partitioned: bool = False
+
+
+@dataclass(frozen=True)
+class DefaultMonth:
+    """Rows of the DEFAULT partition in one UTC month (`partitions.catalog.read_default`).
+
+    `month` is None for values no calendar month can name (±infinity, years outside
+    1..9999); `label` says which ('2031-01', 'infinity', 'year 12000')."""
+
+    label: str
+    rows: int
+    month: date | None = None
+
+    def to_dict(self) -> dict:
+        return {"month": self.label, "rows": self.rows}
+
+
+@dataclass
+class DefaultContents:
+    """What the DEFAULT partition of one table holds: rows in total and by month (by
+    month only for a table partitioned on one timestamptz column). `capped`: the count
+    stopped at the cap, so `rows` and the months are lower bounds."""
+
+    schema: str
+    name: str
+    rows: int = 0
+    months: list[DefaultMonth] | None = None
+    capped: bool = False
+    parent: str | None = None  # the partitioned table, schema-qualified
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def by_month(self) -> dict[date, int]:
+        return {m.month: m.rows for m in self.months or () if m.month is not None}
+
+    def to_dict(self) -> dict:
+        return {"partition": self.qualified, "parent": self.parent, "rows": self.rows,
+                "capped": self.capped,
+                "months": None if self.months is None else [m.to_dict() for m in self.months]}
+
+
+# -- planning ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """A monthly partition to create."""
+
+    month: date
+    name: str
+    lo: datetime
+    hi: datetime
+
+
+@dataclass(frozen=True)
+class Conflict:
+    month: date
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stranded:
+    """Rows of DEFAULT that this run gives no partition, and why."""
+
+    month: str  # 'YYYY-MM', or the label of a value no month can name
+    rows: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"month": self.month, "rows": self.rows, "reason": self.reason}
+
+
+@dataclass
+class PurePlan:
+    to_create: list[Target] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    to_retire: list[Existing] = field(default_factory=list)
+    stranded: list[Stranded] = field(default_factory=list)
+
+
+def _overlaps(p: Existing, lo: datetime, hi: datetime) -> bool:
+    if p.is_default:
+        return False
+    return (p.lo is None or p.lo < hi) and (p.hi is None or p.hi > lo)
+
+
+def plan_create(
+    parent: str,
+    existing: Iterable[Existing],
+    months: Iterable[date],
+    taken_names: Iterable[str] = (),
+) -> tuple[list[Target], list[str], list[Conflict]]:
+    """Which of `months` to create. A month whose exact range is a partition already is
+    done (whatever its name); a month overlapping a partition with other bounds, or
+    whose name another relation has, is a conflict (reported, never forced)."""
+    existing = list(existing)
+    taken = set(taken_names)
+    create, done, conflicts = [], [], []
+    for month in months:
+        lo, hi = month_bounds(month)
+        name = partition_name(parent, month)
+        exact = [p for p in existing if not p.is_default and p.lo == lo and p.hi == hi]
+        if exact:
+            done.append(exact[0].name)
+            continue
+        clash = [p for p in existing if _overlaps(p, lo, hi)]
+        if clash:
+            conflicts.append(Conflict(month, name, "overlaps partition " + ", ".join(
+                f"{p.name} [{_fmt(p.lo)}, {_fmt(p.hi)})" for p in clash)))
+            continue
+        if name in taken or any(p.name == name for p in existing):
+            conflicts.append(Conflict(month, name, f"a relation named {name} exists but is not "
+                                      "this month's partition; rename or drop it"))
+            continue
+        create.append(Target(month, name, lo, hi))
+    return create, done, conflicts
+
+
+def plan_fill(
+    default_months: Iterable[DefaultMonth],
+    today: date | datetime,
+    *,
+    horizon: int = FILL_HORIZON,
+    cutoff: datetime | None = None,
+) -> tuple[list[date], list[Stranded]]:
+    """`--fill`: the months of DEFAULT's rows to create, and the rows left stranded.
+
+    A month within `horizon` months of today's, either side, gets its partition; so do
+    past months, unless they are at or before the retention `cutoff` (rollover would
+    retire them at once). Everything else is named, never kept silently."""
+    current = month_of(today)
+    create: list[date] = []
+    stranded: list[Stranded] = []
+    for m in default_months:
+        if m.month is None:
+            stranded.append(Stranded(m.label, m.rows, "no calendar month holds this value; "
+                                     "fix or delete these rows"))
+            continue
+        distance = months_between(current, m.month)
+        if abs(distance) > horizon:
+            side = "after" if distance > 0 else "before"
+            stranded.append(Stranded(m.label, m.rows, (
+                f"more than {horizon} months {side} {current:%Y-%m}: most likely a wrong "
+                "timestamp; fix or delete these rows, or create the month on purpose with "
+                f"`dmdb partitions create --from {m.label} --ahead 0`")))
+            continue
+        if cutoff is not None and month_bounds(m.month)[1] <= cutoff:
+            stranded.append(Stranded(m.label, m.rows, (
+                "past retention: its partition would be retired by this very run; create "
+                f"it with `dmdb partitions create --from {m.label} --ahead 0` to keep the "
+                "rows, or delete them")))
+            continue
+        create.append(m.month)
+    return create, stranded
+
+
+def plan_retention(
+    existing: Iterable[Existing],
+    today: date | datetime,
+    retain: int,
+    now: datetime | None = None,
+) -> list[Existing]:
+    """Partitions past retention: upper bound at or before the start of the month
+    `retain` months before today's. Never the DEFAULT partition, never an unbounded
+    (MAXVALUE) one, and never the month of `now` (the database clock) even when `today`
+    is given otherwise."""
+    cutoff = retention_cutoff(today, retain)
+    if now is not None:
+        cutoff = min(cutoff, month_bounds(month_of(now))[0])
+    return [p for p in existing
+            if not p.is_default and p.hi is not None and p.hi <= cutoff]
+
+
+def plan_pure(
+    parent: str,
+    existing: Iterable[Existing],
+    today: date | datetime,
+    ahead: int,
+    *,
+    start: date | None = None,
+    retain: int | None = None,
+    now: datetime | None = None,
+    taken_names: Iterable[str] = (),
+    fill_from: Iterable[DefaultMonth] | None = None,
+) -> PurePlan:
+    """The whole decision for one run, without a database. `fill_from`: DEFAULT's months
+    (`--fill`), whose partitions are created too."""
+    existing = list(existing)
+    months = months_ahead(today, ahead, start)
+    stranded: list[Stranded] = []
+    if fill_from is not None:
+        cutoff = None
+        if retain is not None:
+            cutoff = retention_cutoff(today, retain)
+            if now is not None:
+                cutoff = min(cutoff, month_bounds(month_of(now))[0])
+        extra, stranded = plan_fill(fill_from, now or today, cutoff=cutoff)
+        months = sorted(set(months) | set(extra))
+    create, done, conflicts = plan_create(parent, existing, months, taken_names)
+    retire = plan_retention(existing, today, retain, now) if retain is not None else []
+    return PurePlan(create, done, conflicts, retire, stranded)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which months ahead of the current one have a partition (the monitor's check)."""
+
+    current: str | None  # the current month's partition (None: rows go to DEFAULT)
+    ahead: int  # consecutive months after the current one that have a partition
+    months: list[tuple[str, str | None]]  # ('YYYY-MM', partition) up to the first gap
+    unbounded: bool = False  # a MAXVALUE partition covers every later month
+
+
+def coverage(existing: Iterable[Existing], now: date | datetime,
+             limit: int = 12 * 100) -> Coverage:
+    """The true count of consecutive monthly partitions after `now`'s month (up to
+    `limit`, reached only when an unbounded partition covers the future)."""
+    ranges = [p for p in existing if not p.is_default and (p.lo is not None or p.hi is not None)]
+
+    def holder(instant: datetime) -> Existing | None:
+        found = [p for p in ranges if (p.lo is None or p.lo <= instant)
+                 and (p.hi is None or instant < p.hi)]
+        return found[0] if found else None
+
+    first = month_of(now)
+    months: list[tuple[str, str | None]] = []
+    ahead = 0
+    current = None
+    unbounded = False
+    for i in range(limit + 1):
+        month = add_months(first, i)
+        part = holder(month_bounds(month)[0])
+        months.append((f"{month:%Y-%m}", part.name if part else None))
+        if i == 0:
+            current = part.name if part else None
+            continue
+        if part is None:
+            break
+        if part.hi is None:
+            unbounded = True
+            ahead = limit
+            break
+        ahead += 1
+    return Coverage(current, ahead, months, unbounded)
+
+
+def _fmt(value: datetime | None) -> str:
+    if value is None:
+        return "unbounded"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def validate_options(*, ahead: int, retain: int | None, archive_schema: str | None,
+                     drop: bool) -> str | None:
+    """Usage checks shared by the commands; returns the retention mode."""
+    if ahead < 0 or ahead > MAX_AHEAD:
+        raise ConfigError(f"--ahead {ahead} is out of range; give 0..{MAX_AHEAD} months")
+    if archive_schema is not None and drop:
+        raise ConfigError("--archive-schema and --drop exclude each other; choose one")
+    if retain is None:
+        if archive_schema is not None or drop:
+            raise ConfigError("--archive-schema / --drop need --retain MONTHS")
+        return None
+    if retain < 0:
+        raise ConfigError(f"--retain {retain} is negative; give 0 (keep only this month) or more")
+    if archive_schema is None and not drop:
+        raise ConfigError(
+            "--retain needs --archive-schema SCHEMA (detach and keep) or --drop (detach and "
+            "drop); see --dry-run for what it would touch"
+        )
+    if archive_schema is not None:
+        if not archive_schema.strip() or len(archive_schema.encode()) > 63:
+            raise ConfigError(f"--archive-schema {archive_schema!r} is not a schema name")
+        return "archive"
+    return "drop"
+
+
+def check_lock_timeout(value: str) -> str:
+    from dmdb.config import check_lock_timeout
+
+    return check_lock_timeout(value, "--lock-timeout")
+
+
+# -- SQL for each step ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """The managed partitioned table, read from the catalog."""
+
+    schema: str
+    name: str
+    key: str
+    columns: tuple[str, ...]
+    default: str | None = None  # the DEFAULT partition's name
+    default_schema: str | None = None
+    fk_targets: tuple[tuple[str, str], ...] = ()
+    oid: int = 0
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    @property
+    def default_ident(self) -> sql.Identifier | None:
+        if self.default is None:
+            return None
+        return sql.Identifier(self.default_schema or self.schema, self.default)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass
+class Step:
+    """One transaction of the plan: its statements are what --dry-run prints and what
+    `execute` runs."""
+
+    action: str  # create | archive | drop | unlink
+    partition: str
+    lo: datetime | None
+    hi: datetime | None
+    statements: list[sql.Composable]
+    default_rows: int = 0  # create: rows of this month in the DEFAULT partition at planning
+    move_index: int | None = None  # index of the row-moving statement
+    archive_schema: str | None = None
+    # create without rows to move: the step to run instead when rows of the month
+    # reached DEFAULT after planning (ATTACH then refuses with 23514).
+    fallback: Step | None = None
+    unlinks: list[str] = field(default_factory=list)  # archive/unlink: what is cut loose
+
+    @property
+    def sql(self) -> list[str]:
+        return [s.as_string(None) for s in self.statements]
+
+    def to_dict(self) -> dict:
+        data = {"action": self.action, "partition": self.partition,
+                "from": self.lo, "to": self.hi, "sql": self.sql}
+        if self.action == "create":
+            data["default_rows"] = self.default_rows
+            data["blocks_readers"] = self.move_index is not None
+        if self.archive_schema:
+            data["archive_schema"] = self.archive_schema
+        if self.action in ("archive", "unlink"):
+            data["unlinks"] = list(self.unlinks)
+        return data
+
+
+def set_lock_timeout(lock_timeout: str) -> sql.Composable:
+    return sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
+
+
+def lock(ident: sql.Identifier, mode: str) -> sql.Composable:
+    return sql.SQL("LOCK TABLE ONLY {} IN {} MODE").format(ident, sql.SQL(mode))
+
+
+def fk_locks(table: TableInfo, mode: str = "SHARE ROW EXCLUSIVE") -> list[sql.Composable]:
+    return [lock(sql.Identifier(s, n), mode) for s, n in table.fk_targets]
+
+
+def create_step(table: TableInfo, target: Target, lock_timeout: str,
+                default_rows: int = 0) -> Step:
+    """One month's transaction. With rows of the month in DEFAULT (`default_rows` > 0)
+    the parent is locked ACCESS EXCLUSIVE while they move, so that no statement plans
+    with the old partition list and then reads DEFAULT after the rows left it; without,
+    SHARE ROW EXCLUSIVE (writers wait, readers do not), and a fallback that moves rows
+    in case some arrived since planning."""
+    if table.default_ident is not None and default_rows <= 0:
+        step = _create_step(table, target, lock_timeout, move=False)
+        step.fallback = _create_step(table, target, lock_timeout, move=True)
+        return step
+    return _create_step(table, target, lock_timeout, move=default_rows > 0,
+                        default_rows=default_rows)
+
+
+def _create_step(table: TableInfo, target: Target, lock_timeout: str, *, move: bool,
+                 default_rows: int = 0) -> Step:
+    part = sql.Identifier(table.schema, target.name)
+    key = sql.Identifier(table.key)
+    lo, hi = sql.Literal(target.lo), sql.Literal(target.hi)
+    stmts: list[sql.Composable] = [set_lock_timeout(lock_timeout), *fk_locks(table)]
+    default = table.default_ident
+    move = move and default is not None
+    if default is not None:
+        parent_mode = "ACCESS EXCLUSIVE" if move else "SHARE ROW EXCLUSIVE"
+        stmts += [lock(table.ident, parent_mode), lock(default, "ACCESS EXCLUSIVE")]
+    else:
+        stmts.append(lock(table.ident, "SHARE UPDATE EXCLUSIVE"))
+    stmts += [
+        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(part, table.ident),
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} >= {} AND {} < {})").format(
+            part, sql.Identifier(CHECK_NAME), key, lo, key, hi),
+    ]
+    move_index = None
+    if move:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+        move_index = len(stmts)
+        stmts.append(sql.SQL(
+            "WITH moved AS (DELETE FROM {default} WHERE {key} >= {lo} AND {key} < {hi} "
+            "RETURNING {cols}) INSERT INTO {part} ({cols}) SELECT {cols} FROM moved"
+        ).format(default=default, key=key, lo=lo, hi=hi, cols=cols, part=part))
+    stmts += [
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            table.ident, part, lo, hi),
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(part, sql.Identifier(CHECK_NAME)),
+    ]
+    return Step("create", target.name, target.lo, target.hi, stmts, default_rows, move_index)

@@ -1,0 +1,376 @@
+"""`create` and `rollover`: read the catalog, plan, execute one transaction per step.
+
+How one month is created (one transaction, every lock under a short `lock_timeout`,
+the whole transaction retried with backoff when a lock is not granted in time):
+
+1. lock the tables the parent's foreign keys reference (`users`) in SHARE ROW
+   EXCLUSIVE mode: ATTACH clones the foreign key onto the new partition and takes that
+   lock anyway; taking it first keeps the application's order (`record_answer` updates
+   `users` before it inserts an event), so the two cannot deadlock;
+2. lock the parent (ONLY), then the DEFAULT partition: parent before child, as every
+   statement through the parent does. Which lock on the parent depends on DEFAULT:
+   - no rows of the month in DEFAULT (the common case): SHARE ROW EXCLUSIVE. INSERTs
+     wait the few milliseconds of the transaction (a row routed to DEFAULT before the
+     ATTACH committed would otherwise fail afterwards with "new row violates partition
+     constraint"); readers do not wait;
+   - rows of the month in DEFAULT: ACCESS EXCLUSIVE, held while they move. A reader
+     locks the parent (ACCESS SHARE) while its statement is parsed and planned, and the
+     planner takes the partition list as it is then; with a weaker lock, a statement
+     planned before the ATTACH committed waits on DEFAULT's lock and then reads DEFAULT
+     after the rows left it — the month is missing from its result. ACCESS EXCLUSIVE
+     makes it wait before planning, and it then sees the new partition list;
+   without a DEFAULT partition only ATTACH's SHARE UPDATE EXCLUSIVE is taken;
+3. create the table standalone, `LIKE` the parent (defaults, constraints, indexes...),
+   with a CHECK matching its bounds;
+4. move the month's rows out of DEFAULT into it
+   (`WITH moved AS (DELETE ... RETURNING ...) INSERT ... SELECT`);
+5. ATTACH PARTITION (the CHECK spares the validation scan; the indexes created by LIKE
+   are adopted by the parent's indexes), then drop the helper CHECK.
+
+When rows of the month reach DEFAULT between planning and the transaction, ATTACH
+refuses (23514) and the month is redone the second way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from dmdb.errors import ConfigError, first_line
+from dmdb.partitions.catalog import (
+    db_now,
+    former_partitions,
+    read_bounds,
+    read_default,
+    read_dependencies,
+    read_table,
+    taken_names,
+)
+from dmdb.partitions.plan import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BASE_DELAY,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_TABLE,
+    EXIT_DEFAULT_ROWS,
+    UTC,
+    Conflict,
+    DefaultContents,
+    PurePlan,
+    Step,
+    Stranded,
+    TableInfo,
+    check_lock_timeout,
+    create_step,
+    months_ahead,
+    partition_name,
+    plan_pure,
+    validate_options,
+)
+from dmdb.partitions.retention import CUTTABLE, archive_step, drop_step, unlink_step
+
+if TYPE_CHECKING:
+    import psycopg
+
+# Session advisory lock of partition runs: "dmdb" in ASCII, then 2 (migrations use 1).
+PARTITION_LOCK_KEY = 0x646D6462_00000002
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What a create / rollover run is asked for: the inputs of its plan."""
+
+    action: str = "create"  # create | rollover
+    table: str = DEFAULT_TABLE
+    ahead: int = 3
+    start: date | None = None
+    retain: int | None = None
+    archive_schema: str | None = None
+    drop: bool = False
+    today: date | None = None  # None: the server's current date (UTC)
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    fill: bool = False
+
+    def check(self) -> tuple[str | None, str]:
+        """Usage checks, before any connection; the retention mode (archive | drop |
+        None) and the lock_timeout as PostgreSQL will be given it."""
+        retention = validate_options(ahead=self.ahead, retain=self.retain,
+                                     archive_schema=self.archive_schema, drop=self.drop)
+        return retention, check_lock_timeout(self.lock_timeout)
+
+
+@dataclass
+class Plan:
+    action: str  # create | rollover
+    table: TableInfo
+    today: date
+    ahead: int
+    start: date | None
+    retain: int | None
+    retention: str | None  # archive | drop | None
+    archive_schema: str | None
+    lock_timeout: str
+    steps: list[Step] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    default_rows: int = 0  # rows in the DEFAULT partition when planned
+    default: DefaultContents | None = None
+    fill: bool = False
+    stranded: list[Stranded] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    action: str
+    table: str
+    dry_run: bool
+    today: date
+    ahead: int
+    retain: int | None = None
+    retention: str | None = None
+    archive_schema: str | None = None
+    skipped: bool = False  # another run held the lock
+    message: str = ""
+    created: list[dict] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    archived: list[dict] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)
+    unlinked: list[dict] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    retries: int = 0
+    moved_rows: int = 0
+    default_rows: int = 0  # rows in the DEFAULT partition after the run (dry run: now)
+    default_months: list[dict] = field(default_factory=list)  # the same, by month
+    fill: bool = False
+    stranded: list[dict] = field(default_factory=list)  # --fill: DEFAULT rows left, why
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 done or nothing to do (and every dry run), 1 a step failed or a month
+        conflicts, 3 rows sit in the DEFAULT partition after the run."""
+        if self.dry_run:
+            return 0
+        if self.errors or self.conflicts:
+            return 1
+        if self.default_rows and not self.skipped:
+            return EXIT_DEFAULT_ROWS
+        return 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.archived or self.dropped or self.unlinked)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["steps"] = [s.to_dict() for s in self.steps]
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def plan_steps(pure: PurePlan, table: TableInfo, *, lock_timeout: str,
+               retention: str | None, archive_schema: str | None,
+               default_counts: dict[date, int] | None = None,
+               dependencies: dict[str, list] | None = None) -> list[Step]:
+    counts = default_counts or {}
+    deps = dependencies or {}
+    steps = [create_step(table, t, lock_timeout, counts.get(t.month, 0))
+             for t in pure.to_create]
+    for part in pure.to_retire:
+        if retention == "archive":
+            steps.append(archive_step(table, part, archive_schema or "", lock_timeout,
+                                      deps.get(part.name, ())))
+        elif retention == "drop":
+            steps.append(drop_step(table, part, lock_timeout))
+    return steps
+
+
+def make_plan(conn: psycopg.Connection, request: PlanRequest | None = None) -> Plan:
+    """Read the catalog and decide; nothing is changed."""
+    request = request or PlanRequest()
+    retention, lock_timeout = request.check()
+    action, ahead, start, retain = request.action, request.ahead, request.start, request.retain
+    archive_schema, today, fill = request.archive_schema, request.today, request.fill
+    info = read_table(conn, request.table)
+    now = db_now(conn)
+    if today is None:
+        today = now.astimezone(UTC).date()
+    existing = read_bounds(conn, info)
+    default = read_default(conn, info)
+    wanted = [partition_name(info.name, m) for m in months_ahead(today, ahead, start)]
+    too_long = [n for n in wanted if len(n.encode()) > 63]
+    if too_long:
+        raise ConfigError(f"partition name {too_long[0]} is longer than PostgreSQL's 63 bytes; "
+                          "rename the table or manage its partitions by hand")
+    fill_from = (default.months or []) if fill and default is not None else None
+    if fill_from:
+        wanted += [partition_name(info.name, m.month) for m in fill_from if m.month]
+    pure = plan_pure(info.name, existing, today, ahead, start=start, retain=retain, now=now,
+                     taken_names=taken_names(conn, info, wanted), fill_from=fill_from)
+    deps = {}
+    if retention == "archive":
+        deps = {p.name: read_dependencies(conn, p.oid) for p in pure.to_retire}
+    steps = plan_steps(pure, info, lock_timeout=lock_timeout, retention=retention,
+                       archive_schema=archive_schema,
+                       default_counts=default.by_month() if default else None,
+                       dependencies=deps)
+    if retention == "archive":
+        for name, oid in former_partitions(conn, archive_schema, info.name):
+            found = read_dependencies(conn, oid)
+            if any(d.kind in CUTTABLE for d in found):
+                steps.append(unlink_step(info, archive_schema, name, lock_timeout, found))
+    return Plan(action=action, table=info, today=today, ahead=ahead, start=start,
+                retain=retain, retention=retention, archive_schema=archive_schema,
+                lock_timeout=lock_timeout, steps=steps, existing=pure.existing,
+                conflicts=pure.conflicts, default_rows=default.rows if default else 0,
+                default=default, fill=fill, stranded=pure.stranded)
+
+
+def _iso(value: datetime | None):
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _run_step(conn: psycopg.Connection, step: Step) -> int:
+    """One step in one transaction; the rows it moved out of DEFAULT."""
+    moved = 0
+    with conn.transaction():
+        # The very text --dry-run prints (no parameters: sent as is).
+        for i, text in enumerate(step.sql):
+            cur = conn.execute(text)
+            if i == step.move_index:
+                moved = max(cur.rowcount, 0)
+    return moved
+
+
+def execute(
+    conn: psycopg.Connection,
+    plan: Plan,
+    *,
+    attempts: int = DEFAULT_ATTEMPTS,
+    base_delay: float = DEFAULT_BASE_DELAY,
+    progress: Callable[[Step], None] | None = None,
+    result: RunResult | None = None,
+) -> RunResult:
+    """Run each step of the plan in its own transaction, retried on lock timeouts.
+
+    A step that still fails is rolled back whole and reported in `errors`; the other
+    steps still run (each month is independent). `conn` must be in autocommit mode.
+    """
+    import psycopg
+
+    from dmdb.db import redact, retry_on_lock_timeout
+
+    result = result or _result(plan, dry_run=False)
+    retries = 0
+
+    def count_retry(attempt, delay, exc):
+        nonlocal retries
+        retries += 1
+
+    for step in plan.steps:
+        if progress is not None:
+            progress(step)
+        try:
+            try:
+                moved = retry_on_lock_timeout(lambda s=step: _run_step(conn, s),
+                                              attempts=attempts, base_delay=base_delay,
+                                              on_retry=count_retry)
+            except psycopg.errors.CheckViolation:
+                if step.fallback is None:
+                    raise
+                # Rows of the month reached DEFAULT after planning: move them too.
+                moved = retry_on_lock_timeout(lambda s=step.fallback: _run_step(conn, s),
+                                              attempts=attempts, base_delay=base_delay,
+                                              on_retry=count_retry)
+        except psycopg.Error as exc:
+            first = first_line(exc)
+            hint = ""
+            if isinstance(exc, psycopg.errors.LockNotAvailable):
+                hint = (f" (lock not granted within lock_timeout {plan.lock_timeout}, "
+                        f"{attempts} attempts; a long transaction holds the table — retry later)")
+            result.errors.append({"step": f"{step.action} {step.partition}",
+                                  "error": redact(first) + hint})
+            continue
+        entry = {"name": step.partition, "from": _iso(step.lo), "to": _iso(step.hi)}
+        if step.action == "create":
+            result.created.append({**entry, "moved_rows": moved})
+            result.moved_rows += moved
+        elif step.action in ("archive", "unlink"):
+            left = read_dependencies(conn, _qualified(step.archive_schema, step.partition))
+            done = {**entry, "schema": step.archive_schema, "unlinked": step.unlinks}
+            (result.archived if step.action == "archive" else result.unlinked).append(done)
+            result.warnings += [
+                f"{step.archive_schema}.{step.partition} still depends on the live schema: "
+                f"{d.describe()}" for d in left]
+        else:
+            result.dropped.append(entry)
+    result.retries = retries
+    _default_after(result, read_default(conn, plan.table))
+    return result
+
+
+def _qualified(schema: str | None, name: str) -> str:
+    from psycopg import sql
+
+    return sql.Identifier(schema or "public", name).as_string(None)
+
+
+def _default_after(result: RunResult, default: DefaultContents | None) -> None:
+    result.default_rows = default.rows if default else 0
+    result.default_months = [m.to_dict() for m in default.months or ()] if default else []
+
+
+def _result(plan: Plan, *, dry_run: bool) -> RunResult:
+    result = RunResult(
+        action=plan.action, table=plan.table.qualified, dry_run=dry_run, today=plan.today,
+        ahead=plan.ahead, retain=plan.retain, retention=plan.retention,
+        archive_schema=plan.archive_schema, existing=list(plan.existing),
+        conflicts=[{"month": c.month.strftime("%Y-%m"), "name": c.name, "reason": c.reason}
+                   for c in plan.conflicts],
+        fill=plan.fill, stranded=[s.to_dict() for s in plan.stranded], steps=list(plan.steps),
+    )
+    _default_after(result, plan.default)
+    return result
+
+
+def run(
+    conn: psycopg.Connection,
+    request: PlanRequest | None = None,
+    *,
+    dry_run: bool = False,
+    lock_wait: float = 0.0,
+    attempts: int = DEFAULT_ATTEMPTS,
+    base_delay: float = DEFAULT_BASE_DELAY,
+    progress: Callable[[Step], None] | None = None,
+) -> RunResult:
+    """`create` and `rollover`: take the advisory lock, plan, execute (or only plan).
+
+    When another run holds the lock: after `lock_wait` seconds, a result with
+    `skipped=True` (rollover: exit 0) — the caller decides whether that is an error.
+    A dry run takes no lock and changes nothing. The session is told to stop its
+    statement when the client goes away (`die_with_client`), so a killed run rolls
+    back on the server and frees its locks within about a second.
+    """
+    from dmdb.db import advisory_unlock, die_with_client, try_advisory_lock
+
+    request = request or PlanRequest()
+    request.check()
+    die_with_client(conn)
+    if dry_run:
+        return _result(make_plan(conn, request), dry_run=True)
+    if not try_advisory_lock(conn, PARTITION_LOCK_KEY, lock_wait):
+        info = read_table(conn, request.table)
+        return RunResult(action=request.action, table=info.qualified, dry_run=False,
+                         today=request.today or db_now(conn).astimezone(UTC).date(),
+                         ahead=request.ahead, retain=request.retain, skipped=True,
+                         fill=request.fill,
+                         message="another run of dmdb partitions is in progress (advisory "
+                         f"lock {PARTITION_LOCK_KEY:#x}); nothing done")
+    try:
+        plan = make_plan(conn, request)
+        return execute(conn, plan, attempts=attempts, base_delay=base_delay, progress=progress)
+    finally:
+        advisory_unlock(conn, PARTITION_LOCK_KEY)
