@@ -58,6 +58,29 @@ def pg_settings():
 
 
 @pytest.fixture(scope="session")
+def managed(tmp_path_factory):
+    """The managed-like lane (tests/managed.py): TLS-only PostgreSQL with a non-superuser
+    owner, and PgBouncer (transaction pooling) in front; started once, on first use.
+    Its PostgreSQL needs a build with OpenSSL, whose bin directory DMDB_TEST_PG_TLS_BINDIR
+    names (.ci/run installs one); without it the lane skips, except under CI."""
+    from managed import start
+
+    bin_dir = os.environ.get("DMDB_TEST_PG_TLS_BINDIR")
+    if not bin_dir:
+        reason = ("DMDB_TEST_PG_TLS_BINDIR is not set: the managed lane needs the bin directory "
+                  "of a PostgreSQL built with OpenSSL (see .ci/run)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    pgbouncer_binary()
+    server = start(tmp_path_factory.mktemp("managed"), Path(bin_dir))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def embedded_only(pg_settings):
     if os.environ.get("DMDB_TEST_DATABASE_URL"):
         pytest.skip("needs the suite's own embedded server")
