@@ -26,7 +26,7 @@ def installed(tmp_path_factory):
     base = tmp_path_factory.mktemp("wheel")
     source, target = base / "src", base / "site"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", "build", "dist", "*.egg-info", ".dmdb", ".venv", "venv", ".ci-venv",
+        ".git", "build", "dist", "*.egg-info", ".dmdb", ".venv", "venv", ".ci-venv", ".ci-pgtls",
         "__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache"))
     args = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
             str(target), str(source)]
