@@ -32,11 +32,18 @@ ENV_KEYS = (
     "DB_IDLE_TIMEOUT",
     "DB_CONNECT_TIMEOUT",
     "DB_SSLMODE",
+    "DB_SSLROOTCERT",
+    "DB_SSLCERT",
+    "DB_SSLKEY",
+    "DB_SSLCRL",
+    "DB_SSLNEGOTIATION",
+    "DB_CHANNEL_BINDING",
     "DB_READ_REPLICA_HOST",
     "DB_READ_REPLICA_PORT",
     "DMDB_HOME",
     "DMDB_SQL_DIR",
     "DMDB_LOCK_TIMEOUT",
+    "DMDB_DIRECT_URL",
 )
 PROJECT_FILE = "dmdb.toml"
 # Keys a project file may set (the DB_* names in lower case, without DB_), with their type.
@@ -44,6 +51,18 @@ PROJECT_KEYS: dict[str, type] = {
     "sql_dir": str, "home": str, "host": str, "port": int, "dbname": str, "user": str,
     "sslmode": str, "connect_timeout": int, "max_connections": int, "idle_timeout": int,
     "read_replica_host": str, "read_replica_port": int, "lock_timeout": str,
+    "sslrootcert": str, "sslcert": str, "sslkey": str, "sslcrl": str, "sslnegotiation": str,
+    "channel_binding": str,
+}
+# The TLS settings that have a DB_* key and a project-file key of their own; any other
+# libpq parameter reaches dmdb through DATABASE_URL's query string.
+TLS_KEYS = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslnegotiation", "channel_binding")
+# Parameters dmdb sets itself, and those that are not a way to reach a server.
+_OWN_PARAMS = {
+    "application_name": "dmdb names its sessions application_name=dmdb (lock reports and "
+                        "the monitor find them by it); remove it from the URL",
+    "fallback_application_name": "dmdb sets application_name itself; remove it from the URL",
+    "replication": "dmdb opens ordinary sessions; remove it from the URL",
 }
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -89,6 +108,13 @@ class Settings:
     idle_timeout: int = 600
     connect_timeout: int = 5
     sslmode: str | None = None
+    # Every other libpq parameter of DATABASE_URL and the DB_SSL* keys (sslrootcert,
+    # channel_binding, options, target_session_attrs, ...), carried into every connection
+    # and every tool dmdb runs. Multi-host URLs keep their port list here ("port").
+    libpq: tuple[tuple[str, str], ...] = ()
+    # DMDB_DIRECT_URL: the server's own address when DATABASE_URL is a transaction pooler's
+    # (Supabase, Neon, Azure and RDS Proxy hand out both); commands that need a session use it.
+    direct_url: str | None = field(default=None, repr=False)
     read_replica_host: str | None = None
     read_replica_port: int | None = None
     home: Path = Path(".dmdb")
@@ -125,7 +151,26 @@ class Settings:
             params["password"] = self.password
         if self.sslmode:
             params["sslmode"] = self.sslmode
+        for key, value in self.libpq:
+            if key != "port" or not replica:
+                params[key] = value
         return params
+
+    def session(self) -> Settings:
+        """The settings for work that needs a real session (advisory locks): the direct
+        URL's server when DMDB_DIRECT_URL is set, these settings otherwise."""
+        if not self.direct_url:
+            return self
+        values = _parse_url(self.direct_url, "DMDB_DIRECT_URL")
+        # The TLS settings (DB_SSLROOTCERT, ...) hold for both addresses unless the direct
+        # URL says otherwise; a pooler's port list does not.
+        libpq = {k: v for k, v in self.libpq if k != "port"}
+        libpq.update(values["libpq"])
+        values["libpq"] = tuple(sorted(libpq.items()))
+        values.setdefault("sslmode", self.sslmode)
+        for key in ("user", "password"):
+            values.setdefault(key, getattr(self, key))
+        return replace(self, direct_url=None, **values)
 
     def url(self, *, redact: bool = True, replica: bool = False, dbname: str | None = None) -> str:
         """A postgresql:// URL; the password shown as *** unless redact=False."""
@@ -144,10 +189,17 @@ class Settings:
             if info["port"] != 5432:
                 query.append(f"port={info['port']}")
             netloc = auth if auth else ""
+        elif "," in host:
+            netloc = auth + host  # the port list travels as port=..., from libpq
         else:
             netloc = f"{auth}{host}:{info['port']}"
         if info.get("sslmode"):
             query.append("sslmode=" + info["sslmode"])
+        for key, value in self.libpq:
+            if key == "port" and replica:
+                continue
+            shown = "***" if key in _SECRET_PARAMS and redact else value
+            query.append(f"{key}={quote(shown, safe='/,')}")
         tail = ("?" + "&".join(query)) if query else ""
         return f"postgresql://{netloc}/{quote(info['dbname'], safe='')}{tail}"
 
@@ -157,6 +209,8 @@ class Settings:
         data.pop("sources", None)
         data.pop("create_embedded", None)
         data["password"] = "***" if self.password else None
+        data["direct_url"] = _redact_url(self.direct_url) if self.direct_url else None
+        data["libpq"] = {k: ("***" if k in _SECRET_PARAMS else v) for k, v in self.libpq}
         data["home"] = str(self.home)
         for key in ("sql_dir", "project_file"):
             data[key] = str(data[key]) if data[key] is not None else None
@@ -286,38 +340,116 @@ def _int(key: str, raw: str) -> int:
         raise ConfigError(f"{key}={raw!r} is not a whole number; set e.g. {key}={example}") from None
 
 
-def _parse_url(url: str) -> dict:
+_SECRET_PARAMS = ("password", "sslpassword", "oauth_client_secret")
+
+
+def _redact_url(url: str) -> str:
+    """A URL with its password and secret parameters shown as ***."""
+    url = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", url)
+    return re.sub(r"((?:^|[?&])(?:" + "|".join(_SECRET_PARAMS) + r")=)[^&]*", r"\1***", url)
+
+
+def libpq_params() -> dict[str, str | None]:
+    """Every connection parameter the client library knows, with its environment variable
+    (None where it has none): read from libpq itself, so a newer libpq's parameters pass."""
+    from psycopg import pq
+
+    return {o.keyword.decode(): (o.envvar.decode() if o.envvar else None)
+            for o in pq.Conninfo.get_defaults() if b"D" not in (o.dispchar or b"")}
+
+
+def _split_hosts(netloc: str, name: str) -> tuple[str, str | None, str | None, str | None]:
+    """(hosts, ports, user, password) of a multi-host netloc `u:p@h1:5432,h2:5433`."""
+    auth, _, hosts = netloc.rpartition("@")
+    user, _, password = auth.partition(":") if auth else ("", "", "")
+    names, ports = [], []
+    for item in hosts.split(","):
+        host, port = item, ""
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":")
+        elif ":" in item:
+            host, _, port = item.rpartition(":")
+        if not host or (port and not port.isdigit()):
+            raise ConfigError(f"{name} has an invalid host list {hosts!r}; write "
+                              "postgresql://user@host1:5432,host2:5432/dbname")
+        names.append(unquote(host))
+        ports.append(port)
+    port_list = ",".join(p or "5432" for p in ports) if any(ports) else None
+    return (",".join(names), port_list, unquote(user) if user else None,
+            unquote(password) if password else None)
+
+
+def _parse_url(url: str, name: str = "DATABASE_URL") -> dict:
+    """A postgresql:// URL as settings: host, port, dbname, user, password, sslmode and
+    connect_timeout as such, every other libpq parameter carried in `libpq`; a parameter
+    libpq does not know is refused by name, never dropped."""
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(
-            f"DATABASE_URL must start with postgresql:// (got {parts.scheme or 'no'} scheme); "
+            f"{name} must start with postgresql:// (got {parts.scheme or 'no'} scheme); "
             "fix the URL, e.g. postgresql://user:pass@host:5432/dbname"
         )
-    query = dict(parse_qsl(parts.query))
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
     out: dict = {}
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError("DATABASE_URL has an invalid port; fix the URL") from None
-    host = parts.hostname or query.get("host")
+    libpq: dict[str, str] = {}
+    if "," in parts.netloc:
+        host, ports, user, password = _split_hosts(parts.netloc, name)
+        if ports:
+            out["port"] = int(ports.split(",")[0])
+            libpq["port"] = ports
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError(f"{name} has an invalid port; fix the URL") from None
+        host = unquote(parts.hostname) if parts.hostname else None
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        if port:
+            out["port"] = port
+    host = host or query.pop("host", None)
+    query.pop("host", None)
     if not host:
         raise ConfigError(
-            "DATABASE_URL names no host; add one (postgresql://user@host/db) "
+            f"{name} names no host; add one (postgresql://user@host/db) "
             "or unset it to use the embedded server"
         )
-    out["host"] = unquote(host) if parts.hostname is None else host
-    if port:
-        out["port"] = port
-    elif "port" in query:
-        out["port"] = _int("DATABASE_URL port", query["port"])
+    out["host"] = host
+    if "port" in query:
+        raw = query.pop("port")
+        if "," in raw:
+            libpq["port"] = raw
+            raw = raw.split(",")[0]
+        out["port"] = _int(f"{name} port", raw)
     if parts.path and parts.path != "/":
         out["dbname"] = unquote(parts.path.lstrip("/"))
-    if parts.username:
-        out["user"] = unquote(parts.username)
-    if parts.password:
-        out["password"] = unquote(parts.password)
+    if "dbname" in query:
+        out["dbname"] = query.pop("dbname")
+    user = user or query.pop("user", None)
+    query.pop("user", None)
+    password = password or query.pop("password", None)
+    query.pop("password", None)
+    if user:
+        out["user"] = user
+    if password:
+        out["password"] = password
     if "sslmode" in query:
-        out["sslmode"] = query["sslmode"]
+        out["sslmode"] = query.pop("sslmode")
+    if "connect_timeout" in query:
+        out["connect_timeout"] = _int(f"{name} connect_timeout", query.pop("connect_timeout"))
+    if query:
+        known = libpq_params()
+        for key, value in query.items():
+            if key in _OWN_PARAMS:
+                raise ConfigError(f"{name} parameter {key}: {_OWN_PARAMS[key]}")
+            if key not in known:
+                raise ConfigError(
+                    f"{name} parameter {key!r} is not a libpq connection parameter; fix its "
+                    "name or remove it (libpq's list: "
+                    "https://www.postgresql.org/docs/current/libpq-connect.html)")
+            libpq[key] = value
+    out["libpq"] = tuple(sorted(libpq.items()))
     return out
 
 
@@ -374,11 +506,37 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
         values[attr] = _int(key, raw) if kind is int else raw
         sources[attr] = src
 
+    # TLS settings: DB_SSLROOTCERT etc., else the project file's (paths relative to it).
+    libpq: dict[str, str] = {}
+    for key in TLS_KEYS:
+        raw, src = get("DB_" + key.upper())
+        if raw is None and key in from_project:
+            raw, src = from_project[key], project_label
+        if raw is None:
+            continue
+        if key in ("sslrootcert", "sslcert", "sslkey", "sslcrl") and raw != "system":
+            raw = str(path_of(raw, src)) if src != "env" else raw
+        libpq[key] = raw
+        sources[key] = src
+
     url, src = get("DATABASE_URL")
     if url:
         for attr, value in _parse_url(url).items():
+            if attr == "libpq":
+                for key, item in value:
+                    libpq[key] = item
+                    sources[key] = f"DATABASE_URL ({src})"
+                continue
             values[attr] = value
             sources[attr] = f"DATABASE_URL ({src})"
+    if libpq:
+        values["libpq"] = tuple(sorted(libpq.items()))
+        sources["libpq"] = ", ".join(sorted({sources.pop(k) for k in libpq}))
+
+    direct, src = get("DMDB_DIRECT_URL")
+    if direct:
+        _parse_url(direct, "DMDB_DIRECT_URL")  # refused now, not when a command needs it
+        values["direct_url"], sources["direct_url"] = direct, src
 
     home, src = get("DMDB_HOME")
     if home is None and "home" in from_project:

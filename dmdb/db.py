@@ -1,15 +1,21 @@
 """Connections: resolve the settings (starting the embedded server if need be), connect,
-set the session up, and turn connection failures into one redacted line."""
+set the session up, and turn connection failures into one redacted line.
+
+A connection through a transaction pooler (PgBouncer, Supavisor, RDS Proxy) shares its
+server connection with the application: nothing dmdb sets may outlive a transaction
+there, and work that needs a session of its own goes to DMDB_DIRECT_URL or is refused.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import weakref
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from dmdb.config import Settings
-from dmdb.errors import ConnectError, first_line
+from dmdb.errors import ConnectError, DmdbError, first_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -78,6 +84,10 @@ def describe_target(settings: Settings, *, replica: bool = False) -> str:
     return f"{host}:{port}/{settings.dbname}"
 
 
+# Whether a connection goes through a transaction pooler, found once per connection.
+_POOLED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def connect(
     settings: Settings,
     *,
@@ -85,11 +95,18 @@ def connect(
     autocommit: bool = False,
     dbname: str | None = None,
     lock_timeout: str | None = None,
+    session: str | None = None,
 ) -> psycopg.Connection:
-    """A psycopg connection with application_name 'dmdb' and, for writers, a lock_timeout."""
+    """A psycopg connection with application_name 'dmdb' and, for writers, a lock_timeout.
+
+    `session` names a command that needs a session of its own (advisory locks, session
+    settings): it connects to DMDB_DIRECT_URL when one is set, and refuses, in one line,
+    a connection that still goes through a transaction pooler. Through a pooler a
+    connection carries no session state at all (no lock_timeout, no server-side prepared
+    statements): the pooled server connection goes back to the pool as it came."""
     import psycopg
 
-    settings = resolve(settings)
+    settings = resolve(settings.session() if session else settings)
     try:
         conn = psycopg.connect(
             **settings.conninfo(replica=replica, dbname=dbname), autocommit=autocommit
@@ -99,12 +116,27 @@ def connect(
         target = describe_target(settings, replica=replica)
         hint = connect_hint(str(exc), settings, replica=replica)
         raise ConnectError(f"cannot connect to {target}: {first}; {hint}") from None
+    if not settings.embedded and behind_pooler(conn):  # the embedded server is never pooled
+        if session:
+            conn.close()
+            raise DmdbError(_session_refusal(session, settings))
+        conn.prepare_threshold = None  # prepared statements stay on one server connection
+        return conn
     if lock_timeout or settings.lock_timeout:
         conn.execute("SELECT set_config('lock_timeout', %s, false)",
-                     (lock_timeout or settings.lock_timeout,))
+                      (lock_timeout or settings.lock_timeout,))
         if not autocommit:
             conn.commit()
     return conn
+
+
+def _session_refusal(what: str, settings: Settings) -> str:
+    where = "DMDB_DIRECT_URL" if settings.sources.get("direct_url") else "DATABASE_URL"
+    return (f"{what} needs a PostgreSQL session of its own (advisory locks, session "
+            f"settings, long statements), but {where} "
+            f"({describe_target(settings)}) goes through a transaction pooler such as "
+            "PgBouncer; set DMDB_DIRECT_URL to the server's own address (Supabase, Neon, "
+            "Azure and RDS Proxy give a pooled and a direct one), or run it with --dry-run")
 
 
 def connect_hint(message: str, settings: Settings, *, replica: bool = False) -> str:
@@ -196,6 +228,8 @@ def die_with_client(conn: psycopg.Connection, interval: str = CLIENT_CHECK_INTER
     """
     import psycopg
 
+    if behind_pooler(conn):
+        return  # the pooled server connection is not ours to change, and outlives us
     try:
         conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
                      (interval,))
@@ -230,24 +264,16 @@ def advisory_unlock(conn: psycopg.Connection, key: int) -> None:
 
 
 def behind_pooler(conn: psycopg.Connection) -> bool:
-    """True when a connection pooler sits between us and PostgreSQL.
+    """True when a connection pooler sits between us and PostgreSQL (found once per
+    connection).
 
     PgBouncer hands its clients a cancel key of its own, so the backend pid that libpq
     received at login is not the pid of the server process that answers queries.
     """
+    if conn in _POOLED:
+        return _POOLED[conn]
     real = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
     if not conn.autocommit:
         conn.rollback()
-    return conn.info.backend_pid != real
-
-
-def require_session(conn: psycopg.Connection, what: str) -> None:
-    """Refuse work that needs a real session (advisory locks, SET) through a pooler."""
-    from dmdb.errors import DmdbError
-
-    if behind_pooler(conn):
-        raise DmdbError(
-            f"{what} needs a direct PostgreSQL session (session advisory locks), but this "
-            "connection goes through a pooler such as PgBouncer in transaction mode; connect "
-            "to the server itself (DB_HOST/DB_PORT of PostgreSQL, not of the pooler)"
-        )
+    _POOLED[conn] = pooled = conn.info.backend_pid != real
+    return pooled

@@ -241,3 +241,92 @@ def test_config_outside_any_project_says_so(cli, tmp_path: Path):
                           env={"HOME": str(tmp_path / "me"), "XDG_DATA_HOME": None}).stdout)
     assert data["project_file"] is None
     assert data["home"] == str(tmp_path / "me" / ".local" / "share" / "dmdb")
+
+
+# -- every libpq parameter, carried (issue 24) -----------------------------------------
+
+def test_every_libpq_parameter_of_the_url_reaches_the_connection(tmp_path: Path):
+    url = ("postgresql://app:pw@db.example:6543/dm?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+           "&sslcert=/c.crt&sslkey=/c.key&channel_binding=require&target_session_attrs=read-write"
+           "&options=-c%20statement_timeout%3D5s&connect_timeout=9")
+    s = load_settings({"DATABASE_URL": url}, cwd=tmp_path)
+    info = s.conninfo()
+    assert {k: info[k] for k in ("host", "port", "dbname", "user", "password", "sslmode",
+                                 "connect_timeout")} == {
+        "host": "db.example", "port": 6543, "dbname": "dm", "user": "app", "password": "pw",
+        "sslmode": "verify-full", "connect_timeout": 9}
+    assert {k: info[k] for k in ("sslrootcert", "sslcert", "sslkey", "channel_binding",
+                                 "target_session_attrs", "options")} == {
+        "sslrootcert": "/etc/ca.pem", "sslcert": "/c.crt", "sslkey": "/c.key",
+        "channel_binding": "require", "target_session_attrs": "read-write",
+        "options": "-c statement_timeout=5s"}
+    # The URL dmdb shows round-trips through libpq's own parser, password hidden.
+    from psycopg.conninfo import conninfo_to_dict
+
+    shown = conninfo_to_dict(s.url(redact=False))
+    assert shown["sslrootcert"] == "/etc/ca.pem" and shown["options"] == "-c statement_timeout=5s"
+    assert "pw" not in s.url()
+
+
+def test_a_multi_host_url_keeps_every_host_and_port(tmp_path: Path):
+    s = load_settings({"DATABASE_URL": "postgresql://u@h1:5432,h2:5433/dm"
+                                       "?target_session_attrs=primary"}, cwd=tmp_path)
+    info = s.conninfo()
+    assert (info["host"], info["port"], info["target_session_attrs"]) == (
+        "h1,h2", "5432,5433", "primary")
+    from psycopg.conninfo import conninfo_to_dict
+
+    assert conninfo_to_dict(s.url())["port"] == "5432,5433"
+
+
+@pytest.mark.parametrize("query, needle", [
+    ("sslrootcrt=/ca.pem", "'sslrootcrt' is not a libpq connection parameter"),
+    ("application_name=x", "application_name=dmdb"),
+    ("replication=database", "ordinary sessions"),
+])
+def test_an_unknown_or_conflicting_url_parameter_is_refused_by_name(tmp_path: Path, query,
+                                                                     needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_settings({"DATABASE_URL": f"postgresql://u@h/dm?{query}"}, cwd=tmp_path)
+
+
+def test_db_ssl_keys_and_the_project_file_carry_tls_settings(tmp_path: Path):
+    (tmp_path / "dmdb.toml").write_text('sslrootcert = "certs/ca.pem"\nsslmode = "verify-ca"\n')
+    s = load_settings({"DB_HOST": "h", "DB_CHANNEL_BINDING": "require"}, cwd=tmp_path)
+    info = s.conninfo()
+    assert info["sslrootcert"] == str(tmp_path / "certs" / "ca.pem")
+    assert (info["sslmode"], info["channel_binding"]) == ("verify-ca", "require")
+    # The URL's parameters beat the DB_* keys, as its host beats DB_HOST.
+    s = load_settings({"DB_SSLROOTCERT": "/a.pem",
+                       "DATABASE_URL": "postgresql://u@h/dm?sslrootcert=/b.pem"}, cwd=tmp_path)
+    assert s.conninfo()["sslrootcert"] == "/b.pem"
+
+
+def test_the_direct_url_serves_sessions_and_keeps_the_tls_settings(tmp_path: Path):
+    s = load_settings({"DATABASE_URL": "postgresql://u:pw@pooler:6543/dm?sslmode=require",
+                       "DB_SSLROOTCERT": "/ca.pem",
+                       "DMDB_DIRECT_URL": "postgresql://direct:5432/dm"}, cwd=tmp_path)
+    assert s.conninfo()["host"] == "pooler"
+    direct = s.session().conninfo()
+    assert (direct["host"], direct["port"], direct["user"], direct["password"],
+            direct["sslmode"], direct["sslrootcert"]) == (
+        "direct", 5432, "u", "pw", "require", "/ca.pem")
+    assert load_settings({"DATABASE_URL": "postgresql://u@h/dm"}, cwd=tmp_path).session() \
+        == load_settings({"DATABASE_URL": "postgresql://u@h/dm"}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="DMDB_DIRECT_URL parameter 'bogus'"):
+        load_settings({"DATABASE_URL": "postgresql://u@h/dm",
+                       "DMDB_DIRECT_URL": "postgresql://u@h2/dm?bogus=1"}, cwd=tmp_path)
+
+
+def test_tools_receive_every_parameter_in_the_environment_never_argv(tmp_path: Path):
+    from dmdb.server.tools import tool_env
+
+    s = load_settings({"DATABASE_URL": "postgresql://u:s3cret@h:6543/dm?sslmode=verify-full"
+                                       "&sslrootcert=/ca.pem&channel_binding=require"},
+                      cwd=tmp_path)
+    env = tool_env(s, "other")
+    assert (env["PGHOST"], env["PGPORT"], env["PGDATABASE"], env["PGUSER"], env["PGPASSWORD"],
+            env["PGSSLMODE"], env["PGSSLROOTCERT"], env["PGCHANNELBINDING"], env["PGAPPNAME"]) \
+        == ("h", "6543", "other", "u", "s3cret", "verify-full", "/ca.pem", "require", "dmdb")
+    shown = json.dumps(s.redacted())
+    assert "s3cret" not in shown

@@ -158,11 +158,53 @@ def test_application_path_through_pgbouncer_transaction_pooling(pgbouncer):
 
 def test_migrations_refuse_a_transaction_pooler(pgbouncer, tmp_path):
     bouncer_url, _ = pgbouncer
-    for args in (["up"], ["rollback", "--dry-run"], ["partitions", "rollover", "--ahead", "3"]):
+    for args in (["up"], ["rollback"], ["partitions", "rollover", "--ahead", "3"]):
         done = run_dmdb(args, {"DATABASE_URL": bouncer_url}, cwd=tmp_path)
         assert done.returncode == 1, (args, done.stderr)
-        assert "pooler" in done.stderr and "connect" in done.stderr
+        assert "pooler" in done.stderr and "DMDB_DIRECT_URL" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+    # A dry run takes no lock and sets nothing: it needs no session of its own.
+    done = run_dmdb(["rollback", "--dry-run"], {"DATABASE_URL": bouncer_url}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_commands_through_the_pooler_leave_no_session_state_behind(pgbouncer, tmp_path):
+    """Each command the pooler serves returns its server connections as they came: the
+    application's writes through the same pool then succeed (issue 24: after `monitor`
+    they all failed, "cannot execute UPDATE in a read-only transaction")."""
+    bouncer_url, _ = pgbouncer
+
+    def settings_seen() -> set[tuple]:
+        """The settings of every server connection in the pool: clients holding a
+        transaction open at once each get a server connection of their own."""
+        clients = [psycopg.connect(bouncer_url, prepare_threshold=None) for _ in range(8)]
+        try:
+            return {c.execute(
+                "SELECT current_setting('default_transaction_read_only'), "
+                "current_setting('lock_timeout'), current_setting('statement_timeout'), "
+                "current_setting('TimeZone'), "
+                "current_setting('client_connection_check_interval')").fetchone()
+                for c in clients}
+        finally:
+            for c in clients:
+                c.close()
+
+    before = settings_seen()
+    for args in (["monitor", "--check"], ["status"], ["partitions", "list"],
+                 ["up", "--dry-run"], ["indexes", "check"], ["models", "report"]):
+        done = run_dmdb(args, {"DATABASE_URL": bouncer_url}, cwd=tmp_path)
+        assert done.returncode in (0, 1, 2, 3), (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert settings_seen() == before
+    failed = 0
+    for i in range(20):
+        try:
+            with psycopg.connect(bouncer_url, prepare_threshold=None) as app:
+                app.execute("INSERT INTO users (email, display_name) VALUES (%s, 'A')",
+                            (f"pool-{i}@x.test",))
+        except psycopg.Error:
+            failed += 1
+    assert failed == 0
 
 
 # -- backup / restore ------------------------------------------------------------------

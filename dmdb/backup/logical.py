@@ -10,8 +10,9 @@ under umask 077), whatever the caller's umask.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class RestoreResult:
     seconds: float
     dry_run: bool = False
     entries: int = 0  # objects in the archive's table of contents
+    # Extensions of the archive that this role may not create (pg_stat_statements for an
+    # owner that is not superuser): left out of the restore, and named.
+    left_out: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,8 +57,16 @@ def _last_line(done: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else f"exit {done.returncode}"
 
 
+def _error_line(done: subprocess.CompletedProcess) -> str:
+    """The line that says what went wrong: pg_restore ends with "Command was: ...", the
+    statement, after the error itself."""
+    lines = [ln for ln in (done.stderr or "").strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error:" in ln or "FATAL:" in ln or "ERROR:" in ln]
+    return errors[-1] if errors else (lines[-1] if lines else f"exit {done.returncode}")
+
+
 def _fail(what: str, done: subprocess.CompletedProcess, settings: Settings) -> DmdbError:
-    return DmdbError(f"{what} failed: {redact(_last_line(done), settings)}")
+    return DmdbError(f"{what} failed: {redact(_error_line(done), settings)}")
 
 
 def _server_version(conn) -> tuple[str, int]:
@@ -65,8 +77,10 @@ def _server_version(conn) -> tuple[str, int]:
 
 
 def backup(settings: Settings, out: Path | None = None) -> BackupResult:
-    settings = resolve(settings)
-    with connect(settings) as conn:
+    # pg_dump sets session parameters (search_path, ...) that would stay on a pooled
+    # server connection: a dump goes to DMDB_DIRECT_URL, or is refused through a pooler.
+    settings = resolve(settings.session())
+    with connect(settings, session="dmdb backup") as conn:
         server_version, major = _server_version(conn)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(out or f"dmdb-{settings.dbname}-{stamp}.dump").absolute()
@@ -75,7 +89,7 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
     partial = out.with_name(out.name + ".partial")
-    tool = tools.find("pg_dump", major)
+    tool = tools.find("pg_dump", major, settings=settings)
     started = datetime.now(timezone.utc)
     # A left-over .partial may be someone else's or a link: start from a fresh 0600 file.
     partial.unlink(missing_ok=True)
@@ -92,30 +106,58 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
                         server_version, tool.version)
 
 
-def _archive_entries(tool: str, file: Path, settings: Settings) -> int:
+def _archive_entries(tool: str, file: Path, settings: Settings) -> list[str]:
+    """The archive's table of contents, one line an entry (`pg_restore --list`)."""
     done = subprocess.run([tool, "--list", str(file)], capture_output=True, text=True)
     if done.returncode != 0:
         raise DmdbError(f"{file} is not a dump pg_restore can read ({_last_line(done)}); "
                         "give a file written by `dmdb backup` (pg_dump -Fc)")
-    return sum(1 for line in done.stdout.splitlines() if line and not line.startswith(";"))
+    return [line for line in done.stdout.splitlines() if line and not line.startswith(";")]
 
 
-def restore(settings: Settings, file: Path, into: str | None = None, *,
-            dry_run: bool = False) -> RestoreResult:
+# "215; 3079 16385 EXTENSION - pg_stat_statements" and its "COMMENT - EXTENSION name".
+_EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION - |COMMENT - EXTENSION )(\S+)")
+
+
+def _creatable(conn, extensions: set[str]) -> set[str]:
+    """The extensions of `extensions` this role cannot create in `conn`'s database: each
+    is tried (and kept: the restore would create it next); insufficient_privilege says no.
+    The privilege is tried, not inferred from rolsuper: rds_superuser, azure_pg_admin and
+    cloudsqlsuperuser may create some extensions."""
     import psycopg
     from psycopg import sql
 
-    settings = resolve(settings)
+    refused = set()
+    for name in sorted(extensions):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
+                    sql.Identifier(name)))
+        except psycopg.errors.InsufficientPrivilege:
+            refused.add(name)
+    return refused
+
+
+def restore(settings: Settings, file: Path, into: str | None = None, *,
+            dry_run: bool = False, no_owner: bool = False) -> RestoreResult:
+    """Restore a `dmdb backup` file into an empty or new database, in one transaction.
+
+    `no_owner` restores every object as the connected role (pg_restore --no-owner): for a
+    dump taken on another server, whose owner role does not exist here or is not ours."""
+    from psycopg import sql
+
+    settings = resolve(settings.session())
     file = Path(file)
     if not file.is_file():
         raise ConfigError(f"{file}: no such backup file")
     target = into or settings.dbname
     created = False
     started = datetime.now(timezone.utc)
-    with connect(settings, autocommit=True, dbname="postgres") as admin:
+    with connect(settings, autocommit=True, dbname="postgres",
+                 session=None if dry_run else "dmdb restore") as admin:
         _, major = _server_version(admin)
         # Found before anything is created: no pg_restore, no new database.
-        restore_tool = tools.find("pg_restore", major, exact=True).path
+        restore_tool = tools.find("pg_restore", major, exact=True, settings=settings).path
         entries = _archive_entries(restore_tool, file, settings)
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
         if exists:
@@ -126,27 +168,62 @@ def restore(settings: Settings, file: Path, into: str | None = None, *,
                                 "into a new one with --into NAME")
         if dry_run:
             return RestoreResult(str(file.absolute()), target, not exists, 0.0, dry_run=True,
-                                 entries=entries)
+                                 entries=len(entries))
         if not exists:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
             created = True
-    done = subprocess.run(
-        [restore_tool, "--exit-on-error", "--single-transaction", "--dbname", target,
-         str(file)],
-        capture_output=True, text=True, env=tool_env(settings, target),
-    )
+    extensions = {m[1] for m in map(_EXTENSION_ENTRY.match, entries) if m}
+    try:
+        with connect(settings, autocommit=True, dbname=target) as conn:
+            refused = _creatable(conn, extensions)
+        done = _pg_restore(restore_tool, file, target, settings, entries, refused, no_owner)
+    except BaseException:
+        _drop_created(settings, target, created)
+        raise
     if done.returncode != 0:
-        if created:
-            with connect(settings, autocommit=True, dbname="postgres") as admin:
-                try:
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(target)))
-                except psycopg.Error:
-                    pass
+        _drop_created(settings, target, created)
         raise _fail("pg_restore", done, settings)
     return RestoreResult(str(file.absolute()), target, created,
                          round((datetime.now(timezone.utc) - started).total_seconds(), 2),
-                         entries=entries)
+                         entries=len(entries),
+                         left_out=[f"EXTENSION {name}: this role may not create it; an "
+                                   f"administrator can run CREATE EXTENSION {name} in {target}"
+                                   for name in sorted(refused)])
+
+
+def _pg_restore(tool: str, file: Path, target: str, settings: Settings, entries: list[str],
+                refused: set[str], no_owner: bool) -> subprocess.CompletedProcess:
+    """pg_restore in one transaction, stopping at the first error; the entries of
+    `refused` extensions commented out of its list (`--use-list`)."""
+    import tempfile
+
+    args = [tool, "--exit-on-error", "--single-transaction", "--dbname", target]
+    if no_owner:
+        args.append("--no-owner")
+    with tempfile.TemporaryDirectory(prefix="dmdb-restore-") as scratch:
+        if refused:
+            listing = Path(scratch) / "toc.list"
+            listing.write_text("".join(
+                (";" if (m := _EXTENSION_ENTRY.match(line)) and m[1] in refused else "")
+                + line + "\n" for line in entries))
+            args += ["--use-list", str(listing)]
+        return subprocess.run([*args, str(file)], capture_output=True, text=True,
+                              env=tool_env(settings, target))
+
+
+def _drop_created(settings: Settings, target: str, created: bool) -> None:
+    """A failed restore leaves no half database behind: the one it created is dropped."""
+    import psycopg
+    from psycopg import sql
+
+    if not created:
+        return
+    with connect(settings, autocommit=True, dbname="postgres") as admin:
+        try:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(target)))
+        except psycopg.Error:
+            pass
 
 
 def _table_count(conn) -> int:

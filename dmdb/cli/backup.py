@@ -42,14 +42,23 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON,
         dry_run: bool = typer.Option(False, "--dry-run",
                                      help="Check the archive and the target; change nothing."),
+        no_owner: bool = typer.Option(False, "--no-owner",
+                                      help="Own every restored object as the connected role "
+                                      "(a dump from another server, or another owner)."),
     ):
         """Restore a backup into an empty (or new) database, in one transaction.
+
+        Extensions of the dump this role may not create (pg_stat_statements without
+        superuser) are left out and named.
 
         Example: dmdb restore nightly.dump --into dmdb_copy
         """
         from dmdb.backup.logical import restore
+        from dmdb.render import warning_line
 
-        result = restore(ctx.obj.settings(), file, into, dry_run=dry_run)
+        result = restore(ctx.obj.settings(), file, into, dry_run=dry_run, no_owner=no_owner)
+        for note in result.left_out:
+            warning_line(f"left out: {note}")
         if as_json:
             print_json(result.to_dict())
         elif dry_run:

@@ -88,17 +88,17 @@ def build_cmd(
     """
     from dmdb import indexes
     from dmdb.config import check_lock_timeout
-    from dmdb.db import connect, require_session
+    from dmdb.db import connect
     from dmdb.errors import DmdbError
 
     check_lock_timeout(lock_timeout, "--lock-timeout")  # before connecting
     settings = ctx.obj.settings()
     declared = _declared(ctx)
     bar = _BuildBar() if show_progress(quiet or as_json) and not dry_run else None
-    with connect(settings, autocommit=True) as conn:
-        if not dry_run:
-            require_session(conn, "dmdb indexes build")
-        monitor = (lambda: connect(settings, autocommit=True)) if bar is not None else None
+    with connect(settings, autocommit=True,
+                 session=None if dry_run else "dmdb indexes build") as conn:
+        monitor = ((lambda: connect(settings.session(), autocommit=True)) if bar is not None
+                   else None)
         if bar is not None:
             with bar:
                 result = indexes.build(conn, declared, table=table_name, dry_run=dry_run,

@@ -87,7 +87,10 @@ def vacuum_cmd(
     from dmdb.errors import DmdbError
 
     bar = _Bar("vacuum") if show_progress(quiet or as_json) and not dry_run else None
-    with connect(ctx.obj.settings(), autocommit=True) as conn:
+    # Minutes of VACUUM would hold a pooled server connection, and its lock wait and
+    # client check are session settings: it runs on the server's own address.
+    with connect(ctx.obj.settings(), autocommit=True,
+                 session=None if dry_run else "dmdb maintenance vacuum") as conn:
         result = _run_with_bar(bar, maintenance.vacuum, conn=conn, analyze=analyze,
                                table=table_name, stale_only=stale_only, dry_run=dry_run)
     if as_json:
@@ -135,7 +138,8 @@ def refresh_cmd(
     from dmdb.errors import DmdbError
 
     bar = _Bar("refresh") if show_progress(quiet or as_json) and not dry_run else None
-    with connect(ctx.obj.settings(), autocommit=True) as conn:
+    with connect(ctx.obj.settings(), autocommit=True,
+                 session=None if dry_run else "dmdb maintenance refresh") as conn:
         result = _run_with_bar(bar, maintenance.refresh, conn=conn, dry_run=dry_run)
     roll = result.rollup
     if as_json:

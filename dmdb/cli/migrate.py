@@ -105,6 +105,10 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
         out.print(f"Applied function file {file_id}")
     for name in result.invalid_indexes_dropped:
         out.print(f"Dropped the INVALID index {name} left by an earlier failed build, and built it again")
+    # What the files said (e.g. a step skipped for want of privilege), as Flyway and
+    # Sqitch show it: never swallowed.
+    for file_id, severity, message in result.notices:
+        out.print(f"{file_id}: {severity}: {message}")
 
 
 def register(app: typer.Typer) -> None:
@@ -134,7 +138,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb up --dry-run
         """
-        from dmdb.db import connect, require_session
+        from dmdb.db import connect
         from dmdb.migrate import engine
 
         state = ctx.obj
@@ -143,8 +147,7 @@ def register(app: typer.Typer) -> None:
         policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
-        with connect(settings, autocommit=True) as conn:
-            require_session(conn, "dmdb up")
+        with connect(settings, autocommit=True, session=None if dry_run else "dmdb up") as conn:
             result = engine.up(
                 conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait, policy=policy,
                 progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
@@ -174,7 +177,7 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb rollback --steps 2 --dry-run
         """
-        from dmdb.db import connect, require_session
+        from dmdb.db import connect
         from dmdb.migrate import engine
 
         state = ctx.obj
@@ -183,8 +186,8 @@ def register(app: typer.Typer) -> None:
         policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
-        with connect(settings, autocommit=True) as conn:
-            require_session(conn, "dmdb rollback")
+        with connect(settings, autocommit=True,
+                     session=None if dry_run else "dmdb rollback") as conn:
             result = engine.rollback(
                 conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
                 policy=policy, progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
@@ -316,13 +319,13 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb repair 0003_learner_state
         """
-        from dmdb.db import connect, require_session
+        from dmdb.db import connect
         from dmdb.migrate import engine
 
         state = ctx.obj
         project = state.project()
-        with connect(state.settings(), autocommit=True) as conn:
-            require_session(conn, "dmdb repair")
+        with connect(state.settings(), autocommit=True,
+                     session=None if dry_run else "dmdb repair") as conn:
             accepted = engine.repair(conn, project, ids or None, dry_run=dry_run)
         if as_json:
             print_json({"accepted": accepted, "dry_run": dry_run})

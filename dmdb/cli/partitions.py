@@ -219,7 +219,7 @@ def _short(bound: str) -> str:
 
 def _run(ctx, *, action: str, **kwargs):
     from dmdb import partitions
-    from dmdb.db import connect, require_session
+    from dmdb.db import connect
 
     settings = ctx.obj.settings()
     quiet, as_json = kwargs.pop("quiet"), kwargs.pop("as_json")
@@ -228,9 +228,8 @@ def _run(ctx, *, action: str, **kwargs):
     options = {k: kwargs.pop(k) for k in ("attempts", "dry_run", "lock_wait")}
     request = partitions.PlanRequest(action=action, **kwargs)
     request.check()  # usage errors before connecting
-    with connect(settings, autocommit=True) as conn:
-        if not options["dry_run"]:
-            require_session(conn, f"dmdb partitions {action}")
+    with connect(settings, autocommit=True,
+                 session=None if options["dry_run"] else f"dmdb partitions {action}") as conn:
         result = partitions.run(conn, request, progress=_progress(quiet or as_json), **options)
     if result.skipped and action == "create":
         raise partitions.PartitionError(

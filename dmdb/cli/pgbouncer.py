@@ -28,11 +28,21 @@ def config_cmd(
         help="How PgBouncer authenticates clients. Default scram-sha-256, which needs "
              "DB_PASSWORD. trust admits anyone who reaches --listen-addr as the configured "
              "role: development only (docs/security.md)."),
+    client_tls_cert: Path | None = typer.Option(
+        None, "--client-tls-cert", metavar="FILE",
+        help="Certificate PgBouncer presents to its clients; with --client-tls-key, clients "
+             "must use TLS (client_tls_sslmode = require)."),
+    client_tls_key: Path | None = typer.Option(None, "--client-tls-key", metavar="FILE",
+                                                  help="The key of --client-tls-cert."),
     stdout: bool = typer.Option(False, "--stdout", help="Print pgbouncer.ini instead of writing."),
     as_json: bool = typer.Option(False, "--json", help="JSON output."),
 ):
     """Render pgbouncer.ini and userlist.txt from the settings (pool size from
     DB_MAX_CONNECTIONS, timeouts from DB_IDLE_TIMEOUT and DB_CONNECT_TIMEOUT).
+
+    TLS to the server follows DB_SSLMODE / sslmode and DB_SSLROOTCERT, DB_SSLCERT,
+    DB_SSLKEY (or the same parameters of DATABASE_URL); TLS from the clients needs
+    --client-tls-cert and --client-tls-key.
 
     Example: DB_HOST=10.0.0.5 dmdb pgbouncer config --out-dir /etc/pgbouncer
     """
@@ -46,7 +56,8 @@ def config_cmd(
         settings = resolve(settings)
     config = build_config(settings, listen_addr=listen_addr, listen_port=listen_port,
                           pool_mode=pool_mode, out_dir=out_dir, unix_socket_dir=unix_socket_dir,
-                          admin_users=admin_users, auth_type=auth_type)
+                          admin_users=admin_users, auth_type=auth_type,
+                          client_tls_cert=client_tls_cert, client_tls_key=client_tls_key)
     if stdout:
         typer.echo(config.ini, nl=False)
         return

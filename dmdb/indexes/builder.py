@@ -153,10 +153,10 @@ def build(
     lock_timeout = check_lock_timeout(lock_timeout, "--lock-timeout")
     started = time.monotonic()
     target = resolve_table(conn, table) if table else None
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
     if dry_run:
         plans = plan_build(declared, read_catalog(conn), target)
         return BuildResult(True, plans, seconds=time.monotonic() - started)
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (lock_timeout,))
 
     if not try_advisory_lock(conn, BUILD_LOCK_KEY):
         raise DmdbError("another `dmdb indexes build` is running against this database; "

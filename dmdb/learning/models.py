@@ -194,9 +194,10 @@ def scheduler_section(conn, win: Window, *, scheduler: str | None = None, bins: 
 def _session(conn) -> None:
     # The fit runs for seconds to a minute in one statement: a killed client is noticed
     # within a second and its statement cancelled, instead of running to the end.
-    from dmdb.db import die_with_client
+    from dmdb.db import behind_pooler, die_with_client
 
-    conn.execute("SET application_name = 'dmdb'")
+    if not behind_pooler(conn):  # a pooled server connection is not ours to rename
+        conn.execute("SET application_name = 'dmdb'")
     die_with_client(conn)
 
 

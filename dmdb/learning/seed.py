@@ -456,7 +456,12 @@ def seed(
     catalogue = load_catalogue()
     order = learning_order(catalogue)
 
-    with connect(settings, autocommit=True) as conn:
+    # The seed's writers take the per-learner batches on several sessions at once, with
+    # session settings: through a transaction pooler it goes to DMDB_DIRECT_URL or refuses
+    # here, before writing anything.
+    settings = settings.session()
+    with connect(settings, autocommit=True,
+                 session=None if dry_run else ("dmdb reset" if reset else "dmdb seed")) as conn:
         check_schema(conn, project)
         if not reset and existing_users(conn):
             raise DmdbError(

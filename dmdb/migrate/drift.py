@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from dmdb.config import Settings
-from dmdb.db import connect, require_session, resolve
+from dmdb.db import connect, resolve
 from dmdb.errors import DmdbError, MigrationError
 from dmdb.migrate.engine import (
     Migration,
@@ -148,6 +148,32 @@ def _replay(settings: Settings, scratch: str, migrations: list[Migration], proje
     return base, dump_objects(settings, scratch), notes, left_out
 
 
+def _extensions_not_creatable(settings: Settings, scratch: str, keys: list[str]) -> list[str]:
+    """The "EXTENSION name" keys of the live database this role may not create (tried in
+    the scratch database: a managed service's admin role may create some, a plain owner
+    none): an administrator made them, not a migration, so they are no drift."""
+    import psycopg
+    from psycopg import sql
+
+    refused = []
+    with connect(settings, autocommit=True, dbname=scratch) as conn:
+        for key in keys:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE EXTENSION {}").format(
+                        sql.Identifier(key.split()[-1])))
+                    raise _Undo
+            except psycopg.errors.InsufficientPrivilege:
+                refused.append(key)
+            except (_Undo, psycopg.Error):
+                pass
+    return refused
+
+
+class _Undo(Exception):
+    """Rolls back a trial inside a transaction block."""
+
+
 def drift(settings: Settings, project: Project, *, to: str | None = None,
           functions_applied: bool | None = None) -> DriftResult:
     """Compare the live schema with the applied migrations (or those through `to`).
@@ -155,8 +181,8 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
     `functions_applied=False` leaves every function file's objects out (baseline: `up`
     applies them afterwards); by default they are compared when the ledger records each
     function file as applied at its current content."""
-    settings = resolve(settings)
-    with connect(settings, autocommit=True) as conn:
+    settings = resolve(settings.session())
+    with connect(settings, autocommit=True, session="dmdb drift") as conn:
         state = status(conn, project)
     missing = [m.id for m in state.migrations if m.missing_file]
     if missing and to is None:
@@ -172,6 +198,9 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         base, with_functions, notes, left_out = _replay(settings, scratch, chosen, project, state)
         result.notes.extend(left_out + notes)
         live = dump_objects(settings, settings.dbname)
+        not_ours = _extensions_not_creatable(settings, scratch,
+                                             [k for k in live if k.startswith("EXTENSION ")
+                                              and k not in with_functions])
     function_keys = {k for k in with_functions if base.get(k) != with_functions[k]}
     if functions_applied is None:
         stale = [f.id for f in state.functions if f.state != "applied"]
@@ -182,6 +211,11 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
                                 "run `dmdb up`")
     replay = with_functions if functions_applied else base
     skip = _runtime_keys(live, replay)
+    for key in not_ours:
+        skip |= {k for k in live if k == key or k.endswith(f" {key.split()[-1]}")
+                 and k.startswith("COMMENT EXTENSION")}
+        result.notes.append(f"{key}: installed by an administrator; this role may not create "
+                            "it, so the migrations could not have: not compared")
     result.ignored = sorted(skip)
     if not functions_applied:
         skip |= function_keys
@@ -213,9 +247,8 @@ def baseline(settings: Settings, project: Project, to: str, *, dry_run: bool = F
             f"{len(result.differences)} object(s), first {first.describe()}; `dmdb drift --to "
             f"{target.id}` lists them — make the schema match, or baseline to another migration"
         )
-    settings = resolve(settings)
-    with connect(settings, autocommit=True) as conn:
-        require_session(conn, "dmdb baseline")
+    settings = resolve(settings.session())
+    with connect(settings, autocommit=True, session=None if dry_run else "dmdb baseline") as conn:
         todo = _unrecorded(conn, project, target)
         if dry_run:
             return BaselineResult(target.id, [m.id for m in todo], True, result)

@@ -21,7 +21,8 @@ Files are read by files.py (parsed only when they run).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -119,11 +120,37 @@ class RunResult:
     sql: list[tuple[str, str]] = field(default_factory=list)  # (file id, SQL) for --dry-run
     waits: list[Wait] = field(default_factory=list)  # lock waits retried
     invalid_indexes_dropped: list[str] = field(default_factory=list)
+    # What the files said while they ran (RAISE NOTICE/WARNING): (file id, severity,
+    # message). A migration that skips what the role may not do says so this way.
+    notices: list[tuple[str, str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["sql"] = [{"file": f, "sql": s} for f, s in self.sql]
+        data["notices"] = [{"file": f, "severity": s, "message": m} for f, s, m in self.notices]
         return data
+
+
+@contextmanager
+def _notices(conn: psycopg.Connection, result: RunResult) -> Iterator[Callable[[str], None]]:
+    """Collect the server's NOTICE and WARNING messages into `result.notices`, each with
+    the file that was running (set through the function yielded). A retried attempt says
+    the same again: a repeat of the last message of the same file is kept once."""
+    current = [""]
+
+    def handler(diag) -> None:
+        severity = diag.severity_nonlocalized or diag.severity or ""
+        if severity not in ("NOTICE", "WARNING") or not diag.message_primary:
+            return
+        item = (current[0], severity, diag.message_primary)
+        if item not in result.notices:
+            result.notices.append(item)
+
+    conn.add_notice_handler(handler)
+    try:
+        yield lambda file_id: current.__setitem__(0, file_id)
+    finally:
+        conn.remove_notice_handler(handler)
 
 
 # -- the ledger ----------------------------------------------------------------
@@ -151,10 +178,21 @@ def ensure_ledger(conn: psycopg.Connection) -> None:
 
 def read_ledger(conn: psycopg.Connection) -> tuple[dict[str, LedgerRow], dict[str, LedgerRow]]:
     """Applied migrations and functions, keyed by file id."""
+    import psycopg
+
     if not ledger_exists(conn):
         return {}, {}
     migrations: dict[str, LedgerRow] = {}
-    rows = conn.execute(resources.query("ledger_applied")).fetchall()
+    try:
+        rows = conn.execute(resources.query("ledger_applied")).fetchall()
+    except psycopg.errors.InsufficientPrivilege:
+        if not conn.autocommit:
+            conn.rollback()
+        raise MigrationError(
+            f"role {conn.info.user} may not read the migration ledger (_yoyo_migration, "
+            "_dmdb_checksum); make it a member of dm_readonly once migration 0012 is applied "
+            "(`dmdb up` as the owner), or GRANT SELECT ON _yoyo_migration, _dmdb_checksum "
+            "TO it") from None
     for file_id, sha, rsha, at in rows:
         migrations[file_id] = LedgerRow(file_id, sha, rsha, at)
     functions = {
@@ -411,12 +449,13 @@ def up(
         state = status(conn, project)
         _refuse_problems(state)
         todo = _pending(project, state, to)
-        with BlockerWatch(conn) as watch:
+        with BlockerWatch(conn) as watch, _notices(conn, result) as running:
             runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait, command="dmdb up",
                             waits=result.waits, dropped=result.invalid_indexes_dropped)
             for m in todo:
                 if progress:
                     progress("apply", m.id)
+                running(m.id)
                 try:
                     apply_migration(conn, m, runner=runner)
                 except MigrationError as exc:
@@ -428,6 +467,7 @@ def up(
                 for f in _functions_to_apply(project, state):
                     if progress:
                         progress("function", f.id)
+                    running(f.id)
                     apply_function_file(conn, f, runner=runner)
                     result.functions.append(f.id)
     finally:
@@ -507,13 +547,14 @@ def rollback(
     result.waited_for_lock = acquire_lock(conn, lock_wait)
     try:
         todo = plan(status(conn, project))
-        with BlockerWatch(conn) as watch:
+        with BlockerWatch(conn) as watch, _notices(conn, result) as running:
             runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait,
                             command="dmdb rollback", waits=result.waits,
                             dropped=result.invalid_indexes_dropped)
             for m in todo:
                 if progress:
                     progress("rollback", m.id)
+                running(m.id)
                 try:
                     rollback_migration(conn, m, runner=runner)
                 except MigrationError as exc:

@@ -497,9 +497,9 @@ def _plan(conn: psycopg.Connection, project: Project, files: list[Path] | None
 
 def lint(settings: Settings, project: Project, *, files: list[Path] | None = None,
          trace: bool = True, progress: Callable[[str], None] | None = None) -> LintResult:
-    settings = resolve(settings)
+    settings = resolve(settings.session())
     result = LintResult()
-    with connect(settings, autocommit=True) as conn:
+    with connect(settings, autocommit=True, session="dmdb lint") as conn:
         plan, reported = _plan(conn, project, files)
     if not reported:
         result.notes.append("no pending migrations: nothing to lint")
@@ -507,7 +507,9 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
     result.findings += run_squawk(project, reported)
     if trace:
         with scratch_database(settings, "lint") as scratch:
-            restore_schema(settings, settings.dbname, scratch)
+            for name in restore_schema(settings, settings.dbname, scratch):
+                result.notes.append(f"extension {name} left out of the scratch copy: this role "
+                                    "may not create it (the live database has it)")
             _copy_samples(settings, scratch, result.notes)
             with connect(settings, autocommit=True, dbname=scratch) as conn:
                 conn.execute("SET client_min_messages = warning")

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from dmdb.config import Settings
 from dmdb.db import connect, resolve
@@ -53,13 +54,27 @@ class VerifyResult:
                 "not_replayed": self.not_replayed}
 
 
-def _pg_dump(settings: Settings, dbname: str, *extra: str) -> str:
+@lru_cache(maxsize=8)
+def _dump_tool(settings: Settings) -> str:
+    """The embedded package's pg_dump for the embedded server; for any other, one of its
+    major version or newer that speaks TLS where the settings require it."""
+    from dmdb.server import tools
     from dmdb.server.embedded import pg_tool
+
+    if settings.embedded:
+        return str(pg_tool("pg_dump"))
+    with connect(settings, autocommit=True) as conn:
+        major = conn.execute("SELECT current_setting('server_version_num')::int / 10000"
+                             ).fetchone()[0]
+    return tools.find("pg_dump", major, settings=settings).path
+
+
+def _pg_dump(settings: Settings, dbname: str, *extra: str) -> str:
     from dmdb.server.tools import tool_env
 
     env = tool_env(settings, dbname)
     done = subprocess.run(
-        [str(pg_tool("pg_dump")), "--schema-only", "--no-comments",
+        [_dump_tool(settings), "--schema-only", "--no-comments",
          "--exclude-table=_yoyo_*", "--exclude-table=_dmdb_*",
          # yoyo's own lock table, made by `yoyo apply/list` on a dmdb database
          "--exclude-table=yoyo_lock", *extra],
@@ -104,16 +119,36 @@ def dump_objects(settings: Settings, dbname: str, *, privileges: bool = True) ->
     return objects
 
 
-def restore_schema(settings: Settings, source: str, target: str) -> None:
-    """Copy `source`'s schema (no data, no ownership, no grants) into the empty `target`."""
+_EXTENSION_LINE = re.compile(r"^(?:CREATE EXTENSION IF NOT EXISTS|COMMENT ON EXTENSION) (\S+)")
+
+
+def restore_schema(settings: Settings, source: str, target: str) -> list[str]:
+    """Copy `source`'s schema (no data, no ownership, no grants) into the empty `target`.
+
+    Returns the extensions left out: those this role may not create (pg_stat_statements
+    installed by an administrator for an owner that is not superuser). Each is tried, not
+    inferred from rolsuper: rds_superuser and its kin may create some."""
+    import psycopg
+    from psycopg import sql
+
     # transaction_timeout: set by pg_dump 17+, unknown to a PostgreSQL 16 server.
-    script = "\n".join(line for line in _pg_dump(settings, source, "--no-owner",
-                                                   "--no-privileges").splitlines()
-                       if not line.startswith(("\\restrict", "\\unrestrict",
-                                               "SET transaction_timeout")))
+    lines = [line for line in _pg_dump(settings, source, "--no-owner",
+                                       "--no-privileges").splitlines()
+             if not line.startswith(("\\restrict", "\\unrestrict", "SET transaction_timeout"))]
+    extensions = sorted({m[1] for m in map(_EXTENSION_LINE.match, lines) if m})
+    left_out = []
     with connect(settings, autocommit=True, dbname=target) as conn:
         conn.execute("SET client_min_messages = warning")
-        conn.execute(script)
+        for name in extensions:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
+                        sql.Identifier(name)))
+            except psycopg.errors.InsufficientPrivilege:
+                left_out.append(name)
+        conn.execute("\n".join(line for line in lines
+                               if not ((m := _EXTENSION_LINE.match(line)) and m[1] in left_out)))
+    return left_out
 
 
 @contextmanager
@@ -139,7 +174,8 @@ def scratch_database(settings: Settings, purpose: str = "verify") -> Iterator[st
 
 
 def verify(settings: Settings, project: Project, progress=None) -> VerifyResult:
-    settings = resolve(settings)
+    settings = resolve(settings.session())
+    connect(settings, session="dmdb verify").close()  # a scratch database needs the server itself
     steps: list[VerifyStep] = []
     not_replayed: list[str] = []
     with scratch_database(settings) as scratch, \

@@ -252,9 +252,14 @@ class Listing:
 
 def list_partitions(conn: psycopg.Connection) -> Listing:
     """Every partitioned table and its partitions; DEFAULT partitions' rows counted
-    exactly, by month (they should be few). `conn` should be in autocommit mode; the
-    session's TimeZone is set to UTC so bounds print in UTC."""
-    conn.execute("SET TimeZone = 'UTC'")
+    exactly, by month (they should be few). Read in one transaction whose TimeZone is UTC
+    (SET LOCAL: a pooled server connection keeps nothing), so bounds print in UTC."""
+    with conn.transaction():
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        return _list_partitions(conn)
+
+
+def _list_partitions(conn: psycopg.Connection) -> Listing:
     tables: dict[int, PartitionedTable] = {}
     stats: dict[int, tuple[int | None, int]] = {}
     for (t_oid, t_schema, t_name, strategy, key, p_oid, rows,

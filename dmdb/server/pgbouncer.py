@@ -87,6 +87,8 @@ def build_config(
     unix_socket_dir: str | None = None,
     admin_users: str | None = None,
     auth_type: str | None = None,
+    client_tls_cert: Path | None = None,
+    client_tls_key: Path | None = None,
 ) -> PgBouncerConfig:
     if pool_mode not in POOL_MODES:
         raise ConfigError(f"--pool-mode {pool_mode}: use one of {', '.join(POOL_MODES)}")
@@ -122,6 +124,7 @@ def build_config(
         admin_users=admins, logfile=ini_value(str(out_dir / "pgbouncer.log"), "--out-dir"),
         pidfile=ini_value(str(out_dir / "pgbouncer.pid"), "--out-dir"),
     )
+    values.update(_tls(settings, client_tls_cert, client_tls_key))
     # Checked after every value is known to be clean, so the message can name them.
     auth = _auth_type(auth_type, password, values["listen_addr"], listen_port)
     ini = render_template("pgbouncer.ini.j2", auth_type=auth, **values)
@@ -134,6 +137,33 @@ def build_config(
                           "a userlist.txt line cannot carry; change the password") from None
     userlist = render_template("userlist.txt.j2", users=[(userlist_field(user, "DB_USER"), secret)])
     return PgBouncerConfig(ini, userlist, listen_port, pool_mode)
+
+
+def _tls(settings: Settings, cert: Path | None, key: Path | None) -> dict:
+    """PgBouncer's TLS from the same settings dmdb connects with: to the server, its sslmode
+    and CA (and client certificate); to the clients, the certificate and key given."""
+    libpq = dict(settings.libpq)
+    out: dict = {"server_tls": None, "client_tls": None}
+    if settings.sslmode and settings.sslmode != "disable":
+        server = {"sslmode": ini_value(settings.sslmode, "DB_SSLMODE"), "ca_file": None,
+                  "cert_file": None, "key_file": None}
+        for name, key_name in (("ca_file", "sslrootcert"), ("cert_file", "sslcert"),
+                               ("key_file", "sslkey")):
+            value = libpq.get(key_name)
+            if value and value != "system":  # PgBouncer's default is the system's store
+                server[name] = ini_value(str(Path(value).absolute()), f"DB_{key_name.upper()}")
+        out["server_tls"] = server
+    elif any(k in libpq for k in ("sslrootcert", "sslcert", "sslkey")):
+        raise ConfigError("DB_SSLROOTCERT/DB_SSLCERT/DB_SSLKEY are set but DB_SSLMODE is not: "
+                          "set DB_SSLMODE (e.g. verify-full) so PgBouncer uses TLS to the server")
+    if (cert is None) != (key is None):
+        raise ConfigError("--client-tls-cert and --client-tls-key go together; give both")
+    if cert is not None and key is not None:
+        out["client_tls"] = {
+            "cert_file": ini_value(str(cert.absolute()), "--client-tls-cert"),
+            "key_file": ini_value(str(key.absolute()), "--client-tls-key"),
+        }
+    return out
 
 
 def check_auth(settings: Settings, auth_type: str | None, listen_addr: str,

