@@ -259,6 +259,22 @@ def test_a_readonly_login_runs_status_and_monitor(managed, lane):
     assert _app_writes(managed, 5) == 0
 
 
+def test_a_readonly_login_runs_drift_with_a_scratch_server(managed, lane):
+    with psycopg.connect(managed.admin_url, autocommit=True) as conn:
+        conn.execute("GRANT dm_readonly TO dm_monitor_login")
+    env = _env(managed.monitor_url, PATH=_tls_path(managed))
+    done = run_dmdb(["drift"], env, cwd=lane["cwd"], timeout=300)
+    assert done.returncode == 1
+    line = _one_error_line(done)
+    assert "scratch database" in line and "--scratch-url" in line
+    # The replay on a server where a role may create databases (here the owner's login
+    # on the same server); the live schema is read by the monitoring login.
+    done = run_dmdb(["drift", "--scratch-url", managed.owner_url], env, cwd=lane["cwd"],
+                    timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No drift" in done.stdout
+
+
 def test_pgbouncer_config_renders_tls_on_the_server_side(managed, lane, tmp_path):
     env = _env(managed.owner_url)
     done = run_dmdb(["pgbouncer", "config", "--out-dir", tmp_path / "pgb"], env,

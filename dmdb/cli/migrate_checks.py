@@ -101,6 +101,10 @@ def register(app: typer.Typer) -> None:
                                       help="Compare with the migrations through ID instead of "
                                       "the applied ones."),
         as_json: bool = JSON,
+        scratch_url: str | None = typer.Option(
+            None, "--scratch-url", metavar="URL", envvar="DMDB_SCRATCH_URL",
+            help="Replay on this server instead (same major version), for a role that may "
+                 "not create databases on the live one, e.g. \"$(dmdb server url)\"."),
     ):
         """Compare the live schema with what the applied migrations make.
 
@@ -114,7 +118,12 @@ def register(app: typer.Typer) -> None:
         from dmdb.migrate.drift import drift as run_drift
 
         state = ctx.obj
-        result = run_drift(state.settings(), state.project(), to=to)
+        scratch = None
+        if scratch_url:
+            from dmdb.config import load_settings
+
+            scratch = load_settings({"DATABASE_URL": scratch_url})
+        result = run_drift(state.settings(), state.project(), to=to, scratch=scratch)
         if as_json:
             print_json(result.to_dict())
         else:

@@ -174,8 +174,15 @@ class _Undo(Exception):
     """Rolls back a trial inside a transaction block."""
 
 
+def _server_major(settings: Settings) -> int:
+    with connect(settings, autocommit=True) as conn:
+        return conn.execute("SELECT current_setting('server_version_num')::int / 10000"
+                            ).fetchone()[0]
+
+
 def drift(settings: Settings, project: Project, *, to: str | None = None,
-          functions_applied: bool | None = None) -> DriftResult:
+          functions_applied: bool | None = None,
+          scratch: Settings | None = None) -> DriftResult:
     """Compare the live schema with the applied migrations (or those through `to`).
 
     `functions_applied=False` leaves every function file's objects out (baseline: `up`
@@ -184,6 +191,14 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
     settings = resolve(settings.session())
     with connect(settings, autocommit=True, session="dmdb drift") as conn:
         state = status(conn, project)
+    # The replay runs on the live server, or on `scratch` (a monitoring login may read the
+    # live schema but not create databases there): of the same major, since pg_dump prints
+    # what the server's catalog functions return, and those change between majors.
+    replay_on = resolve(scratch.session()) if scratch is not None else settings
+    if scratch is not None and _server_major(replay_on) != _server_major(settings):
+        raise DmdbError(f"--scratch-url is PostgreSQL {_server_major(replay_on)} and the live "
+                        f"server {_server_major(settings)}: their schemas print differently; "
+                        "give a scratch server of the live server's major version")
     missing = [m.id for m in state.migrations if m.missing_file]
     if missing and to is None:
         raise DmdbError(f"{missing[0]}: applied but its file is missing, so it cannot be replayed; "
@@ -194,11 +209,12 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         applied = {m.id for m in state.migrations if m.state == "applied"}
         chosen = [m for m in project.migrations() if m.id in applied]
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
-    with scratch_database(settings, "drift") as scratch:
-        base, with_functions, notes, left_out = _replay(settings, scratch, chosen, project, state)
+    with scratch_database(replay_on, "drift") as scratch:
+        base, with_functions, notes, left_out = _replay(replay_on, scratch, chosen, project,
+                                                        state)
         result.notes.extend(left_out + notes)
         live = dump_objects(settings, settings.dbname)
-        not_ours = _extensions_not_creatable(settings, scratch,
+        not_ours = _extensions_not_creatable(replay_on, scratch,
                                              [k for k in live if k.startswith("EXTENSION ")
                                               and k not in with_functions])
     function_keys = {k for k in with_functions if base.get(k) != with_functions[k]}

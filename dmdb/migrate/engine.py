@@ -133,14 +133,17 @@ class RunResult:
 
 @contextmanager
 def _notices(conn: psycopg.Connection, result: RunResult) -> Iterator[Callable[[str], None]]:
-    """Collect the server's NOTICE and WARNING messages into `result.notices`, each with
-    the file that was running (set through the function yielded). A retried attempt says
-    the same again: a repeat of the last message of the same file is kept once."""
+    """Collect what the files say into `result.notices`, each with the file that was
+    running (set through the function yielded): every WARNING, and the NOTICEs a file
+    raises itself (PL/pgSQL RAISE), not PostgreSQL's own "... does not exist, skipping".
+    A retried attempt says the same again: each message is kept once."""
     current = [""]
 
     def handler(diag) -> None:
         severity = diag.severity_nonlocalized or diag.severity or ""
-        if severity not in ("NOTICE", "WARNING") or not diag.message_primary:
+        if not diag.message_primary or severity not in ("NOTICE", "WARNING"):
+            return
+        if severity == "NOTICE" and diag.source_function != "exec_stmt_raise":
             return
         item = (current[0], severity, diag.message_primary)
         if item not in result.notices:

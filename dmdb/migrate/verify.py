@@ -81,7 +81,9 @@ def _pg_dump(settings: Settings, dbname: str, *extra: str) -> str:
         capture_output=True, text=True, env=env,
     )
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["pg_dump failed"])[-1]
+        lines = done.stderr.strip().splitlines() or ["pg_dump failed"]
+        # The error itself, not the "detail: Query was: ..." after it.
+        last = next((ln for ln in reversed(lines) if "error:" in ln), lines[-1])
         raise DmdbError(f"pg_dump of {dbname} failed: {last}")
     return done.stdout
 
@@ -162,9 +164,12 @@ def scratch_database(settings: Settings, purpose: str = "verify") -> Iterator[st
         try:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.errors.InsufficientPrivilege:
+            hint = (" (or give `dmdb drift --scratch-url` a server of the same major where "
+                    "it may, e.g. the embedded one's `dmdb server url`)" if purpose == "drift"
+                    else "")
             raise DmdbError(
                 f"{purpose} needs to create a scratch database and {settings.user} may not; "
-                f"grant CREATEDB or run {purpose} against a development server"
+                f"grant CREATEDB or run {purpose} against a development server{hint}"
             ) from None
     try:
         yield name

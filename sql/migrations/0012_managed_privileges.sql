@@ -10,7 +10,9 @@
 -- The migration ledger (_yoyo_migration, _yoyo_log, _yoyo_version, _dmdb_checksum) is
 -- created before 0001 sets the default privileges, so dm_readonly could not read it: a
 -- monitoring login got "permission denied for table _yoyo_migration" from `dmdb status`.
--- It may read it now. (A scratch replay has no ledger: nothing to grant there.)
+-- It may read it now (a scratch replay has no ledger: nothing to grant there), and 0001's
+-- dmdb_bootstrap, made before its default privileges too: `pg_dump --schema-only`, which
+-- `dmdb drift` runs, locks every table and stopped there.
 
 DO $do$
 BEGIN
@@ -27,6 +29,8 @@ BEGIN
                 current_user, current_database();
         END;
     END IF;
+
+    GRANT SELECT ON dmdb_bootstrap TO dm_readonly;
 
     IF to_regclass('_yoyo_migration') IS NOT NULL THEN
         GRANT SELECT ON _yoyo_migration, _yoyo_log, _yoyo_version, _dmdb_checksum

@@ -3,6 +3,8 @@
 
 DO $do$
 BEGIN
+    REVOKE SELECT ON dmdb_bootstrap FROM dm_readonly;
+
     IF to_regclass('_yoyo_migration') IS NOT NULL THEN
         REVOKE SELECT ON _yoyo_migration, _yoyo_log, _yoyo_version, _dmdb_checksum
             FROM dm_readonly;
