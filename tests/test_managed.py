@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from conftest import REPO, run_dmdb
+
 
 def _env(url: str, **extra: str) -> dict:
     return {"DATABASE_URL": url, **extra}
@@ -65,7 +65,7 @@ def lane(managed, tmp_path_factory):
     done = run_dmdb(["up"], _env(managed.owner_url), cwd=cwd, timeout=300)
     assert done.returncode == 0, done.stderr
     with psycopg.connect(managed.admin_url, autocommit=True) as conn:
-        baseline = {name: conn.execute(f"SELECT reset_val FROM pg_settings WHERE name = %s",
+        baseline = {name: conn.execute("SELECT reset_val FROM pg_settings WHERE name = %s",
                                        (name,)).fetchone()[0]
                     for name in ("default_transaction_read_only", "lock_timeout")}
     return {"cwd": cwd, "up": done, "baseline": baseline}
