@@ -497,3 +497,42 @@ def test_settings_changed_between_reviews(conn):
             assert got[2] == pytest.approx(card.stability, rel=1e-12)
             assert got[3] == pytest.approx(card.difficulty, rel=1e-12)
             state = (got[0], got[1], got[2], got[3], at)
+
+
+def test_set_scheduler_waits_in_short_attempts_and_names_who_holds_the_settings(schema_url):
+    """An idle report holding a read of algorithm_settings must not stall every answer for
+    as long as set_scheduler waits for it (issue 29): set_scheduler waits in attempts of
+    200 ms, within the caller's lock_timeout, and then names the blocker."""
+    import threading
+
+    with psycopg.connect(schema_url, autocommit=True) as report, \
+            psycopg.connect(schema_url, autocommit=True) as admin, \
+            psycopg.connect(schema_url, autocommit=True) as answers:
+        report.execute("BEGIN")
+        report.execute("SELECT scheduler FROM algorithm_settings").fetchone()
+        outcome: dict = {}
+
+        def switch() -> None:
+            admin.execute("SET lock_timeout = '3s'")
+            try:
+                admin.execute("SELECT set_scheduler('fsrs')")
+            except psycopg.Error as exc:
+                outcome["error"] = exc
+
+        switching = threading.Thread(target=switch)
+        switching.start()
+        # Every answer reads the settings; each may wait for one 200 ms attempt at most.
+        answers.execute("SET lock_timeout = '1s'")
+        reads = 0
+        while switching.is_alive():
+            answers.execute("SELECT scheduler FROM algorithm_settings").fetchone()
+            reads += 1
+        switching.join()
+        error = outcome["error"]
+        assert isinstance(error, psycopg.errors.LockNotAvailable)
+        assert f"pid {report.info.backend_pid}" in error.diag.message_detail
+        assert reads > 1
+        report.execute("COMMIT")
+        assert admin.execute("SELECT current_setting('lock_timeout')").fetchone()[0] == "3s"
+        admin.execute("SELECT set_scheduler('sm2')")
+        assert admin.execute("SELECT scheduler FROM algorithm_settings").fetchone()[0] == "sm2"

@@ -326,6 +326,41 @@ def test_lock_wait_is_bounded(empty_url, sql_tree, tmp_path):
     assert ledger(empty_url) == []
 
 
+def test_up_during_a_rollback_waits_for_it_and_reapplies(empty_url, sql_tree, tmp_path):
+    """`up` finding nothing pending while another run holds the migration lock does not
+    decide without the lock: a rollback under way is taking migrations away (issue 29:
+    `up` said "nothing to do", 8 of 8 races left the database behind the code)."""
+    from dmdb.migrate import engine
+    from dmdb.migrate.engine import MIGRATION_LOCK_KEY, Project
+
+    for i, name in enumerate(("a", "b", "c"), 1):
+        sql_tree.migration(f"000{i}_{name}", f"CREATE TABLE {name} (id int);",
+                           f"DROP TABLE {name};")
+    env = _sql_env(empty_url, sql_tree)
+    assert run_dmdb(["up"], env, cwd=tmp_path).returncode == 0
+    with psycopg.connect(empty_url, autocommit=True) as rollback_run:
+        rollback_run.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        proc = popen_dmdb(["up"], env, cwd=tmp_path)
+        try:
+            with psycopg.connect(empty_url, autocommit=True) as watch:
+                for _ in range(300):  # until `up` has read the ledger and polls the lock
+                    polling = watch.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE query LIKE 'SELECT pg_try_advisory_lock%%' AND pid <> %s",
+                        (rollback_run.info.backend_pid,)).fetchone()[0]
+                    if polling or proc.poll() is not None:
+                        break
+                    time.sleep(0.05)
+            # The rollback this session stands for: the lock is re-entrant for it.
+            engine.rollback(rollback_run, Project(sql_tree.root), steps=2, lock_wait=5)
+        finally:
+            rollback_run.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Applied 0002_b" in out and "Applied 0003_c" in out
+    assert ledger(empty_url) == ["0001_a", "0002_b", "0003_c"]
+
+
 def test_sigkill_mid_migration_then_clean_up(empty_url, sql_tree, tmp_path):
     slow = ("CREATE TABLE big (id int);\nINSERT INTO big SELECT generate_series(1, 1000);\n"
             "SELECT pg_sleep(60);\nCREATE TABLE after_sleep (id int);\n")
@@ -357,6 +392,47 @@ def test_sigkill_mid_migration_then_clean_up(empty_url, sql_tree, tmp_path):
     assert ledger(empty_url) == ["0001_first", "0002_slow"]
     with psycopg.connect(empty_url) as conn:
         assert conn.execute("SELECT count(*) FROM big").fetchone()[0] == 1000
+
+
+def test_a_killed_non_transactional_migration_is_shown_half_applied(empty_url, sql_tree,
+                                                                    tmp_path):
+    """Its first statements are committed, its record is not: `status` flags it and `drift`
+    says that running the same `up` again completes it (issue 29)."""
+    half = ("-- transactional: false\n"
+            "CREATE TABLE IF NOT EXISTS first_half (id int);\n"
+            "SELECT pg_sleep(60) WHERE to_regclass('go_on') IS NULL;\n"
+            "CREATE TABLE IF NOT EXISTS second_half (id int);\n")
+    sql_tree.migration("0001_half", half, "DROP TABLE IF EXISTS second_half;\n"
+                       "DROP TABLE IF EXISTS first_half;")
+    env = _sql_env(empty_url, sql_tree)
+    proc = popen_dmdb(["up"], env, cwd=tmp_path)
+    try:
+        with psycopg.connect(empty_url, autocommit=True) as watch:
+            for _ in range(300):
+                if watch.execute("SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE query LIKE 'SELECT pg_sleep(60)%%'").fetchone()[0]:
+                    break
+                time.sleep(0.1)
+            else:
+                pytest.fail("the migration never reached its second statement")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    run_sql(empty_url, "CREATE TABLE go_on ()")
+
+    done = run_dmdb(["status"], env, cwd=tmp_path)
+    assert "INTERRUPTED apply" in done.stdout
+    assert "interrupted: 0001_half: interrupted half-way through its apply" in done.stdout
+    assert "run `dmdb up` again" in done.stdout
+    data = json.loads(run_dmdb(["status", "--json"], env, cwd=tmp_path).stdout)
+    assert data["summary"]["interrupted"] == 1 and not data["summary"]["up_to_date"]
+    done = run_dmdb(["drift"], env, cwd=tmp_path)
+    assert "0001_half: interrupted half-way" in done.stdout + done.stderr
+
+    assert run_dmdb(["up"], env, cwd=tmp_path).returncode == 0
+    data = json.loads(run_dmdb(["status", "--json"], env, cwd=tmp_path).stdout)
+    assert data["summary"]["interrupted"] == 0 and data["summary"]["up_to_date"]
+    assert run_sql(empty_url, "SELECT to_regclass('second_half') IS NOT NULL") == [(True,)]
 
 
 @pytest.mark.parametrize("argv", [None, ["--help"], ["status", "--help"], ["partitions", "--help"]])

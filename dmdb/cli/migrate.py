@@ -226,6 +226,7 @@ def register(app: typer.Typer) -> None:
                         ("EDITED", m.edited), ("ROLLBACK EDITED", m.rollback_edited),
                         ("NO ROLLBACK", m.missing_rollback), ("FILE MISSING", m.missing_file),
                         ("non-transactional", not m.transactional),
+                        (f"INTERRUPTED {m.interrupted}", m.interrupted),
                     ) if on
                 ]
                 rows.append((m.id, m.state, m.applied_at or "", ", ".join(flags)))
@@ -239,6 +240,8 @@ def register(app: typer.Typer) -> None:
                       f"{s['functions_pending']} function file(s) to apply\n")
             for problem in result.problems:
                 out.write(f"problem: {problem}\n")
+            for line in result.interrupted:
+                out.write(f"interrupted: {line}\n")
         if check and not data["summary"]["up_to_date"]:
             raise typer.Exit(1)
 

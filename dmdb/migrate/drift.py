@@ -209,6 +209,8 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         applied = {m.id for m in state.migrations if m.state == "applied"}
         chosen = [m for m in project.migrations() if m.id in applied]
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
+    # A half-applied file explains its drift; re-running it is the fix.
+    result.notes.extend(state.interrupted)
     with scratch_database(replay_on, "drift") as scratch:
         base, with_functions, notes, left_out = _replay(replay_on, scratch, chosen, project,
                                                         state)

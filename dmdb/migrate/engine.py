@@ -59,6 +59,9 @@ class MigrationState:
     missing_file: bool = False
     transactional: bool = True
     description: str = ""
+    # A non-transactional file stopped half-way (its run killed): "apply" or "rollback".
+    # Its statements are written to be re-run: the same `up`/`rollback` completes it.
+    interrupted: str | None = None
 
 
 @dataclass
@@ -88,6 +91,13 @@ class Status:
         return out
 
     @property
+    def interrupted(self) -> list[str]:
+        """Non-transactional files stopped half-way, and how to complete each."""
+        return [f"{m.id}: interrupted half-way through its {m.interrupted} "
+                f"(non-transactional); run `dmdb {'up' if m.interrupted == 'apply' else 'rollback'}`"
+                " again to complete it" for m in self.migrations if m.interrupted]
+
+    @property
     def up_to_date(self) -> bool:
         return (not self.problems and all(m.state == "applied" for m in self.migrations)
                 and all(f.state == "applied" for f in self.functions))
@@ -103,6 +113,7 @@ class Status:
                 "edited": sum(m.edited or m.rollback_edited for m in self.migrations),
                 "missing_rollback": sum(m.missing_rollback for m in self.migrations),
                 "functions_pending": sum(f.state != "applied" for f in self.functions),
+                "interrupted": sum(m.interrupted is not None for m in self.migrations),
                 "up_to_date": self.up_to_date,
             },
         }
@@ -205,6 +216,26 @@ def read_ledger(conn: psycopg.Connection) -> tuple[dict[str, LedgerRow], dict[st
     return migrations, functions
 
 
+def _mark_interrupted(conn: psycopg.Connection, files: list[Migration],
+                      states: list[MigrationState]) -> None:
+    """Flag the non-transactional files whose last run started and never finished (read
+    only when the project has such files: `status` stays one ledger read otherwise)."""
+    by_id = {s.id: s for s in states}
+    candidates = [m.id for m in files
+                  if (not m.forward.transactional and by_id[m.id].state == "pending")
+                  or (m.rollback is not None and not m.rollback.transactional
+                      and by_id[m.id].state == "applied")]
+    if not candidates or not ledger_exists(conn):
+        return
+    for file_id, operation in conn.execute(resources.query("ledger_interrupted"),
+                                           (candidates,)).fetchall():
+        state = by_id[file_id]
+        if operation == "start" and state.state == "pending":
+            state.interrupted = "apply"
+        elif operation == "start-rb" and state.state == "applied":
+            state.interrupted = "rollback"
+
+
 def _iso(at: str | datetime | None) -> str | None:
     """ISO 8601 in UTC (the ledger queries already format it)."""
     if at is None or isinstance(at, str):
@@ -234,6 +265,7 @@ def status(conn: psycopg.Connection, project: Project) -> Status:
             if m.rollback is not None and row.rollback_sha256:
                 state.rollback_edited = row.rollback_sha256 != m.rollback.sha256
         states.append(state)
+    _mark_interrupted(conn, files, states)
     known = {m.id for m in files}
     for file_id, row in applied.items():
         if file_id not in known:
@@ -272,6 +304,11 @@ def acquire_lock(conn: psycopg.Connection, wait_seconds: float, key: int = MIGRA
         f"another dmdb run holds the migration lock{who}; waited {waited:.0f}s — "
         "retry later or raise --lock-timeout"
     )
+
+
+def _lock_held(conn: psycopg.Connection, key: int = MIGRATION_LOCK_KEY) -> bool:
+    """Does another session hold the migration lock now?"""
+    return conn.execute(resources.query("ledger_lock_holder"), (key,)).fetchone() is not None
 
 
 def release_lock(conn: psycopg.Connection, key: int = MIGRATION_LOCK_KEY) -> None:
@@ -331,6 +368,8 @@ def apply_migration(conn: psycopg.Connection, migration: Migration, *, record: b
     """Apply one migration. Transactional ones run and are recorded in a single transaction;
     non-transactional ones are recorded once every statement succeeded."""
     runner = runner or Runner(conn)
+    if record and not migration.forward.transactional:
+        _log_row(conn, migration, "start")  # committed now: a kill mid-way leaves it
     runner.run_file(migration.forward,
                     (lambda: _record_applied(conn, migration)) if record else None)
 
@@ -339,6 +378,8 @@ def rollback_migration(conn: psycopg.Connection, migration: Migration, *, record
                        runner: Runner | None = None) -> None:
     assert migration.rollback is not None
     runner = runner or Runner(conn, command="dmdb rollback")
+    if record and not migration.rollback.transactional:
+        _log_row(conn, migration, "start-rb")
     runner.run_file(migration.rollback,
                     (lambda: _record_rolled_back(conn, migration)) if record else None)
 
@@ -441,8 +482,11 @@ def up(
                 result.functions.append(f.id)
                 result.sql.append((f.id, joined(f)))
         return result
-    if not pending and not (with_functions and _functions_to_apply(project, preflight)):
-        return result  # up to date: no lock, no second read
+    if not pending and not (with_functions and _functions_to_apply(project, preflight)) \
+            and not _lock_held(conn):
+        return result  # up to date, and no run under way: no lock, no second read
+    # Work to do, or another run holds the lock (a rollback may be taking migrations away
+    # right now): wait for the lock and decide on the ledger as it is then.
 
     prepare_session(conn, policy.lock_timeout)
     result.waited_for_lock = acquire_lock(conn, lock_wait)

@@ -169,7 +169,8 @@ BEGIN
     IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
        OR p_response_time_ms IS NULL OR p_answered_at IS NULL OR p_response_time_ms < 0
        OR v_hints < 0 OR p_quality < 0 OR p_quality > 5 OR jsonb_typeof(v_context) <> 'object'
-       OR NOT isfinite(p_answered_at) THEN
+       OR NOT isfinite(p_answered_at) OR p_response_time_ms > 86400000 OR v_hints > 1000
+       OR pg_column_size(v_context) > 16384 THEN
         IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
            OR p_response_time_ms IS NULL OR p_answered_at IS NULL THEN
             RAISE EXCEPTION 'record_answer: % must not be NULL',
@@ -188,6 +189,16 @@ BEGIN
             RAISE EXCEPTION 'record_answer: hints_used % is negative', v_hints
                 USING ERRCODE = '22023';
         END IF;
+        -- Bounds a client bug or a hostile caller could exceed: they would skew the
+        -- quality and the response-time averages, or bloat every event row.
+        IF p_response_time_ms > 86400000 THEN
+            RAISE EXCEPTION 'record_answer: response_time_ms % is over 86400000 (a day)',
+                p_response_time_ms USING ERRCODE = '22023';
+        END IF;
+        IF v_hints > 1000 THEN
+            RAISE EXCEPTION 'record_answer: hints_used % is over 1000', v_hints
+                USING ERRCODE = '22023';
+        END IF;
         IF p_quality < 0 OR p_quality > 5 THEN
             RAISE EXCEPTION 'record_answer: quality % is outside 0..5', p_quality
                 USING ERRCODE = '22023';
@@ -196,8 +207,12 @@ BEGIN
             RAISE EXCEPTION 'record_answer: answered_at %', answer_time_error(p_answered_at, NULL, NULL, NULL)
                 USING ERRCODE = '22023';
         END IF;
-        RAISE EXCEPTION 'record_answer: context must be a JSON object, got %', jsonb_typeof(v_context)
-            USING ERRCODE = '22023';
+        IF jsonb_typeof(v_context) <> 'object' THEN
+            RAISE EXCEPTION 'record_answer: context must be a JSON object, got %',
+                jsonb_typeof(v_context) USING ERRCODE = '22023';
+        END IF;
+        RAISE EXCEPTION 'record_answer: context is % bytes, over the 16384 an answer may carry',
+            pg_column_size(v_context) USING ERRCODE = '22023';
     END IF;
 
     IF p_session_id IS NOT NULL THEN

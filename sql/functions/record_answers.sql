@@ -301,6 +301,11 @@ BEGIN
                          '22023response_time_ms: ' || j.response_time_ms || ' is negative'
                      WHEN j.hints_used < 0 THEN
                          '22023hints_used: ' || j.hints_used || ' is negative'
+                     WHEN j.response_time_ms > 86400000 THEN
+                         '22023response_time_ms: ' || j.response_time_ms
+                         || ' is over 86400000 (a day)'
+                     WHEN j.hints_used > 1000 THEN
+                         '22023hints_used: ' || j.hints_used || ' is over 1000'
                      WHEN j.quality NOT BETWEEN 0 AND 5 THEN
                          '22023quality: ' || j.quality || ' is outside 0..5'
                      WHEN c.concept_id IS NULL THEN 'P0002content_id: unknown content_id ' || j.content_id
@@ -312,6 +317,9 @@ BEGIN
                              v_settings.answer_max_future_skew, v_settings.answer_earliest_at)
                      WHEN j.context IS NOT NULL AND jsonb_typeof(j.context) <> 'object' THEN
                          '22023context: must be a JSON object, got ' || jsonb_typeof(j.context)
+                     WHEN pg_column_size(j.context) > 16384 THEN
+                         '22023context: ' || pg_column_size(j.context)
+                         || ' bytes, over the 16384 an answer may carry'
                  END AS bad
             FROM ROWS FROM (jsonb_to_recordset(p_answers) AS (
                      user_id bigint, content_id bigint, is_correct boolean,

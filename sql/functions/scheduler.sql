@@ -11,7 +11,11 @@
 --   1. LOCK algorithm_settings IN ACCESS EXCLUSIVE MODE: waits for every transaction
 --      that has read the settings (each answer does) to end, and holds new answers
 --      until this transaction commits, so no answer computed with the old choice
---      writes after the switch (the caller's lock_timeout bounds the wait);
+--      writes after the switch. A waiting lock request queues every new answer behind
+--      it: one idle report holding a read of the settings would stall them all for as
+--      long as it stays open. So each attempt waits at most 200 ms, then lets the queue
+--      drain and tries again after a growing pause, like migrations do, within the
+--      caller's lock_timeout (30 s when it has none); then 55P03 names the blockers;
 --   2. sets the scheduler;
 --   3. with p_repoint (default), re-points next_review_at of every row to the chosen
 --      scheduler's due in the same transaction; answers wait until it commits. On a
@@ -29,13 +33,46 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     v_rows bigint := 0;
+    v_saved text := current_setting('lock_timeout');
+    v_budget interval := CASE WHEN current_setting('lock_timeout') IN ('0', '0ms', '0s')
+                              THEN interval '30 seconds'
+                              ELSE current_setting('lock_timeout')::interval END;
+    v_deadline timestamptz := clock_timestamp() + v_budget;
+    v_pause double precision := 0.05;
+    v_blockers text;
 BEGIN
     IF p_scheduler IS NULL OR p_scheduler NOT IN ('sm2', 'fsrs') THEN
         RAISE EXCEPTION 'set_scheduler: unknown scheduler %, expected sm2 or fsrs',
             coalesce(quote_literal(p_scheduler), 'NULL')
             USING ERRCODE = '22023';
     END IF;
-    LOCK TABLE algorithm_settings IN ACCESS EXCLUSIVE MODE;
+    LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '200ms', true);
+            LOCK TABLE algorithm_settings IN ACCESS EXCLUSIVE MODE;
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF clock_timestamp() + make_interval(secs => v_pause) > v_deadline THEN
+                SELECT string_agg(format('pid %s (%s, %s)', a.pid,
+                                         coalesce(nullif(a.application_name, ''), 'no name'),
+                                         coalesce(a.state, 'state hidden')), ', ')
+                  INTO v_blockers
+                  FROM pg_stat_activity a
+                 WHERE a.pid IN (SELECT l.pid FROM pg_locks l
+                                  WHERE l.relation = 'algorithm_settings'::regclass
+                                    AND l.granted AND l.pid <> pg_backend_pid());
+                RAISE EXCEPTION 'set_scheduler: algorithm_settings stayed locked for %',
+                    v_budget
+                    USING ERRCODE = '55P03',
+                          DETAIL = 'held by ' || coalesce(v_blockers, 'sessions now gone'),
+                          HINT = 'End those transactions (an idle report?), or call it again '
+                                 'with a larger lock_timeout.';
+            END IF;
+            PERFORM pg_sleep(v_pause * (1 + random() / 2));
+            v_pause := least(v_pause * 2, 1.0);
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', v_saved, true);
     UPDATE algorithm_settings SET scheduler = p_scheduler, updated_at = now();
     IF NOT FOUND THEN
         RAISE EXCEPTION 'set_scheduler: algorithm_settings has no row'
@@ -186,3 +223,15 @@ AS $$
            next_review_at = CASE WHEN p_scheduler = 'fsrs' THEN p_due ELSE rs.next_review_at END
      WHERE rs.user_id = p_user_id AND rs.content_id = p_content_id AND rs.fsrs_state IS NULL;
 $$;
+
+-- The scheduler is the owner's choice, not the application's (migration 0013): a new
+-- routine gets EXECUTE for dm_app from 0001's default privileges, taken back here.
+DO $do$
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'dm_app') THEN
+        REVOKE EXECUTE ON FUNCTION set_scheduler(text, boolean) FROM dm_app;
+        REVOKE EXECUTE ON PROCEDURE repoint_schedules(integer) FROM dm_app;
+        REVOKE EXECUTE ON PROCEDURE fsrs_backfill(integer) FROM dm_app;
+    END IF;
+END
+$do$;
