@@ -315,11 +315,54 @@ def test_a_failing_check_is_unknown_and_the_others_still_run(schema_url, monkeyp
     assert by["sequences"].status is Status.OK and by["cache_hit"].status is Status.OK
 
 
-def test_monitor_session_is_read_only(schema_url):
+def test_a_full_run_leaves_the_session_as_it_found_it(schema_url):
+    """Each check runs in a transaction of its own (read-only, statement_timeout for that
+    transaction): after a full run the connection's session settings are unchanged and it
+    can write. Through PgBouncer in transaction mode, the next client gets this server
+    connection."""
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        def session():
+            return (conn.execute("SHOW default_transaction_read_only").fetchone()[0],
+                    conn.execute("SHOW statement_timeout").fetchone()[0],
+                    conn.execute("SELECT name, setting FROM pg_settings "
+                                 "WHERE source = 'session' ORDER BY name").fetchall())
+
+        before = session()
+        assert before[:2] == ("off", "0")
+        run.prepare(conn)
+        report = run.run_checks(conn, Thresholds())
+        assert [c.name for c in report.checks] == list(run.CHECKS)
+        assert [c.name for c in report.checks if c.status is Status.UNKNOWN] == []
+        assert session() == before
+        assert conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+        conn.execute("CREATE TABLE after_monitor (a int)")
+        conn.execute("INSERT INTO after_monitor VALUES (1)")
+        assert conn.execute("SELECT count(*) FROM after_monitor").fetchone()[0] == 1
+
+
+def test_each_check_is_read_only_and_bounded_on_its_own(schema_url, monkeypatch):
+    """The monitor's guarantees hold per check: a check that writes fails (read-only
+    transaction), one that runs past the statement_timeout is cancelled; both turn UNKNOWN,
+    their transactions are rolled back and the checks after them still run."""
+    def writes(conn, t):
+        conn.execute("CREATE TABLE nope (a int)")
+
+    def sleeps(conn, t):
+        conn.execute("SELECT pg_sleep(5)")
+
+    monkeypatch.setitem(run.CHECKS, "bloat", writes)
+    monkeypatch.setitem(run.CHECKS, "index_bloat", sleeps)
     with psycopg.connect(schema_url) as conn:
         run.prepare(conn)
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("CREATE TABLE nope (a int)")
+        report = run.run_checks(conn, Thresholds(), statement_timeout="200ms",
+                                only=["sequences", "bloat", "index_bloat", "cache_hit"])
+        assert conn.execute("SELECT to_regclass('nope')").fetchone()[0] is None
+    by = {c.name: c for c in report.checks}
+    assert by["bloat"].status is Status.UNKNOWN
+    assert "ReadOnlySqlTransaction" in by["bloat"].summary
+    assert by["index_bloat"].status is Status.UNKNOWN
+    assert "statement timeout" in by["index_bloat"].summary
+    assert by["sequences"].status is Status.OK and by["cache_hit"].status is Status.OK
 
 
 def test_check_exit_code_follows_the_worst_verdict(cli, schema_url):

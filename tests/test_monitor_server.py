@@ -366,6 +366,27 @@ def test_pgbouncer_clients_waiting_for_a_server(cli, pgbouncer_admin):
         waiter.close()
 
 
+def test_monitor_through_pgbouncer_leaves_the_server_connection_clean(cli, pgbouncer_admin):
+    """Transaction pooling with one server connection: the application's next transaction
+    runs on the server connection the monitor just used. It must be writable and without
+    the monitor's statement_timeout (on a session-level setting it failed: "cannot execute
+    UPDATE in a read-only transaction")."""
+    from monitor_helpers import add_user
+
+    _, pooled, _ = pgbouncer_admin
+    with psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as app:
+        server_pid = app.execute("SELECT pg_backend_pid()").fetchone()[0]
+        data, checks = run_json(cli, pooled)
+        assert data["up"] is True
+        assert [n for n, c in checks.items() if c["status"] == "UNKNOWN"] == []
+        assert app.execute("SELECT pg_backend_pid()").fetchone()[0] == server_pid
+        assert app.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        assert app.execute("SHOW statement_timeout").fetchone()[0] == "0"
+        uid = add_user(app)
+        app.execute("UPDATE users SET xp = xp + 1 WHERE user_id = %s", (uid,))
+        assert app.execute("SELECT xp FROM users WHERE user_id = %s", (uid,)).fetchone()[0] == 1
+
+
 @pytest.mark.parametrize("url", [
     "postgresql://postgres:secret@127.0.0.1:1/pgbouncer",
     # Mistyped URLs: libpq then quotes the whole string, password included, in its error.

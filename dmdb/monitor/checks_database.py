@@ -378,7 +378,8 @@ def check_top_queries(conn, t: Thresholds) -> CheckResult:
                            metrics={"available": False}, notes=[PGSS_HOWTO])
     text = sql.SQL(_sql("top_statements")).format(schema=sql.Identifier(found[0]["schemaname"]))
     try:
-        rows = _rows(conn, "top_statements", {"limit": t.top_queries}, text=text)
+        with conn.transaction():  # a savepoint: the check's transaction survives the error
+            rows = _rows(conn, "top_statements", {"limit": t.top_queries}, text=text)
     except psycopg.errors.ObjectNotInPrerequisiteState as exc:
         note = ("pg_stat_statements is installed but not loaded: add it to "
                 "shared_preload_libraries and restart the server ("

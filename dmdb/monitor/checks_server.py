@@ -188,7 +188,8 @@ def check_wal_archiving(conn, t: Thresholds) -> CheckResult:
     notes: list[str] = []
     ready = None
     try:
-        ready = _rows(conn, "archive_ready")[0]["ready"]
+        with conn.transaction():  # a savepoint: the check's transaction survives a refusal
+            ready = _rows(conn, "archive_ready")[0]["ready"]
     except psycopg.errors.InsufficientPrivilege:
         notes.append("WAL segments waiting to be archived not counted: needs pg_monitor")
     metrics = {"archive_mode": a["archive_mode"], "archived": a["archived_count"],
