@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import psycopg
 import pytest
@@ -380,6 +381,41 @@ def test_check_exit_code_follows_the_worst_verdict(cli, schema_url):
     assert warn.exit_code == 1 and warn.stdout.startswith("WARNING: sequences: ")
 
 
+def test_blind_checks_are_never_ok_and_named_once():
+    """core.blind: an OK over rows the role cannot see turns UNKNOWN with the fix; a
+    problem it did see stays, with the line as a note. --check names the shared cause
+    once, after the worst check."""
+    from datetime import datetime, timezone
+
+    from dmdb.monitor.core import Privileges, Report, blind
+
+    who = Privileges("app", False, False, False, "GRANT pg_monitor TO app;")
+    ok = blind(CheckResult("connections", Status.OK, "3/100 connections", {"total": 3}),
+               who, "other roles' sessions")
+    assert ok.status is Status.UNKNOWN and ok.metrics == {"total": 3, "privileged": False}
+    assert ok.summary.startswith("role app lacks pg_monitor and cannot see other roles' "
+                                 "sessions; fix: GRANT pg_monitor TO app; (run by an admin")
+    assert ok.notes == ["as far as role app can see: 3/100 connections"]
+    seen = blind(CheckResult("long_running_queries", Status.WARNING, "1 query running"),
+                 who, "other roles' statements")
+    assert seen.status is Status.WARNING and seen.summary == "1 query running"
+    assert seen.notes[0].startswith("role app lacks pg_monitor") and seen.cause is None
+
+    other = blind(CheckResult("blocked_queries", Status.OK, "none"), who, "lock waits")
+    now = datetime.now(timezone.utc)
+    assert Report([ok, other], now).check_line() == (
+        "UNKNOWN: 2 checks UNKNOWN: role app lacks pg_monitor (GRANT pg_monitor TO app;): "
+        "connections, blocked_queries")
+    seq = CheckResult("sequences", Status.WARNING, "1 sequence near the maximum")
+    assert Report([ok, seq, other], now).check_line() == (
+        "WARNING: sequences: 1 sequence near the maximum; 2 checks UNKNOWN: role app lacks "
+        "pg_monitor (GRANT pg_monitor TO app;): connections, blocked_queries")
+    failed = CheckResult("bloat", Status.UNKNOWN, "check failed: boom")
+    assert Report([ok, failed], now).check_line() == (
+        "UNKNOWN: bloat: check failed: boom; 1 check UNKNOWN: role app lacks pg_monitor "
+        "(GRANT pg_monitor TO app;): connections")
+
+
 def test_worst_orders_critical_warning_unknown_ok():
     assert worst([Status.OK, Status.UNKNOWN]) is Status.UNKNOWN
     assert worst([Status.UNKNOWN, Status.WARNING]) is Status.WARNING
@@ -506,6 +542,29 @@ def test_reads_from_the_replica_and_reports_its_lag(cli, schema_url, pg_settings
         families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
         assert len(families["pg_replication_lag_seconds"].samples) == 2
         assert len(families["pg_replication_lag_bytes"].samples) == 2
+
+        # a role without pg_monitor sees the replica's row on the primary, not its state
+        # or lag: UNKNOWN with the GRANT, not "1 replica, lag 0 s"
+        from dataclasses import replace
+
+        from psycopg import sql
+
+        role = f"mon_blind_{time.monotonic_ns()}"
+        dbname = psycopg.conninfo.conninfo_to_dict(schema_url)["dbname"]
+        with psycopg.connect(schema_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        try:
+            blind = one(cli, replace(pg_settings, user=role).url(redact=False, dbname=dbname),
+                        "replication", "--trend-days", "0")
+            assert blind["status"] == "UNKNOWN", blind
+            assert blind["summary"].startswith(
+                f"role {role} lacks pg_monitor and cannot see the state and lag of 1 replica")
+            assert f"GRANT pg_monitor TO {role};" in blind["summary"]
+            assert [r["state"] for r in blind["rows"]] == ["hidden"]
+            assert blind["metrics"]["privileged"] is False
+        finally:
+            with psycopg.connect(schema_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
         # hot_standby_feedback: the standby holds the primary's xmin horizon, and the
         # monitor (reading from the standby) shows it from the primary

@@ -81,6 +81,116 @@ def test_prometheus_says_up_when_the_server_answers(cli, schema_url):
     assert [s.value for s in families["dmdb_schema_present"].samples] == [1]
 
 
+# ------------------------------------------------- a role without pg_monitor (managed)
+
+@pytest.fixture
+def roles(schema_db, pg_settings, embedded_only):
+    """Two LOGIN roles on the schema database, neither superuser nor in pg_monitor: the
+    monitoring `owner` (as on a managed service) and the application's `other`. The
+    embedded server admits this OS user as any role (peer authentication)."""
+    import uuid
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from psycopg import sql
+
+    name, url = schema_db
+    suffix = uuid.uuid4().hex[:8]
+    owner, other = f"mon_owner_{suffix}", f"mon_other_{suffix}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        for role in (owner, other):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    yield SimpleNamespace(
+        owner=owner, other=other, admin_url=url,
+        owner_url=replace(pg_settings, user=owner).url(redact=False, dbname=name),
+        other_url=replace(pg_settings, user=other).url(redact=False, dbname=name))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE usename IN (%s, %s)", (owner, other))
+        for role in (owner, other):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+SESSION_CHECKS = ("connections", "long_running_queries", "blocked_queries", "xmin_horizon")
+
+
+def test_a_role_without_pg_monitor_is_unknown_never_ok(cli, roles):
+    """Without pg_monitor, another role's long query is hidden (no state, no start time):
+    the checks over other sessions say UNKNOWN with the GRANT, not OK; granted, the query
+    is seen and judged as for a superuser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from psycopg import sql
+
+    with psycopg.connect(roles.other_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_sleep(0.3)")  # another role's statement, top of this database
+    slow = psycopg.connect(roles.other_url, autocommit=True)
+    thread = threading.Thread(target=_sleep_until_cancelled, args=(slow,))
+    thread.start()
+    try:
+        with psycopg.connect(roles.admin_url, autocommit=True) as admin:
+            assert wait_for(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+                "AND query_start < now() - interval '1 second'",
+                (slow.info.backend_pid,)).fetchone()[0] == 1)
+        names = [*SESSION_CHECKS, "top_queries"]
+        args = ["--only", ",".join(names), "--long-query-seconds", "0.5", "--trend-days", "0"]
+        grant = f"GRANT pg_monitor TO {roles.owner};"
+        _, checks = run_json(cli, roles.owner_url, *args)
+        for name in names:
+            c = checks[name]
+            assert c["status"] == "UNKNOWN", c
+            assert c["summary"].startswith(f"role {roles.owner} lacks pg_monitor and cannot see ")
+            assert grant in c["summary"] and "\n" not in c["summary"]
+            assert c["metrics"]["privileged"] is False
+            assert c["notes"][0].startswith(f"as far as role {roles.owner} can see: ")
+        # what made it look healthy: the other role's query is not in the rows
+        assert checks["long_running_queries"]["metrics"]["count"] == 0
+        assert "<insufficient privilege>" in [r["query"] for r in checks["top_queries"]["rows"]]
+
+        # the history of --record is not this role's either: a warning, the checks still run
+        trends = cli(["monitor", "--json", *args[:-2]], url=roles.owner_url)
+        assert trends.exit_code == 0 and json.loads(trends.stdout)["trends"] is None
+        assert "trends not read: permission denied" in trends.stderr
+        assert f"GRANT dm_readonly TO {roles.owner}" in trends.stderr
+
+        line = cli(["monitor", "--check", *args], url=roles.owner_url)
+        assert line.exit_code == 3
+        assert line.stdout == (f"UNKNOWN: 5 checks UNKNOWN: role {roles.owner} lacks pg_monitor "
+                               f"({grant}): {', '.join(names)}\n")
+        prom = cli(["monitor", "--format", "prometheus", *args], url=roles.owner_url)
+        families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+        assert {s.labels["check"]: s.value for s in families["dmdb_check_status"].samples} == {
+            n: 3 for n in names}
+        dash = cli(["monitor", *args], url=roles.owner_url, env={"NO_COLOR": "1", "COLUMNS": "300"})
+        assert f"5 checks UNKNOWN: role {roles.owner} lacks pg_monitor" in dash.stdout
+
+        with psycopg.connect(roles.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(roles.owner)))
+        _, checks = run_json(cli, roles.owner_url, *args)
+        long = checks["long_running_queries"]
+        assert long["status"] == "WARNING", long
+        assert slow.info.backend_pid in [r["pid"] for r in long["rows"]]
+        assert "pg_sleep(30)" in next(r["query"] for r in long["rows"]
+                                      if r["pid"] == slow.info.backend_pid)
+        for name in names:
+            assert checks[name]["metrics"]["privileged"] is True
+            assert checks[name]["status"] != "UNKNOWN", checks[name]
+        assert "<insufficient privilege>" not in [r["query"] for r in checks["top_queries"]["rows"]]
+        line = cli(["monitor", "--check", *args], url=roles.owner_url)
+        assert line.exit_code == 1 and line.stdout.startswith("WARNING: long_running_queries: ")
+    finally:
+        slow.cancel_safe()
+        thread.join(10)
+        slow.close()
+
+
+def _sleep_until_cancelled(conn) -> None:
+    try:
+        conn.execute("SELECT pg_sleep(30)")
+    except psycopg.errors.QueryCanceled:
+        pass
+
+
 # ----------------------------------------------------------- xmin horizon and slots
 
 def test_long_transaction_holds_the_xmin_horizon(cli, schema_url):

@@ -13,6 +13,7 @@ from typing import Any
 from dmdb.errors import ConnectError
 from dmdb.monitor.core import (
     CheckResult,
+    Privileges,
     Status,
     Thresholds,
     _pct,
@@ -20,8 +21,12 @@ from dmdb.monitor.core import (
     _rows,
     _size,
     _sql,
+    blind,
+    read_privileges,
     worst,
 )
+
+HIDDEN = "<insufficient privilege>"  # what PostgreSQL shows for a text the role may not see
 
 
 def check_connections(conn, t: Thresholds) -> CheckResult:
@@ -238,10 +243,13 @@ def _lag_status(seconds: float, t: Thresholds) -> Status:
 
 
 def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
-                      replica_error: str | None = None) -> CheckResult:
+                      replica_error: str | None = None,
+                      privileges: Privileges | None = None) -> CheckResult:
     """`conn` is the read connection; `primary()` gives the primary's connection (the only
     one pg_stat_replication lists replicas on). `replica_error`: the configured read
-    replica could not be reached (CRITICAL: the replica is down, whatever the others say)."""
+    replica could not be reached (CRITICAL: the replica is down, whatever the others say).
+    A role without pg_monitor sees each replica's row without its state and lag: never OK
+    then (core.blind); without any replica, "no replicas" is what it sees, and true."""
     rows: list[dict] = []
     if replica_error is not None:
         rows.append({"role": "read replica (DB_READ_REPLICA_HOST)", "application_name": None,
@@ -260,13 +268,31 @@ def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
         return CheckResult("replication", Status.CRITICAL, f"primary unreachable: {exc}",
                            metrics={"replicas": len(rows), "primary_reachable": False},
                            rows=rows)
+    hidden = 0
     if pconn is not conn or not standby["in_recovery"]:
         for r in _rows(pconn, "replication_primary"):
-            rows.append({"role": "replica", **{k: r[k] for k in (
-                "application_name", "client_addr", "state", "lag_bytes", "lag_seconds")}})
+            row = {"role": "replica", **{k: r[k] for k in (
+                "application_name", "client_addr", "state", "lag_bytes", "lag_seconds")}}
+            if r["state"] is None:  # its details hidden from this role
+                hidden += 1
+                row.update(state="hidden", lag_bytes=None, lag_seconds=None)
+            rows.append(row)
     for r in rows:
         r["status"] = ("CRITICAL" if r["state"] == "unreachable"
+                       else "UNKNOWN" if r["state"] == "hidden"
                        else _lag_status(r["lag_seconds"] or 0.0, t).name)
+    result = _replication_result(rows, t, replica_error)
+    if privileges is not None:
+        result.metrics["privileged"] = privileges.sees_all_sessions
+    if hidden:
+        who = privileges or read_privileges(pconn)
+        result = blind(result, who, f"the state and lag of {_plural(hidden, 'replica')}")
+    return result
+
+
+def _replication_result(rows: list[dict], t: Thresholds,
+                        replica_error: str | None) -> CheckResult:
+    seen = [r for r in rows if r["status"] != "UNKNOWN"]
     if replica_error is not None:
         others = [r for r in rows if r["state"] != "unreachable"]
         return CheckResult(
@@ -282,7 +308,7 @@ def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
                            metrics={"replicas": 0, "max_lag_seconds": 0.0, "max_lag_bytes": 0.0})
     max_s = max(r["lag_seconds"] or 0.0 for r in rows)
     max_b = max(r["lag_bytes"] or 0.0 for r in rows)
-    status = worst(Status[r["status"]] for r in rows)
+    status = worst(Status[r["status"]] for r in seen)
     return CheckResult(
         "replication", status,
         f"{_plural(len(rows), 'replica')}, max replay lag {max_s:.1f} s / {_size(max_b)}"
@@ -368,7 +394,11 @@ PGSS_HOWTO = (
 )
 
 
-def check_top_queries(conn, t: Thresholds) -> CheckResult:
+def check_top_queries(conn, t: Thresholds, *,
+                      privileges: Privileges | None = None) -> CheckResult:
+    """The statements of this database with the most execution time. pg_stat_statements
+    shows a role without pg_monitor other roles' statements with their numbers but without
+    their text (and queryid): with any such among the top, never OK (core.blind)."""
     import psycopg
     from psycopg import sql
 
@@ -396,9 +426,17 @@ def check_top_queries(conn, t: Thresholds) -> CheckResult:
                + (f"; {_plural(slow, 'slow statement')} (mean >= "
                   f"{t.slow_query_mean_seconds * 1000:g} ms, calls >= {t.slow_query_calls})"
                   if slow else "")) if rows else "no statements recorded yet"
-    return CheckResult("top_queries", Status.OK, summary,
-                       metrics={"available": True, "statements": len(rows), "slow": slow,
-                                "total_seconds": round(total, 6)},
-                       rows=rows)
+    result = CheckResult("top_queries", Status.OK, summary,
+                         metrics={"available": True, "statements": len(rows), "slow": slow,
+                                  "total_seconds": round(total, 6)},
+                         rows=rows)
+    if privileges is not None:
+        result.metrics["privileged"] = privileges.sees_all_sessions
+    hidden = sum(r["query"] == HIDDEN for r in rows)
+    if hidden:
+        result = blind(result, privileges or read_privileges(conn),
+                       f"the text of {hidden} of the top {len(rows)} statements "
+                       "(other roles' statements)")
+    return result
 
 

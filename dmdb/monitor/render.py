@@ -112,7 +112,7 @@ def _problem_rows(check: CheckResult) -> list[dict]:
 
 def _table_lines(check: CheckResult, detail: int) -> int:
     """Lines a problem check's detail table takes: label, header, rule, rows, caption."""
-    if not check.rows:
+    if not check.rows or check.cause:
         return 0
     rows = len(_problem_rows(check))
     return 3 + min(rows, detail) + (1 if rows > detail else 0) if check.rows and detail else 0
@@ -224,6 +224,9 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
     parts: list = [head]
     parts += [Text(f"warning: {w}", style="yellow", no_wrap=not verbose, overflow="ellipsis")
               for w in report.warnings]
+    if report.blind_line():  # checks UNKNOWN for one reason (a missing GRANT): said once
+        parts.append(Text(report.blind_line(), style=STYLE["UNKNOWN"], no_wrap=not verbose,
+                          overflow="ellipsis"))
     if not report.up:
         parts.append(Text(f"cannot reach the server: {report.error}", style="bold red"))
         return Group(*parts)
@@ -267,7 +270,7 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
     if problems:
         if detail:
             for c in problems:
-                if c.rows:
+                if c.rows and not c.cause:  # blind (no GRANT): its rows are not the problem
                     parts.append(Text(f"  {c.name}:", style="dim"))
                     parts.append(_check_table(c, detail, problems_only=not verbose,
                                               width=None if verbose else width))

@@ -47,7 +47,16 @@ from dmdb.monitor.checks_tables import (
     check_missing_indexes,
     check_unused_indexes,
 )
-from dmdb.monitor.core import STATEMENT_TIMEOUT, CheckResult, Report, Status, Thresholds
+from dmdb.monitor.core import (
+    STATEMENT_TIMEOUT,
+    CheckResult,
+    Privileges,
+    Report,
+    Status,
+    Thresholds,
+    blind,
+    read_privileges,
+)
 
 CHECKS: dict[str, Callable[..., CheckResult]] = {
     "schema": check_schema,
@@ -78,6 +87,17 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
 # primary's horizon, its slots, its archiver and checkpoints. `replication` gets the
 # primary as a callable (it reads the standby's own lag from the read connection too).
 PRIMARY_ONLY = {"xmin_horizon", "replication_slots", "wal_archiving", "checkpoints"}
+# Checks over other sessions' rows of pg_stat_activity: a role without pg_read_all_stats
+# (pg_monitor) sees those rows with no state, query or times, so these checks are blind
+# to them (never OK; see core.blind), and what they cannot see. `replication` and
+# `top_queries` decide from their own rows (hidden lag, hidden texts).
+NEEDS_ALL_SESSIONS = {
+    "connections": "the state of other roles' sessions (idle in transaction, and since when)",
+    "long_running_queries": "other roles' running statements and their start times",
+    "blocked_queries": "other roles' lock waits",
+    "xmin_horizon": "since when other roles' transactions hold the horizon, nor standbys' "
+                    "feedback",
+}
 
 
 def select_checks(only: list[str] | None) -> list[str]:
@@ -150,6 +170,7 @@ def run_checks(conn, thresholds: Thresholds | None = None, *, only: list[str] | 
     from dmdb.db import redact
 
     t = (thresholds or Thresholds()).validate()
+    seen: dict[int, Privileges] = {}  # what the role may see, per connection
     results = []
     for name in select_checks(only):
         fn = CHECKS[name]
@@ -159,10 +180,17 @@ def run_checks(conn, thresholds: Thresholds | None = None, *, only: list[str] | 
                 if name in PRIMARY_ONLY and primary is not None:
                     target = primary()
                 stack.enter_context(check_transaction(target, statement_timeout))
+                if id(target) not in seen:
+                    seen[id(target)] = read_privileges(target)
+                privileges = seen[id(target)]
                 result = _call(fn, target, t, {
-                    **context, "settings": settings,
+                    **context, "settings": settings, "privileges": privileges,
                     "primary": _in_transaction(primary, stack, {id(target)}, statement_timeout),
                 })
+            if name in NEEDS_ALL_SESSIONS:
+                result.metrics["privileged"] = privileges.sees_all_sessions
+                if not privileges.sees_all_sessions:
+                    result = blind(result, privileges, NEEDS_ALL_SESSIONS[name])
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             first = first_line(exc)
             result = CheckResult(name, Status.UNKNOWN,
@@ -247,10 +275,18 @@ def monitor(settings, thresholds: Thresholds | None = None, *, only: list[str] |
                             project=project, pgbouncer_url=pgbouncer_url,
                             replica_error=replica_error[0] if replica_error else None)
         if trend_days:
+            import psycopg
+
             from dmdb.monitor import history
 
-            with check_transaction(read):
-                report.trends = history.trends(read, days=trend_days)
+            try:
+                with check_transaction(read):
+                    report.trends = history.trends(read, days=trend_days)
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # The checks ran; only the history is out of this role's reach.
+                _warn(f"trends not read: {first_line(exc)}; the dmdb_monitor schema is "
+                      f"granted to dm_readonly (GRANT dm_readonly TO {read.info.user}), or "
+                      "pass --trend-days 0")
     finally:
         read.close()
         for conn in extra:
