@@ -57,11 +57,34 @@ def _statements_available(url: str) -> bool:
         ).fetchone()[0]
 
 
-def test_pg_stat_statements_missing_is_a_note_not_a_failure(cli, empty_url):
-    check = one(cli, empty_url, "top_queries")
+def test_pg_stat_statements_preloaded_not_created_says_create_extension(cli, empty_db):
+    """The suite's server preloads pg_stat_statements (as a managed service does); a
+    database without the extension needs CREATE EXTENSION there, not postgresql.conf."""
+    name, url = empty_db
+    with psycopg.connect(url) as conn:
+        assert "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    check = one(cli, url, "top_queries")
     assert check["status"] == "OK"
-    assert check["summary"].startswith("pg_stat_statements not installed")
-    assert "shared_preload_libraries" in check["summary"]
+    assert check["metrics"] == {"available": False, "setup": "not_created"}
+    assert check["summary"] == (
+        f"pg_stat_statements is preloaded but not created in database {name}: run CREATE "
+        f"EXTENSION pg_stat_statements in database {name} (as a superuser or your "
+        "provider's admin role; migration 0001 does it for a superuser)")
+    assert "shared_preload_libraries" not in check["summary"]
+    assert check["notes"] == [check["summary"]]
+
+
+def test_pg_stat_statements_not_on_the_server_says_so():
+    from dmdb.monitor.checks_database import StatementsSetup, statements_advice
+
+    state, advice = statements_advice(StatementsSetup("app", None, available=False,
+                                                      preloaded=False))
+    assert state == "unavailable"
+    assert advice.startswith("pg_stat_statements is not available on this server (not in "
+                             "pg_available_extensions): install PostgreSQL's contrib modules")
+    assert statements_advice(StatementsSetup("app", "public", True, True)) == ("on", None)
+    state, advice = statements_advice(StatementsSetup("app", "public", True, True), loaded=False)
+    assert state == "not_preloaded" and "shared_preload_libraries" in advice
 
 
 # ------------------------------------------------------------------------ sessions

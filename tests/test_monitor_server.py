@@ -244,7 +244,8 @@ def test_inactive_physical_slot_reserving_wal(cli, schema_url):
 @pytest.fixture(scope="module")
 def special_server(embedded_only):
     """A server of its own with what the shared one lacks: max_prepared_transactions,
-    wal_level = logical, and WAL archiving to a command that always fails."""
+    wal_level = logical, WAL archiving to a command that always fails, and no
+    pg_stat_statements in shared_preload_libraries."""
     import tempfile
     from pathlib import Path
 
@@ -263,6 +264,9 @@ def special_server(embedded_only):
                 conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
                     sql.Identifier(name), sql.Literal(value)))
         server.stop()
+        # (not through ALTER SYSTEM, which writes an empty list as one empty name)
+        with open(server.pg_data / "postgresql.conf", "a") as conf:
+            conf.write("shared_preload_libraries = ''\n")
         info = server.start(dbname="postgres")
         yield (f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}")
     finally:
@@ -309,6 +313,31 @@ def test_inactive_logical_slot(cli, special_server):
             assert any(r["kind"] == "replication slot" and r["holder"] == slot for r in holders)
         finally:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_pg_stat_statements_not_preloaded(cli, special_server):
+    """Not in shared_preload_libraries: created or not, the advice names the preload (in
+    postgresql.conf or the provider's parameter group) and the restart; CREATE EXTENSION
+    only while it is missing."""
+    with psycopg.connect(special_server, autocommit=True) as conn:
+        assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == ""
+        neither = one(cli, special_server, "top_queries")
+        assert neither["status"] == "OK" and neither["metrics"]["setup"] == "not_set_up"
+        assert neither["summary"].startswith(
+            "pg_stat_statements is not set up: add it to shared_preload_libraries "
+            "(postgresql.conf, or your provider's parameter group / database flags), restart "
+            "the server, then run CREATE EXTENSION pg_stat_statements in database postgres")
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        try:
+            created = one(cli, special_server, "top_queries")
+        finally:
+            conn.execute("DROP EXTENSION pg_stat_statements")
+    assert created["status"] == "OK"
+    assert created["metrics"] == {"available": False, "setup": "not_preloaded"}
+    assert created["summary"] == (
+        "pg_stat_statements is created in database postgres but not loaded: add "
+        "pg_stat_statements to shared_preload_libraries (postgresql.conf, or your provider's "
+        "parameter group / database flags) and restart the server")
 
 
 def test_failing_archive_command(cli, special_server):

@@ -8,6 +8,7 @@ sql/queries/monitor/.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dmdb.errors import ConnectError
@@ -387,35 +388,87 @@ def check_partitions(conn, t: Thresholds) -> CheckResult:
     return CheckResult("partitions", status, summary, metrics=metrics, rows=rows, notes=notes)
 
 
-PGSS_HOWTO = (
-    "pg_stat_statements not installed: add shared_preload_libraries = 'pg_stat_statements' "
-    "to postgresql.conf, restart the server, then run CREATE EXTENSION pg_stat_statements "
-    "in this database (migration 0001 does it for a superuser)"
-)
+# pg_stat_statements: where its two steps are done, on a server of one's own and on a
+# managed service (no postgresql.conf there, no superuser either).
+PRELOAD_WHERE = "postgresql.conf, or your provider's parameter group / database flags"
+CREATE_BY = ("as a superuser or your provider's admin role; migration 0001 does it for a "
+             "superuser")
+
+
+@dataclass(frozen=True)
+class StatementsSetup:
+    """pg_stat_statements on this server and in this database
+    (sql/queries/monitor/pg_stat_statements.sql)."""
+
+    dbname: str
+    schemaname: str | None  # where it is created in this database; None: not created
+    available: bool         # in pg_available_extensions (the server has its files)
+    preloaded: bool         # in shared_preload_libraries (loaded at server start)
+
+    @property
+    def created(self) -> bool:
+        return self.schemaname is not None
+
+
+def read_statements_setup(conn) -> StatementsSetup:
+    r = _rows(conn, "pg_stat_statements")[0]
+    return StatementsSetup(r["dbname"], r["schemaname"], r["available"], r["preloaded"])
+
+
+def statements_advice(s: StatementsSetup, *, loaded: bool | None = None) -> tuple[str, str | None]:
+    """(state, the one line that says what to do) for pg_stat_statements; state "on" (no
+    advice), "not_created", "not_preloaded", "not_set_up" or "unavailable". `loaded`:
+    whether reading the view worked (it fails when the library was not preloaded), which
+    wins over the settings."""
+    db = s.dbname
+    preloaded = s.preloaded if loaded is None else loaded
+    if s.created and preloaded:
+        return "on", None
+    if s.created:
+        return "not_preloaded", (
+            f"pg_stat_statements is created in database {db} but not loaded: add "
+            f"pg_stat_statements to shared_preload_libraries ({PRELOAD_WHERE}) and restart "
+            "the server")
+    if not s.available:
+        return "unavailable", (
+            "pg_stat_statements is not available on this server (not in "
+            "pg_available_extensions): install PostgreSQL's contrib modules for this server "
+            f"version, add pg_stat_statements to shared_preload_libraries ({PRELOAD_WHERE}), "
+            f"restart, then run CREATE EXTENSION pg_stat_statements in database {db} "
+            f"({CREATE_BY})")
+    if preloaded:
+        return "not_created", (
+            f"pg_stat_statements is preloaded but not created in database {db}: run CREATE "
+            f"EXTENSION pg_stat_statements in database {db} ({CREATE_BY})")
+    return "not_set_up", (
+        f"pg_stat_statements is not set up: add it to shared_preload_libraries "
+        f"({PRELOAD_WHERE}), restart the server, then run CREATE EXTENSION "
+        f"pg_stat_statements in database {db} ({CREATE_BY})")
 
 
 def check_top_queries(conn, t: Thresholds, *,
                       privileges: Privileges | None = None) -> CheckResult:
-    """The statements of this database with the most execution time. pg_stat_statements
-    shows a role without pg_monitor other roles' statements with their numbers but without
-    their text (and queryid): with any such among the top, never OK (core.blind)."""
+    """The statements of this database with the most execution time. Without
+    pg_stat_statements, OK with one line saying what to do for this server's case
+    (statements_advice). pg_stat_statements shows a role without pg_monitor other roles'
+    statements with their numbers but without their text (and queryid): with any such
+    among the top, never OK (core.blind)."""
     import psycopg
     from psycopg import sql
 
-    found = _rows(conn, "statements_available")
-    if not found:
-        return CheckResult("top_queries", Status.OK, PGSS_HOWTO,
-                           metrics={"available": False}, notes=[PGSS_HOWTO])
-    text = sql.SQL(_sql("top_statements")).format(schema=sql.Identifier(found[0]["schemaname"]))
+    setup = read_statements_setup(conn)
+    if not setup.created:
+        state, advice = statements_advice(setup)
+        return CheckResult("top_queries", Status.OK, advice,
+                           metrics={"available": False, "setup": state}, notes=[advice])
+    text = sql.SQL(_sql("top_statements")).format(schema=sql.Identifier(setup.schemaname))
     try:
         with conn.transaction():  # a savepoint: the check's transaction survives the error
             rows = _rows(conn, "top_statements", {"limit": t.top_queries}, text=text)
-    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
-        note = ("pg_stat_statements is installed but not loaded: add it to "
-                "shared_preload_libraries and restart the server ("
-                + str(exc).strip().splitlines()[0] + ")")
-        return CheckResult("top_queries", Status.OK, note, metrics={"available": False},
-                           notes=[note])
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        state, advice = statements_advice(setup, loaded=False)
+        return CheckResult("top_queries", Status.OK, advice,
+                           metrics={"available": False, "setup": state}, notes=[advice])
     slow = 0
     for r in rows:
         r["slow"] = (r["mean_seconds"] >= t.slow_query_mean_seconds
@@ -427,8 +480,8 @@ def check_top_queries(conn, t: Thresholds, *,
                   f"{t.slow_query_mean_seconds * 1000:g} ms, calls >= {t.slow_query_calls})"
                   if slow else "")) if rows else "no statements recorded yet"
     result = CheckResult("top_queries", Status.OK, summary,
-                         metrics={"available": True, "statements": len(rows), "slow": slow,
-                                  "total_seconds": round(total, 6)},
+                         metrics={"available": True, "setup": "on", "statements": len(rows),
+                                  "slow": slow, "total_seconds": round(total, 6)},
                          rows=rows)
     if privileges is not None:
         result.metrics["privileged"] = privileges.sees_all_sessions
