@@ -36,6 +36,17 @@ def test_fresh_schema_is_healthy_and_json_is_stable(cli, schema_url):
     # pg_stat_bgwriter on 16; inactive_since of slots on 17+ only)
     assert [n for n, c in checks.items() if c["status"] == "UNKNOWN"] == []
     assert checks["pgbouncer"]["metrics"]["configured"] is False
+    # the suite's role is a superuser and 0001/0005 ran as one: nothing is off
+    caps = checks["capabilities"]
+    assert caps["status"] == "OK" and caps["notes"] == []
+    assert caps["metrics"]["superuser"] is True and caps["metrics"]["sees_all_sessions"] is True
+    assert caps["metrics"]["ddl_audit"] is True
+    assert {r["feature"]: r["state"] for r in caps["rows"]} == {
+        "other sessions": "visible", "DDL audit": "on",
+        "pg_stat_statements": "on" if _statements_available(schema_url) else "not_created"}
+    for name in ("connections", "long_running_queries", "blocked_queries", "xmin_horizon",
+                 "replication"):
+        assert checks[name]["metrics"]["privileged"] is True, name
     assert checks["partitions"]["metrics"]["months_ahead"] == {"public.learning_events": 3}
     assert checks["partitions"]["metrics"]["default_partition_rows"] == {
         "public.learning_events_default": 0}

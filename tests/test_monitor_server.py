@@ -184,6 +184,49 @@ def test_a_role_without_pg_monitor_is_unknown_never_ok(cli, roles):
         slow.close()
 
 
+def test_capabilities_say_what_is_off_and_stay_ok(cli, roles, empty_db, pg_settings):
+    """A managed database: no superuser ran 0005 (no event triggers), the monitoring role
+    lacks pg_monitor. `capabilities` names both with the fix and stays OK; pg_stat_statements'
+    preload is read without pg_read_all_settings."""
+    from dataclasses import replace
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with psycopg.connect(roles.admin_url, autocommit=True) as admin:
+        admin.execute("DROP EVENT TRIGGER schema_audit_ddl")
+        admin.execute("DROP EVENT TRIGGER schema_audit_drop")
+    caps = one(cli, roles.owner_url, "capabilities", "--trend-days", "0")
+    assert caps["status"] == "OK", caps
+    assert caps["summary"] == (
+        f"role {roles.owner}: other sessions hidden (role {roles.owner} lacks pg_monitor); "
+        "pg_stat_statements on; DDL audit off: event triggers need a superuser")
+    assert caps["metrics"] == {"role": roles.owner, "superuser": False,
+                               "sees_all_sessions": False, "reads_all_settings": False,
+                               "pg_stat_statements": "on", "ddl_audit": False}
+    detail = {r["feature"]: r["detail"] for r in caps["rows"]}
+    assert f"GRANT pg_monitor TO {roles.owner};" in detail["other sessions"]
+    assert detail["DDL audit"].startswith(
+        "DDL audit off: event triggers schema_audit_ddl and schema_audit_drop absent: event "
+        "triggers need a superuser")
+    assert ("CREATE EVENT TRIGGER schema_audit_ddl ON ddl_command_end EXECUTE FUNCTION "
+            "schema_audit_record();") in detail["DDL audit"]
+    assert caps["notes"] == [detail["other sessions"], detail["DDL audit"]]
+    line = cli(["monitor", "--check", "--only", "capabilities", "--trend-days", "0"],
+               url=roles.owner_url)
+    assert (line.exit_code, line.stdout) == (0, "OK: 1 checks OK\n")
+    prom = cli(["monitor", "--format", "prometheus", "--only", "capabilities",
+                "--trend-days", "0"], url=roles.owner_url)
+    families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+    assert [s.value for s in families["dmdb_role_sees_all_sessions"].samples] == [0]
+    assert [s.value for s in families["dmdb_ddl_audit_enabled"].samples] == [0]
+
+    # a database without the extension, seen by this role: preloaded, so CREATE EXTENSION
+    name, _ = empty_db
+    top = one(cli, replace(pg_settings, user=roles.owner).url(redact=False, dbname=name),
+              "top_queries", "--trend-days", "0")
+    assert top["metrics"]["setup"] == "not_created", top
+
+
 def _sleep_until_cancelled(conn) -> None:
     try:
         conn.execute("SELECT pg_sleep(30)")

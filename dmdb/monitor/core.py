@@ -1,5 +1,6 @@
 """The pieces every `dmdb monitor` check shares: verdicts, results, the report, the
-thresholds (one field per flag) and small helpers. The checks themselves live in
+thresholds (one field per flag), what the monitoring role may see (Privileges, and
+`blind` for a check that cannot see what it needs) and small helpers. The checks themselves live in
 dmdb.monitor.run (sessions, wraparound, schema objects, partitions, statements),
 dmdb.monitor.checks_tables (indexes, dead tuples, bloat, missing indexes),
 dmdb.monitor.checks_server (schema version, xmin horizon, slots, WAL archiving,

@@ -22,6 +22,7 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 # Columns shown in the detail tables per check (all keys are in --json), and headers.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "schema": ("item", "detail"),
+    "capabilities": ("feature", "state", "detail"),
     "connections": ("pid", "datname", "usename", "application_name", "idle_seconds",
                     "last_query"),
     "long_running_queries": ("pid", "datname", "usename", "state", "duration_seconds",
@@ -527,6 +528,14 @@ def _emit_new_metrics(x: _Exposition, by: dict[str, CheckResult]) -> None:
               c.metrics["present"])
         x.add("dmdb_schema_pending_migrations", g, "Migrations not applied yet.",
               c.metrics.get("pending"))
+    c = by.get("capabilities")
+    if c:
+        x.add("dmdb_role_sees_all_sessions", g,
+              "1 when the monitoring role sees every session (superuser or pg_monitor), 0 "
+              "when other roles' sessions are hidden from it.", c.metrics["sees_all_sessions"])
+        x.add("dmdb_ddl_audit_enabled", g,
+              "1 when the DDL audit's event triggers are there and enabled (0005).",
+              c.metrics["ddl_audit"])
     c = by.get("xmin_horizon")
     if c:
         m = c.metrics

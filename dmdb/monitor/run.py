@@ -32,6 +32,7 @@ from dmdb.monitor.checks_database import (
     check_xid_wraparound,
 )
 from dmdb.monitor.checks_server import (
+    check_capabilities,
     check_checkpoints,
     check_pgbouncer,
     check_replication_slots,
@@ -60,6 +61,7 @@ from dmdb.monitor.core import (
 
 CHECKS: dict[str, Callable[..., CheckResult]] = {
     "schema": check_schema,
+    "capabilities": check_capabilities,
     "connections": check_connections,
     "long_running_queries": check_long_running,
     "blocked_queries": check_blocked,
