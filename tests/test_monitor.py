@@ -5,7 +5,9 @@ The server-side checks and the truthful status are in test_monitor_server.py."""
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 
 import psycopg
 import pytest
@@ -25,16 +27,34 @@ def test_fresh_schema_is_healthy_and_json_is_stable(cli, schema_url):
     for c in data["checks"]:
         assert set(c) >= {"name", "status", "summary", "metrics", "rows"}
         assert c["status"] in ("OK", "WARNING", "CRITICAL", "UNKNOWN")
-    for name in ("schema", "sequences", "invalid_indexes", "not_valid_constraints",
-                 "duplicate_indexes", "missing_indexes", "index_bloat", "partitions",
-                 "replication", "xid_wraparound", "long_running_queries", "pgbouncer"):
-        assert checks[name]["status"] == "OK", checks[name]
+    caps = checks["capabilities"]
+    sees_all = caps["metrics"]["sees_all_sessions"]
+    if not os.environ.get("DMDB_TEST_DATABASE_URL"):  # the embedded server's postgres
+        assert caps["metrics"]["superuser"] is True and sees_all is True
+    blind = set() if sees_all else {"connections", "long_running_queries", "blocked_queries",
+                                    "xmin_horizon"}
+    for name in ("schema", "capabilities", "sequences", "invalid_indexes",
+                 "not_valid_constraints", "duplicate_indexes", "missing_indexes",
+                 "index_bloat", "partitions", "replication", "xid_wraparound",
+                 "long_running_queries", "pgbouncer"):
+        assert checks[name]["status"] == ("UNKNOWN" if name in blind else "OK"), checks[name]
     assert checks["replication"]["summary"] == "no replicas"
     assert checks["schema"]["metrics"]["pending"] == 0
     # every check answers on this server version (pg_stat_checkpointer on 17+,
     # pg_stat_bgwriter on 16; inactive_since of slots on 17+ only)
-    assert [n for n, c in checks.items() if c["status"] == "UNKNOWN"] == []
+    assert {n for n, c in checks.items() if c["status"] == "UNKNOWN"} <= blind
     assert checks["pgbouncer"]["metrics"]["configured"] is False
+    for name in ("connections", "long_running_queries", "blocked_queries", "xmin_horizon",
+                 "replication"):
+        assert checks[name]["metrics"]["privileged"] is sees_all, name
+    states = {r["feature"]: r["state"] for r in caps["rows"]}
+    assert states["other sessions"] == ("visible" if sees_all else "hidden")
+    if _statements_available(schema_url):
+        assert states["pg_stat_statements"] == "on"
+    if caps["metrics"]["superuser"]:  # 0005 ran as a superuser: the DDL audit is on
+        assert states["DDL audit"] == "on" and caps["metrics"]["ddl_audit"] is True
+    if caps["metrics"]["superuser"] and _statements_available(schema_url):
+        assert caps["notes"] == []  # nothing is off
     assert checks["partitions"]["metrics"]["months_ahead"] == {"public.learning_events": 3}
     assert checks["partitions"]["metrics"]["default_partition_rows"] == {
         "public.learning_events_default": 0}
@@ -56,11 +76,34 @@ def _statements_available(url: str) -> bool:
         ).fetchone()[0]
 
 
-def test_pg_stat_statements_missing_is_a_note_not_a_failure(cli, empty_url):
-    check = one(cli, empty_url, "top_queries")
+def test_pg_stat_statements_preloaded_not_created_says_create_extension(cli, empty_db):
+    """The suite's server preloads pg_stat_statements (as a managed service does); a
+    database without the extension needs CREATE EXTENSION there, not postgresql.conf."""
+    name, url = empty_db
+    with psycopg.connect(url) as conn:
+        assert "pg_stat_statements" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    check = one(cli, url, "top_queries")
     assert check["status"] == "OK"
-    assert check["summary"].startswith("pg_stat_statements not installed")
-    assert "shared_preload_libraries" in check["summary"]
+    assert check["metrics"] == {"available": False, "setup": "not_created"}
+    assert check["summary"] == (
+        f"pg_stat_statements is preloaded but not created in database {name}: run CREATE "
+        f"EXTENSION pg_stat_statements in database {name} (as a superuser or your "
+        "provider's admin role; migration 0001 does it for a superuser)")
+    assert "shared_preload_libraries" not in check["summary"]
+    assert check["notes"] == [check["summary"]]
+
+
+def test_pg_stat_statements_not_on_the_server_says_so():
+    from dmdb.monitor.checks_database import StatementsSetup, statements_advice
+
+    state, advice = statements_advice(StatementsSetup("app", None, available=False,
+                                                      preloaded=False))
+    assert state == "unavailable"
+    assert advice.startswith("pg_stat_statements is not available on this server (not in "
+                             "pg_available_extensions): install PostgreSQL's contrib modules")
+    assert statements_advice(StatementsSetup("app", "public", True, True)) == ("on", None)
+    state, advice = statements_advice(StatementsSetup("app", "public", True, True), loaded=False)
+    assert state == "not_preloaded" and "shared_preload_libraries" in advice
 
 
 # ------------------------------------------------------------------------ sessions
@@ -315,11 +358,55 @@ def test_a_failing_check_is_unknown_and_the_others_still_run(schema_url, monkeyp
     assert by["sequences"].status is Status.OK and by["cache_hit"].status is Status.OK
 
 
-def test_monitor_session_is_read_only(schema_url):
+def test_a_full_run_leaves_the_session_as_it_found_it(schema_url):
+    """Each check runs in a transaction of its own (read-only, statement_timeout for that
+    transaction): after a full run the connection's session settings are unchanged and it
+    can write. Through PgBouncer in transaction mode, the next client gets this server
+    connection."""
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        def session():
+            return (conn.execute("SHOW default_transaction_read_only").fetchone()[0],
+                    conn.execute("SHOW statement_timeout").fetchone()[0],
+                    conn.execute("SELECT name, setting FROM pg_settings "
+                                 "WHERE source = 'session' ORDER BY name").fetchall())
+
+        before = session()
+        assert before[:2] == ("off", "0")
+        run.prepare(conn)
+        report = run.run_checks(conn, Thresholds())
+        assert [c.name for c in report.checks] == list(run.CHECKS)
+        assert [c.summary for c in report.checks
+                if c.status is Status.UNKNOWN and not c.cause] == []  # none failed
+        assert session() == before
+        assert conn.info.transaction_status is psycopg.pq.TransactionStatus.IDLE
+        conn.execute("CREATE TABLE after_monitor (a int)")
+        conn.execute("INSERT INTO after_monitor VALUES (1)")
+        assert conn.execute("SELECT count(*) FROM after_monitor").fetchone()[0] == 1
+
+
+def test_each_check_is_read_only_and_bounded_on_its_own(schema_url, monkeypatch):
+    """The monitor's guarantees hold per check: a check that writes fails (read-only
+    transaction), one that runs past the statement_timeout is cancelled; both turn UNKNOWN,
+    their transactions are rolled back and the checks after them still run."""
+    def writes(conn, t):
+        conn.execute("CREATE TABLE nope (a int)")
+
+    def sleeps(conn, t):
+        conn.execute("SELECT pg_sleep(5)")
+
+    monkeypatch.setitem(run.CHECKS, "bloat", writes)
+    monkeypatch.setitem(run.CHECKS, "index_bloat", sleeps)
     with psycopg.connect(schema_url) as conn:
         run.prepare(conn)
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("CREATE TABLE nope (a int)")
+        report = run.run_checks(conn, Thresholds(), statement_timeout="200ms",
+                                only=["sequences", "bloat", "index_bloat", "cache_hit"])
+        assert conn.execute("SELECT to_regclass('nope')").fetchone()[0] is None
+    by = {c.name: c for c in report.checks}
+    assert by["bloat"].status is Status.UNKNOWN
+    assert "ReadOnlySqlTransaction" in by["bloat"].summary
+    assert by["index_bloat"].status is Status.UNKNOWN
+    assert "statement timeout" in by["index_bloat"].summary
+    assert by["sequences"].status is Status.OK and by["cache_hit"].status is Status.OK
 
 
 def test_check_exit_code_follows_the_worst_verdict(cli, schema_url):
@@ -335,6 +422,41 @@ def test_check_exit_code_follows_the_worst_verdict(cli, schema_url):
         conn.execute("SELECT setval('half_seq', 90)")
     warn = cli(["monitor", "--check", "--only", "sequences,invalid_indexes"], url=schema_url)
     assert warn.exit_code == 1 and warn.stdout.startswith("WARNING: sequences: ")
+
+
+def test_blind_checks_are_never_ok_and_named_once():
+    """core.blind: an OK over rows the role cannot see turns UNKNOWN with the fix; a
+    problem it did see stays, with the line as a note. --check names the shared cause
+    once, after the worst check."""
+    from datetime import datetime, timezone
+
+    from dmdb.monitor.core import Privileges, Report, blind
+
+    who = Privileges("app", False, False, False, "GRANT pg_monitor TO app;")
+    ok = blind(CheckResult("connections", Status.OK, "3/100 connections", {"total": 3}),
+               who, "other roles' sessions")
+    assert ok.status is Status.UNKNOWN and ok.metrics == {"total": 3, "privileged": False}
+    assert ok.summary.startswith("role app lacks pg_monitor and cannot see other roles' "
+                                 "sessions; fix: GRANT pg_monitor TO app; (run by an admin")
+    assert ok.notes == ["as far as role app can see: 3/100 connections"]
+    seen = blind(CheckResult("long_running_queries", Status.WARNING, "1 query running"),
+                 who, "other roles' statements")
+    assert seen.status is Status.WARNING and seen.summary == "1 query running"
+    assert seen.notes[0].startswith("role app lacks pg_monitor") and seen.cause is None
+
+    other = blind(CheckResult("blocked_queries", Status.OK, "none"), who, "lock waits")
+    now = datetime.now(timezone.utc)
+    assert Report([ok, other], now).check_line() == (
+        "UNKNOWN: 2 checks UNKNOWN: role app lacks pg_monitor (GRANT pg_monitor TO app;): "
+        "connections, blocked_queries")
+    seq = CheckResult("sequences", Status.WARNING, "1 sequence near the maximum")
+    assert Report([ok, seq, other], now).check_line() == (
+        "WARNING: sequences: 1 sequence near the maximum; 2 checks UNKNOWN: role app lacks "
+        "pg_monitor (GRANT pg_monitor TO app;): connections, blocked_queries")
+    failed = CheckResult("bloat", Status.UNKNOWN, "check failed: boom")
+    assert Report([ok, failed], now).check_line() == (
+        "UNKNOWN: bloat: check failed: boom; 1 check UNKNOWN: role app lacks pg_monitor "
+        "(GRANT pg_monitor TO app;): connections")
 
 
 def test_worst_orders_critical_warning_unknown_ok():
@@ -463,6 +585,29 @@ def test_reads_from_the_replica_and_reports_its_lag(cli, schema_url, pg_settings
         families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
         assert len(families["pg_replication_lag_seconds"].samples) == 2
         assert len(families["pg_replication_lag_bytes"].samples) == 2
+
+        # a role without pg_monitor sees the replica's row on the primary, not its state
+        # or lag: UNKNOWN with the GRANT, not "1 replica, lag 0 s"
+        from dataclasses import replace
+
+        from psycopg import sql
+
+        role = f"mon_blind_{time.monotonic_ns()}"
+        dbname = psycopg.conninfo.conninfo_to_dict(schema_url)["dbname"]
+        with psycopg.connect(schema_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        try:
+            blind = one(cli, replace(pg_settings, user=role).url(redact=False, dbname=dbname),
+                        "replication", "--trend-days", "0")
+            assert blind["status"] == "UNKNOWN", blind
+            assert blind["summary"].startswith(
+                f"role {role} lacks pg_monitor and cannot see the state and lag of 1 replica")
+            assert f"GRANT pg_monitor TO {role};" in blind["summary"]
+            assert [r["state"] for r in blind["rows"]] == ["hidden"]
+            assert blind["metrics"]["privileged"] is False
+        finally:
+            with psycopg.connect(schema_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
         # hot_standby_feedback: the standby holds the primary's xmin horizon, and the
         # monitor (reading from the standby) shows it from the primary

@@ -81,6 +81,159 @@ def test_prometheus_says_up_when_the_server_answers(cli, schema_url):
     assert [s.value for s in families["dmdb_schema_present"].samples] == [1]
 
 
+# ------------------------------------------------- a role without pg_monitor (managed)
+
+@pytest.fixture
+def roles(schema_db, pg_settings, embedded_only):
+    """Two LOGIN roles on the schema database, neither superuser nor in pg_monitor: the
+    monitoring `owner` (as on a managed service) and the application's `other`. The
+    embedded server admits this OS user as any role (peer authentication)."""
+    import uuid
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from psycopg import sql
+
+    name, url = schema_db
+    suffix = uuid.uuid4().hex[:8]
+    owner, other = f"mon_owner_{suffix}", f"mon_other_{suffix}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        for role in (owner, other):
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    yield SimpleNamespace(
+        owner=owner, other=other, admin_url=url,
+        owner_url=replace(pg_settings, user=owner).url(redact=False, dbname=name),
+        other_url=replace(pg_settings, user=other).url(redact=False, dbname=name))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE usename IN (%s, %s)", (owner, other))
+        for role in (owner, other):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+SESSION_CHECKS = ("connections", "long_running_queries", "blocked_queries", "xmin_horizon")
+
+
+def test_a_role_without_pg_monitor_is_unknown_never_ok(cli, roles):
+    """Without pg_monitor, another role's long query is hidden (no state, no start time):
+    the checks over other sessions say UNKNOWN with the GRANT, not OK; granted, the query
+    is seen and judged as for a superuser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from psycopg import sql
+
+    with psycopg.connect(roles.other_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_sleep(0.3)")  # another role's statement, top of this database
+    slow = psycopg.connect(roles.other_url, autocommit=True)
+    thread = threading.Thread(target=_sleep_until_cancelled, args=(slow,))
+    thread.start()
+    try:
+        with psycopg.connect(roles.admin_url, autocommit=True) as admin:
+            assert wait_for(lambda: admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+                "AND query_start < now() - interval '1 second'",
+                (slow.info.backend_pid,)).fetchone()[0] == 1)
+        names = [*SESSION_CHECKS, "top_queries"]
+        args = ["--only", ",".join(names), "--long-query-seconds", "0.5", "--trend-days", "0"]
+        grant = f"GRANT pg_monitor TO {roles.owner};"
+        _, checks = run_json(cli, roles.owner_url, *args)
+        for name in names:
+            c = checks[name]
+            assert c["status"] == "UNKNOWN", c
+            assert c["summary"].startswith(f"role {roles.owner} lacks pg_monitor and cannot see ")
+            assert grant in c["summary"] and "\n" not in c["summary"]
+            assert c["metrics"]["privileged"] is False
+            assert c["notes"][0].startswith(f"as far as role {roles.owner} can see: ")
+        # what made it look healthy: the other role's query is not in the rows
+        assert checks["long_running_queries"]["metrics"]["count"] == 0
+        assert "<insufficient privilege>" in [r["query"] for r in checks["top_queries"]["rows"]]
+
+        # the history of --record is not this role's either: a warning, the checks still run
+        trends = cli(["monitor", "--json", *args[:-2]], url=roles.owner_url)
+        assert trends.exit_code == 0 and json.loads(trends.stdout)["trends"] is None
+        assert "trends not read: permission denied" in trends.stderr
+        assert f"GRANT dm_readonly TO {roles.owner}" in trends.stderr
+
+        line = cli(["monitor", "--check", *args], url=roles.owner_url)
+        assert line.exit_code == 3
+        assert line.stdout == (f"UNKNOWN: 5 checks UNKNOWN: role {roles.owner} lacks pg_monitor "
+                               f"({grant}): {', '.join(names)}\n")
+        prom = cli(["monitor", "--format", "prometheus", *args], url=roles.owner_url)
+        families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+        assert {s.labels["check"]: s.value for s in families["dmdb_check_status"].samples} == {
+            n: 3 for n in names}
+        dash = cli(["monitor", *args], url=roles.owner_url, env={"NO_COLOR": "1", "COLUMNS": "300"})
+        assert f"5 checks UNKNOWN: role {roles.owner} lacks pg_monitor" in dash.stdout
+
+        with psycopg.connect(roles.admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(roles.owner)))
+        _, checks = run_json(cli, roles.owner_url, *args)
+        long = checks["long_running_queries"]
+        assert long["status"] == "WARNING", long
+        assert slow.info.backend_pid in [r["pid"] for r in long["rows"]]
+        assert "pg_sleep(30)" in next(r["query"] for r in long["rows"]
+                                      if r["pid"] == slow.info.backend_pid)
+        for name in names:
+            assert checks[name]["metrics"]["privileged"] is True
+            assert checks[name]["status"] != "UNKNOWN", checks[name]
+        assert "<insufficient privilege>" not in [r["query"] for r in checks["top_queries"]["rows"]]
+        line = cli(["monitor", "--check", *args], url=roles.owner_url)
+        assert line.exit_code == 1 and line.stdout.startswith("WARNING: long_running_queries: ")
+    finally:
+        slow.cancel_safe()
+        thread.join(10)
+        slow.close()
+
+
+def test_capabilities_say_what_is_off_and_stay_ok(cli, roles, empty_db, pg_settings):
+    """A managed database: no superuser ran 0005 (no event triggers), the monitoring role
+    lacks pg_monitor. `capabilities` names both with the fix and stays OK; pg_stat_statements'
+    preload is read without pg_read_all_settings."""
+    from dataclasses import replace
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with psycopg.connect(roles.admin_url, autocommit=True) as admin:
+        admin.execute("DROP EVENT TRIGGER schema_audit_ddl")
+        admin.execute("DROP EVENT TRIGGER schema_audit_drop")
+    caps = one(cli, roles.owner_url, "capabilities", "--trend-days", "0")
+    assert caps["status"] == "OK", caps
+    assert caps["summary"] == (
+        f"role {roles.owner}: other sessions hidden (role {roles.owner} lacks pg_monitor); "
+        "pg_stat_statements on; DDL audit off: event triggers need a superuser")
+    assert caps["metrics"] == {"role": roles.owner, "superuser": False,
+                               "sees_all_sessions": False, "reads_all_settings": False,
+                               "pg_stat_statements": "on", "ddl_audit": False}
+    detail = {r["feature"]: r["detail"] for r in caps["rows"]}
+    assert f"GRANT pg_monitor TO {roles.owner};" in detail["other sessions"]
+    assert detail["DDL audit"].startswith(
+        "DDL audit off: event triggers schema_audit_ddl and schema_audit_drop absent: event "
+        "triggers need a superuser")
+    assert ("CREATE EVENT TRIGGER schema_audit_ddl ON ddl_command_end EXECUTE FUNCTION "
+            "schema_audit_record();") in detail["DDL audit"]
+    assert caps["notes"] == [detail["other sessions"], detail["DDL audit"]]
+    line = cli(["monitor", "--check", "--only", "capabilities", "--trend-days", "0"],
+               url=roles.owner_url)
+    assert (line.exit_code, line.stdout) == (0, "OK: 1 checks OK\n")
+    prom = cli(["monitor", "--format", "prometheus", "--only", "capabilities",
+                "--trend-days", "0"], url=roles.owner_url)
+    families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+    assert [s.value for s in families["dmdb_role_sees_all_sessions"].samples] == [0]
+    assert [s.value for s in families["dmdb_ddl_audit_enabled"].samples] == [0]
+
+    # a database without the extension, seen by this role: preloaded, so CREATE EXTENSION
+    name, _ = empty_db
+    top = one(cli, replace(pg_settings, user=roles.owner).url(redact=False, dbname=name),
+              "top_queries", "--trend-days", "0")
+    assert top["metrics"]["setup"] == "not_created", top
+
+
+def _sleep_until_cancelled(conn) -> None:
+    try:
+        conn.execute("SELECT pg_sleep(30)")
+    except psycopg.errors.QueryCanceled:
+        pass
+
+
 # ----------------------------------------------------------- xmin horizon and slots
 
 def test_long_transaction_holds_the_xmin_horizon(cli, schema_url):
@@ -134,7 +287,8 @@ def test_inactive_physical_slot_reserving_wal(cli, schema_url):
 @pytest.fixture(scope="module")
 def special_server(embedded_only):
     """A server of its own with what the shared one lacks: max_prepared_transactions,
-    wal_level = logical, and WAL archiving to a command that always fails."""
+    wal_level = logical, WAL archiving to a command that always fails, and no
+    pg_stat_statements in shared_preload_libraries."""
     import tempfile
     from pathlib import Path
 
@@ -153,6 +307,9 @@ def special_server(embedded_only):
                 conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
                     sql.Identifier(name), sql.Literal(value)))
         server.stop()
+        # (not through ALTER SYSTEM, which writes an empty list as one empty name)
+        with open(server.pg_data / "postgresql.conf", "a") as conf:
+            conf.write("shared_preload_libraries = ''\n")
         info = server.start(dbname="postgres")
         yield (f"postgresql://postgres@/postgres?host={info.socket_dir}&port={info.port}")
     finally:
@@ -199,6 +356,31 @@ def test_inactive_logical_slot(cli, special_server):
             assert any(r["kind"] == "replication slot" and r["holder"] == slot for r in holders)
         finally:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def test_pg_stat_statements_not_preloaded(cli, special_server):
+    """Not in shared_preload_libraries: created or not, the advice names the preload (in
+    postgresql.conf or the provider's parameter group) and the restart; CREATE EXTENSION
+    only while it is missing."""
+    with psycopg.connect(special_server, autocommit=True) as conn:
+        assert conn.execute("SHOW shared_preload_libraries").fetchone()[0] == ""
+        neither = one(cli, special_server, "top_queries")
+        assert neither["status"] == "OK" and neither["metrics"]["setup"] == "not_set_up"
+        assert neither["summary"].startswith(
+            "pg_stat_statements is not set up: add it to shared_preload_libraries "
+            "(postgresql.conf, or your provider's parameter group / database flags), restart "
+            "the server, then run CREATE EXTENSION pg_stat_statements in database postgres")
+        conn.execute("CREATE EXTENSION pg_stat_statements")
+        try:
+            created = one(cli, special_server, "top_queries")
+        finally:
+            conn.execute("DROP EXTENSION pg_stat_statements")
+    assert created["status"] == "OK"
+    assert created["metrics"] == {"available": False, "setup": "not_preloaded"}
+    assert created["summary"] == (
+        "pg_stat_statements is created in database postgres but not loaded: add "
+        "pg_stat_statements to shared_preload_libraries (postgresql.conf, or your provider's "
+        "parameter group / database flags) and restart the server")
 
 
 def test_failing_archive_command(cli, special_server):
@@ -364,6 +546,27 @@ def test_pgbouncer_clients_waiting_for_a_server(cli, pgbouncer_admin):
         thread.join(10)
         holder.close()
         waiter.close()
+
+
+def test_monitor_through_pgbouncer_leaves_the_server_connection_clean(cli, pgbouncer_admin):
+    """Transaction pooling with one server connection: the application's next transaction
+    runs on the server connection the monitor just used. It must be writable and without
+    the monitor's statement_timeout (on a session-level setting it failed: "cannot execute
+    UPDATE in a read-only transaction")."""
+    from monitor_helpers import add_user
+
+    _, pooled, _ = pgbouncer_admin
+    with psycopg.connect(pooled, autocommit=True, prepare_threshold=None) as app:
+        server_pid = app.execute("SELECT pg_backend_pid()").fetchone()[0]
+        data, checks = run_json(cli, pooled)
+        assert data["up"] is True
+        assert [n for n, c in checks.items() if c["status"] == "UNKNOWN"] == []
+        assert app.execute("SELECT pg_backend_pid()").fetchone()[0] == server_pid
+        assert app.execute("SHOW default_transaction_read_only").fetchone()[0] == "off"
+        assert app.execute("SHOW statement_timeout").fetchone()[0] == "0"
+        uid = add_user(app)
+        app.execute("UPDATE users SET xp = xp + 1 WHERE user_id = %s", (uid,))
+        assert app.execute("SELECT xp FROM users WHERE user_id = %s", (uid,)).fetchone()[0] == 1
 
 
 @pytest.mark.parametrize("url", [

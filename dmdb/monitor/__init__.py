@@ -4,7 +4,8 @@ pg-extras and check_postgres (docs/monitor.md).
 Modules: core (Status, CheckResult, Report, Thresholds and the query helpers), the checks
 by subject (checks_database: sessions, wraparound, sequences, constraints, replication,
 partitions, statements; checks_tables: indexes, dead tuples, bloat; checks_server:
-schema, xmin horizon, slots, archiving, checkpoints, PgBouncer), run (the registry,
+schema, capabilities, xmin horizon, slots, archiving, checkpoints, PgBouncer), run (the
+registry, one read-only transaction per check, which checks need pg_monitor,
 `run_checks`, `monitor`), history (`--record` snapshots and trends) and render
 (dashboard, JSON, Prometheus). This front door re-exports the library API that
 docs/monitor.md shows. May import: the shared floor, dmdb.migrate (schema version),

@@ -8,11 +8,13 @@ sql/queries/monitor/.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dmdb.errors import ConnectError
 from dmdb.monitor.core import (
     CheckResult,
+    Privileges,
     Status,
     Thresholds,
     _pct,
@@ -20,8 +22,12 @@ from dmdb.monitor.core import (
     _rows,
     _size,
     _sql,
+    blind,
+    read_privileges,
     worst,
 )
+
+HIDDEN = "<insufficient privilege>"  # what PostgreSQL shows for a text the role may not see
 
 
 def check_connections(conn, t: Thresholds) -> CheckResult:
@@ -238,10 +244,13 @@ def _lag_status(seconds: float, t: Thresholds) -> Status:
 
 
 def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
-                      replica_error: str | None = None) -> CheckResult:
+                      replica_error: str | None = None,
+                      privileges: Privileges | None = None) -> CheckResult:
     """`conn` is the read connection; `primary()` gives the primary's connection (the only
     one pg_stat_replication lists replicas on). `replica_error`: the configured read
-    replica could not be reached (CRITICAL: the replica is down, whatever the others say)."""
+    replica could not be reached (CRITICAL: the replica is down, whatever the others say).
+    A role without pg_monitor sees each replica's row without its state and lag: never OK
+    then (core.blind); without any replica, "no replicas" is what it sees, and true."""
     rows: list[dict] = []
     if replica_error is not None:
         rows.append({"role": "read replica (DB_READ_REPLICA_HOST)", "application_name": None,
@@ -260,13 +269,31 @@ def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
         return CheckResult("replication", Status.CRITICAL, f"primary unreachable: {exc}",
                            metrics={"replicas": len(rows), "primary_reachable": False},
                            rows=rows)
+    hidden = 0
     if pconn is not conn or not standby["in_recovery"]:
         for r in _rows(pconn, "replication_primary"):
-            rows.append({"role": "replica", **{k: r[k] for k in (
-                "application_name", "client_addr", "state", "lag_bytes", "lag_seconds")}})
+            row = {"role": "replica", **{k: r[k] for k in (
+                "application_name", "client_addr", "state", "lag_bytes", "lag_seconds")}}
+            if r["state"] is None:  # its details hidden from this role
+                hidden += 1
+                row.update(state="hidden", lag_bytes=None, lag_seconds=None)
+            rows.append(row)
     for r in rows:
         r["status"] = ("CRITICAL" if r["state"] == "unreachable"
+                       else "UNKNOWN" if r["state"] == "hidden"
                        else _lag_status(r["lag_seconds"] or 0.0, t).name)
+    result = _replication_result(rows, t, replica_error)
+    if privileges is not None:
+        result.metrics["privileged"] = privileges.sees_all_sessions
+    if hidden:
+        who = privileges or read_privileges(pconn)
+        result = blind(result, who, f"the state and lag of {_plural(hidden, 'replica')}")
+    return result
+
+
+def _replication_result(rows: list[dict], t: Thresholds,
+                        replica_error: str | None) -> CheckResult:
+    seen = [r for r in rows if r["status"] != "UNKNOWN"]
     if replica_error is not None:
         others = [r for r in rows if r["state"] != "unreachable"]
         return CheckResult(
@@ -282,7 +309,7 @@ def check_replication(conn, t: Thresholds, *, primary: Callable | None = None,
                            metrics={"replicas": 0, "max_lag_seconds": 0.0, "max_lag_bytes": 0.0})
     max_s = max(r["lag_seconds"] or 0.0 for r in rows)
     max_b = max(r["lag_bytes"] or 0.0 for r in rows)
-    status = worst(Status[r["status"]] for r in rows)
+    status = worst(Status[r["status"]] for r in seen)
     return CheckResult(
         "replication", status,
         f"{_plural(len(rows), 'replica')}, max replay lag {max_s:.1f} s / {_size(max_b)}"
@@ -361,30 +388,87 @@ def check_partitions(conn, t: Thresholds) -> CheckResult:
     return CheckResult("partitions", status, summary, metrics=metrics, rows=rows, notes=notes)
 
 
-PGSS_HOWTO = (
-    "pg_stat_statements not installed: add shared_preload_libraries = 'pg_stat_statements' "
-    "to postgresql.conf, restart the server, then run CREATE EXTENSION pg_stat_statements "
-    "in this database (migration 0001 does it for a superuser)"
-)
+# pg_stat_statements: where its two steps are done, on a server of one's own and on a
+# managed service (no postgresql.conf there, no superuser either).
+PRELOAD_WHERE = "postgresql.conf, or your provider's parameter group / database flags"
+CREATE_BY = ("as a superuser or your provider's admin role; migration 0001 does it for a "
+             "superuser")
 
 
-def check_top_queries(conn, t: Thresholds) -> CheckResult:
+@dataclass(frozen=True)
+class StatementsSetup:
+    """pg_stat_statements on this server and in this database
+    (sql/queries/monitor/pg_stat_statements.sql)."""
+
+    dbname: str
+    schemaname: str | None  # where it is created in this database; None: not created
+    available: bool         # in pg_available_extensions (the server has its files)
+    preloaded: bool         # in shared_preload_libraries (loaded at server start)
+
+    @property
+    def created(self) -> bool:
+        return self.schemaname is not None
+
+
+def read_statements_setup(conn) -> StatementsSetup:
+    r = _rows(conn, "pg_stat_statements")[0]
+    return StatementsSetup(r["dbname"], r["schemaname"], r["available"], r["preloaded"])
+
+
+def statements_advice(s: StatementsSetup, *, loaded: bool | None = None) -> tuple[str, str | None]:
+    """(state, the one line that says what to do) for pg_stat_statements; state "on" (no
+    advice), "not_created", "not_preloaded", "not_set_up" or "unavailable". `loaded`:
+    whether reading the view worked (it fails when the library was not preloaded), which
+    wins over the settings."""
+    db = s.dbname
+    preloaded = s.preloaded if loaded is None else loaded
+    if s.created and preloaded:
+        return "on", None
+    if s.created:
+        return "not_preloaded", (
+            f"pg_stat_statements is created in database {db} but not loaded: add "
+            f"pg_stat_statements to shared_preload_libraries ({PRELOAD_WHERE}) and restart "
+            "the server")
+    if not s.available:
+        return "unavailable", (
+            "pg_stat_statements is not available on this server (not in "
+            "pg_available_extensions): install PostgreSQL's contrib modules for this server "
+            f"version, add pg_stat_statements to shared_preload_libraries ({PRELOAD_WHERE}), "
+            f"restart, then run CREATE EXTENSION pg_stat_statements in database {db} "
+            f"({CREATE_BY})")
+    if preloaded:
+        return "not_created", (
+            f"pg_stat_statements is preloaded but not created in database {db}: run CREATE "
+            f"EXTENSION pg_stat_statements in database {db} ({CREATE_BY})")
+    return "not_set_up", (
+        f"pg_stat_statements is not set up: add it to shared_preload_libraries "
+        f"({PRELOAD_WHERE}), restart the server, then run CREATE EXTENSION "
+        f"pg_stat_statements in database {db} ({CREATE_BY})")
+
+
+def check_top_queries(conn, t: Thresholds, *,
+                      privileges: Privileges | None = None) -> CheckResult:
+    """The statements of this database with the most execution time. Without
+    pg_stat_statements, OK with one line saying what to do for this server's case
+    (statements_advice). pg_stat_statements shows a role without pg_monitor other roles'
+    statements with their numbers but without their text (and queryid): with any such
+    among the top, never OK (core.blind)."""
     import psycopg
     from psycopg import sql
 
-    found = _rows(conn, "statements_available")
-    if not found:
-        return CheckResult("top_queries", Status.OK, PGSS_HOWTO,
-                           metrics={"available": False}, notes=[PGSS_HOWTO])
-    text = sql.SQL(_sql("top_statements")).format(schema=sql.Identifier(found[0]["schemaname"]))
+    setup = read_statements_setup(conn)
+    if not setup.created:
+        state, advice = statements_advice(setup)
+        return CheckResult("top_queries", Status.OK, advice,
+                           metrics={"available": False, "setup": state}, notes=[advice])
+    text = sql.SQL(_sql("top_statements")).format(schema=sql.Identifier(setup.schemaname))
     try:
-        rows = _rows(conn, "top_statements", {"limit": t.top_queries}, text=text)
-    except psycopg.errors.ObjectNotInPrerequisiteState as exc:
-        note = ("pg_stat_statements is installed but not loaded: add it to "
-                "shared_preload_libraries and restart the server ("
-                + str(exc).strip().splitlines()[0] + ")")
-        return CheckResult("top_queries", Status.OK, note, metrics={"available": False},
-                           notes=[note])
+        with conn.transaction():  # a savepoint: the check's transaction survives the error
+            rows = _rows(conn, "top_statements", {"limit": t.top_queries}, text=text)
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        state, advice = statements_advice(setup, loaded=False)
+        return CheckResult("top_queries", Status.OK, advice,
+                           metrics={"available": False, "setup": state}, notes=[advice])
     slow = 0
     for r in rows:
         r["slow"] = (r["mean_seconds"] >= t.slow_query_mean_seconds
@@ -395,9 +479,17 @@ def check_top_queries(conn, t: Thresholds) -> CheckResult:
                + (f"; {_plural(slow, 'slow statement')} (mean >= "
                   f"{t.slow_query_mean_seconds * 1000:g} ms, calls >= {t.slow_query_calls})"
                   if slow else "")) if rows else "no statements recorded yet"
-    return CheckResult("top_queries", Status.OK, summary,
-                       metrics={"available": True, "statements": len(rows), "slow": slow,
-                                "total_seconds": round(total, 6)},
-                       rows=rows)
+    result = CheckResult("top_queries", Status.OK, summary,
+                         metrics={"available": True, "setup": "on", "statements": len(rows),
+                                  "slow": slow, "total_seconds": round(total, 6)},
+                         rows=rows)
+    if privileges is not None:
+        result.metrics["privileged"] = privileges.sees_all_sessions
+    hidden = sum(r["query"] == HIDDEN for r in rows)
+    if hidden:
+        result = blind(result, privileges or read_privileges(conn),
+                       f"the text of {hidden} of the top {len(rows)} statements "
+                       "(other roles' statements)")
+    return result
 
 

@@ -1,18 +1,21 @@
 """`dmdb monitor` checks of the server and what surrounds it: the dmdb schema itself,
-what holds back the xmin horizon, replication slots, WAL archiving, checkpoints and
-PgBouncer's pools."""
+what is off for lack of privileges (capabilities), what holds back the xmin horizon,
+replication slots, WAL archiving, checkpoints and PgBouncer's pools."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dmdb.monitor.core import (
+    GRANT_BY,
     CheckResult,
+    Privileges,
     Status,
     Thresholds,
     _plural,
     _rows,
     _size,
+    read_privileges,
     worst,
 )
 
@@ -65,6 +68,88 @@ def check_schema(conn, t: Thresholds, *, project=None) -> CheckResult:
                            metrics=metrics, rows=rows)
     return CheckResult("schema", Status.OK,
                        f"{summary['applied']} migrations applied, up to date", metrics=metrics)
+
+
+# ---------------------------------------------------------------------- capabilities
+
+AUDIT_TRIGGERS = {"schema_audit_ddl": "ddl_command_end", "schema_audit_drop": "sql_drop"}
+
+
+def check_capabilities(conn, t: Thresholds, *,
+                       privileges: Privileges | None = None) -> CheckResult:
+    """What is off for lack of privileges, each with how to turn it on: whether the role
+    sees other sessions (pg_monitor), pg_stat_statements, and the DDL audit (migration
+    0005's event triggers, created only by a superuser). Always OK: a managed database
+    without a superuser is healthy, and the checks that cannot see other sessions are
+    UNKNOWN themselves; this says why, in one place."""
+    from dmdb.monitor.checks_database import read_statements_setup, statements_advice
+
+    p = privileges or read_privileges(conn)
+    rows: list[dict] = []
+    notes: list[str] = []
+    parts: list[str] = []
+
+    def row(feature: str, state: str, detail: str, note: bool = False) -> None:
+        rows.append({"status": "OK", "feature": feature, "state": state, "detail": detail})
+        if note:
+            notes.append(detail)
+
+    if p.sees_all_sessions:
+        row("other sessions", "visible",
+            f"role {p.role} " + ("is a superuser" if p.superuser
+                                 else "has pg_read_all_stats (pg_monitor)"))
+        parts.append("sees every session")
+    else:
+        row("other sessions", "hidden",
+            f"role {p.role} lacks pg_monitor: other roles' sessions, replicas' lag and "
+            f"statement texts are hidden from it (the checks over them are UNKNOWN); fix: "
+            f"{p.grant} ({GRANT_BY})", note=True)
+        parts.append(f"other sessions hidden (role {p.role} lacks pg_monitor)")
+
+    setup = read_statements_setup(conn)
+    state, advice = statements_advice(setup)
+    if advice is None:
+        row("pg_stat_statements", state,
+            f"created in schema {setup.schemaname} of database {setup.dbname}, preloaded")
+        parts.append("pg_stat_statements on")
+    else:
+        row("pg_stat_statements", state, advice, note=True)
+        parts.append(f"pg_stat_statements {state.replace('_', ' ')}")
+
+    audit = _rows(conn, "ddl_audit")[0]
+    if not audit["table_present"]:
+        ddl_audit = None
+        row("DDL audit", "no schema", "no schema_audit table: the dmdb schema is not applied "
+            "(see the schema check)")
+    else:
+        missing = [n for n in AUDIT_TRIGGERS if n not in audit["enabled"] + audit["disabled"]]
+        disabled = list(audit["disabled"])
+        ddl_audit = not missing and not disabled
+        if ddl_audit:
+            row("DDL audit", "on", "event triggers schema_audit_ddl and schema_audit_drop "
+                "record schema changes in schema_audit")
+            parts.append("DDL audit on")
+        else:
+            fixes = [f"CREATE EVENT TRIGGER {n} ON {AUDIT_TRIGGERS[n]} EXECUTE FUNCTION "
+                     "schema_audit_record();" for n in missing]
+            fixes += [f"ALTER EVENT TRIGGER {n} ENABLE;" for n in disabled]
+            why = []
+            if missing:
+                why.append(f"event trigger{'s' if len(missing) > 1 else ''} "
+                           f"{' and '.join(missing)} absent: event triggers need a superuser "
+                           "(migration 0005 creates them only when run by one; schema_audit "
+                           "stays empty)")
+            if disabled:
+                why.append(f"event trigger {' and '.join(disabled)} disabled")
+            row("DDL audit", "off",
+                f"DDL audit off: {'; '.join(why)}; a superuser (or a provider's admin role "
+                f"allowed to create event triggers) runs: {' '.join(fixes)}", note=True)
+            parts.append("DDL audit off: event triggers need a superuser" if missing
+                         else "DDL audit off: event trigger disabled")
+    metrics = {**p.to_dict(), "pg_stat_statements": state, "ddl_audit": ddl_audit}
+    summary = f"role {p.role}{' (superuser)' if p.superuser else ''}: " + "; ".join(parts)
+    return CheckResult("capabilities", Status.OK, summary, metrics=metrics, rows=rows,
+                       notes=notes)
 
 
 # ------------------------------------------------------------------------ xmin horizon
@@ -188,7 +273,8 @@ def check_wal_archiving(conn, t: Thresholds) -> CheckResult:
     notes: list[str] = []
     ready = None
     try:
-        ready = _rows(conn, "archive_ready")[0]["ready"]
+        with conn.transaction():  # a savepoint: the check's transaction survives a refusal
+            ready = _rows(conn, "archive_ready")[0]["ready"]
     except psycopg.errors.InsufficientPrivilege:
         notes.append("WAL segments waiting to be archived not counted: needs pg_monitor")
     metrics = {"archive_mode": a["archive_mode"], "archived": a["archived_count"],

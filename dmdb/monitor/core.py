@@ -1,5 +1,6 @@
 """The pieces every `dmdb monitor` check shares: verdicts, results, the report, the
-thresholds (one field per flag) and small helpers. The checks themselves live in
+thresholds (one field per flag), what the monitoring role may see (Privileges, and
+`blind` for a check that cannot see what it needs) and small helpers. The checks themselves live in
 dmdb.monitor.run (sessions, wraparound, schema objects, partitions, statements),
 dmdb.monitor.checks_tables (indexes, dead tuples, bloat, missing indexes),
 dmdb.monitor.checks_server (schema version, xmin horizon, slots, WAL archiving,
@@ -9,7 +10,7 @@ checkpoints, PgBouncer); the history of `--record` in dmdb.monitor.history.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,9 @@ class CheckResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Why an UNKNOWN check could not answer, when several share the reason (a missing
+    # privilege: see `blind`); the --check line and the dashboard name it once.
+    cause: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -86,16 +90,35 @@ class Report:
             return None
         return max(self.checks, key=lambda c: c.status.severity)
 
+    def blind_line(self) -> str | None:
+        """The checks UNKNOWN for a shared cause, one part per cause: `4 checks UNKNOWN:
+        role app lacks pg_monitor (GRANT pg_monitor TO app;): connections, ...`."""
+        groups: dict[str, list[str]] = {}
+        for c in self.checks:
+            if c.status is Status.UNKNOWN and c.cause:
+                groups.setdefault(c.cause, []).append(c.name)
+        if not groups:
+            return None
+        return "; ".join(f"{_plural(len(names), 'check')} UNKNOWN: {cause}: {', '.join(names)}"
+                         for cause, names in groups.items())
+
     def check_line(self) -> str:
-        """check_postgres style: `STATE: description` for the worst check."""
+        """check_postgres style: `STATE: description` for the worst check; checks UNKNOWN
+        for a shared cause (a missing privilege) are named together, once."""
         if not self.up:
             return f"UNKNOWN: {self.error}"
-        top = self.worst_check()
+        blind = {id(c) for c in self.checks if c.status is Status.UNKNOWN and c.cause}
+        rest = [c for c in self.checks if id(c) not in blind]
+        blind_line = self.blind_line()
+        top = max(rest, key=lambda c: c.status.severity, default=None)
         if top is None or top.status is Status.OK:
+            if blind_line:
+                return f"UNKNOWN: {blind_line}"
             return f"OK: {len(self.checks)} checks OK"
-        others = [c.name for c in self.checks
-                  if c.status is not Status.OK and c is not top]
+        others = [c.name for c in rest if c.status is not Status.OK and c is not top]
         tail = f" (also not OK: {', '.join(others)})" if others else ""
+        if blind_line:
+            tail += f"; {blind_line}"
         return f"{top.status.name}: {top.name}: {top.summary}{tail}"
 
     def to_dict(self) -> dict:
@@ -205,6 +228,63 @@ class Thresholds:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# ------------------------------------------------------------------------ privileges
+
+GRANT_BY = "run by an admin; on RDS, Cloud SQL and Azure the master user can grant it"
+
+
+@dataclass(frozen=True)
+class Privileges:
+    """What the monitoring role may see (sql/queries/monitor/privileges.sql). Without the
+    privileges of pg_read_all_stats (pg_monitor includes it), other roles' sessions in
+    pg_stat_activity and pg_stat_replication show no state, query or times, and
+    pg_stat_statements hides other roles' texts: counts over them look healthy and are
+    wrong. A superuser has every privilege; RDS' rds_superuser, Cloud SQL's
+    cloudsqlsuperuser and Azure's azure_pg_admin are not superusers."""
+
+    role: str
+    superuser: bool
+    read_all_stats: bool      # sees every session: superuser, or pg_read_all_stats inherited
+    read_all_settings: bool   # reads superuser-only settings (shared_preload_libraries)
+    grant: str                # GRANT pg_monitor TO <role>; (the role quoted as needed)
+
+    @property
+    def sees_all_sessions(self) -> bool:
+        return self.read_all_stats
+
+    @property
+    def cause(self) -> str:
+        return f"role {self.role} lacks pg_monitor ({self.grant})"
+
+    def to_dict(self) -> dict:
+        return {"role": self.role, "superuser": self.superuser,
+                "sees_all_sessions": self.read_all_stats,
+                "reads_all_settings": self.read_all_settings}
+
+
+def read_privileges(conn: psycopg.Connection) -> Privileges:
+    r = _rows(conn, "privileges")[0]
+    return Privileges(r["role"], r["superuser"], r["read_all_stats"], r["read_all_settings"],
+                      r["grant_statement"])
+
+
+def blind(result: CheckResult, privileges: Privileges, what: str) -> CheckResult:
+    """`result` of a check that could not see `what` (rows hidden from a role without
+    pg_monitor): never OK. An OK turns UNKNOWN with one line saying what it cannot see and
+    the fix (what it did see moves to the notes); a WARNING or CRITICAL stays, since what
+    it found is there, with that line as a note (more may be hidden). Metrics:
+    `privileged` false."""
+    line = (f"role {privileges.role} lacks pg_monitor and cannot see {what}; fix: "
+            f"{privileges.grant} ({GRANT_BY})")
+    metrics = {**result.metrics, "privileged": False}
+    if result.status is Status.OK:
+        return replace(result, status=Status.UNKNOWN, summary=line, metrics=metrics,
+                       notes=[f"as far as role {privileges.role} can see: {result.summary}",
+                              *result.notes],
+                       cause=privileges.cause)
+    return replace(result, metrics=metrics, notes=[line, *result.notes])
 
 
 # --------------------------------------------------------------------------- helpers

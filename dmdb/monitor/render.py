@@ -22,6 +22,7 @@ _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 # Columns shown in the detail tables per check (all keys are in --json), and headers.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "schema": ("item", "detail"),
+    "capabilities": ("feature", "state", "detail"),
     "connections": ("pid", "datname", "usename", "application_name", "idle_seconds",
                     "last_query"),
     "long_running_queries": ("pid", "datname", "usename", "state", "duration_seconds",
@@ -112,7 +113,7 @@ def _problem_rows(check: CheckResult) -> list[dict]:
 
 def _table_lines(check: CheckResult, detail: int) -> int:
     """Lines a problem check's detail table takes: label, header, rule, rows, caption."""
-    if not check.rows:
+    if not check.rows or check.cause:
         return 0
     rows = len(_problem_rows(check))
     return 3 + min(rows, detail) + (1 if rows > detail else 0) if check.rows and detail else 0
@@ -224,6 +225,9 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
     parts: list = [head]
     parts += [Text(f"warning: {w}", style="yellow", no_wrap=not verbose, overflow="ellipsis")
               for w in report.warnings]
+    if report.blind_line():  # checks UNKNOWN for one reason (a missing GRANT): said once
+        parts.append(Text(report.blind_line(), style=STYLE["UNKNOWN"], no_wrap=not verbose,
+                          overflow="ellipsis"))
     if not report.up:
         parts.append(Text(f"cannot reach the server: {report.error}", style="bold red"))
         return Group(*parts)
@@ -267,7 +271,7 @@ def dashboard(report: Report, *, verbose: bool = False, max_lines: int | None = 
     if problems:
         if detail:
             for c in problems:
-                if c.rows:
+                if c.rows and not c.cause:  # blind (no GRANT): its rows are not the problem
                     parts.append(Text(f"  {c.name}:", style="dim"))
                     parts.append(_check_table(c, detail, problems_only=not verbose,
                                               width=None if verbose else width))
@@ -524,6 +528,14 @@ def _emit_new_metrics(x: _Exposition, by: dict[str, CheckResult]) -> None:
               c.metrics["present"])
         x.add("dmdb_schema_pending_migrations", g, "Migrations not applied yet.",
               c.metrics.get("pending"))
+    c = by.get("capabilities")
+    if c:
+        x.add("dmdb_role_sees_all_sessions", g,
+              "1 when the monitoring role sees every session (superuser or pg_monitor), 0 "
+              "when other roles' sessions are hidden from it.", c.metrics["sees_all_sessions"])
+        x.add("dmdb_ddl_audit_enabled", g,
+              "1 when the DDL audit's event triggers are there and enabled (0005).",
+              c.metrics["ddl_audit"])
     c = by.get("xmin_horizon")
     if c:
         m = c.metrics
