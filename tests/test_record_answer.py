@@ -267,6 +267,17 @@ BAD = [  # label, override, error, record_answer's message, record_answers' mess
      r"answers\[2\]\.context: must be a JSON object, got array"),
     ("unknown session", {"s": 10**9}, psycopg.errors.NoDataFound, "unknown session_id",
      r"answers\[2\]\.session_id: unknown session_id"),
+    # Bounds (issue 29): 2^31-1 ms and a 10 MB context were accepted.
+    ("time over a day", {"rt": 86_400_001}, psycopg.errors.InvalidParameterValue,
+     "response_time_ms 86400001 is over 86400000",
+     r"answers\[2\]\.response_time_ms: 86400001 is over 86400000"),
+    ("int max time", {"rt": 2**31 - 1}, psycopg.errors.InvalidParameterValue,
+     "response_time_ms 2147483647 is over", r"answers\[2\]\.response_time_ms: 2147483647"),
+    ("too many hints", {"h": 1001}, psycopg.errors.InvalidParameterValue,
+     "hints_used 1001 is over 1000", r"answers\[2\]\.hints_used: 1001 is over 1000"),
+    ("huge context", {"ctx": json.dumps({"blob": "x" * 20_000})},
+     psycopg.errors.InvalidParameterValue, r"context is \d+ bytes, over the 16384",
+     r"answers\[2\]\.context: \d+ bytes, over the 16384"),
 ]
 
 

@@ -446,6 +446,27 @@ def test_readonly_role_reads_but_cannot_write(db, login_role, probe_function):
                 ro.execute(statement)
 
 
+def test_app_role_cannot_change_the_rules(db, login_role):
+    """dm_app answers questions; the rules they are scored by are the owner's (0013)."""
+    with connect(login_role("dm_app")) as app:
+        assert app.execute("SELECT scheduler FROM algorithm_settings").fetchone()[0] in (
+            "sm2", "fsrs")
+        app.execute("SELECT count(*) FROM bkt_concept_parameters").fetchone()
+        for statement in (
+            "UPDATE algorithm_settings SET answer_max_future_skew = '100 years'",
+            "DELETE FROM algorithm_settings",
+            "INSERT INTO bkt_concept_parameters (concept_id) VALUES (1)",
+            "DELETE FROM bkt_concept_parameters",
+            "SELECT set_scheduler('fsrs')",
+            "CALL repoint_schedules()",
+            "CALL fsrs_backfill()",
+        ):
+            with pytest.raises(errors.InsufficientPrivilege):
+                app.execute(statement)
+            app.rollback()
+    assert db.execute("SELECT set_scheduler('sm2')").fetchone()[0] >= 0  # the owner may
+
+
 def test_app_role_runs_dml_and_functions_but_no_ddl(db, login_role, probe_function):
     with connect(login_role("dm_app")) as app:
         user_id = app.execute(
