@@ -284,3 +284,12 @@ def test_pgbouncer_config_renders_tls_on_the_server_side(managed, lane, tmp_path
     assert "server_tls_sslmode = verify-full" in ini
     assert f"server_tls_ca_file = {managed.ca_file}" in ini
     assert managed.passwords["dm_owner"] not in ini
+
+
+def test_psql_speaks_tls_to_the_managed_server(managed, lane):
+    done = run_dmdb(["psql", "--", "-Atc", "SELECT ssl FROM pg_stat_ssl "
+                                           "WHERE pid = pg_backend_pid()"],
+                    _env(managed.owner_url, PATH=_tls_path(managed)), cwd=lane["cwd"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "t"
+    assert managed.passwords["dm_owner"] not in done.stdout + done.stderr

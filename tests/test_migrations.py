@@ -62,7 +62,7 @@ def test_status_json_lists_applied_and_pending(cli, empty_url, two):
     assert states["0001_t1"]["description"] == "first table"
     assert states["0002_t2"]["state"] == "pending"
     assert data["summary"] == {"applied": 1, "pending": 1, "edited": 0, "missing_rollback": 0,
-                               "functions_pending": 0, "up_to_date": False}
+                               "functions_pending": 0, "interrupted": 0, "up_to_date": False}
     assert cli(["--sql-dir", two.root, "status", "--check"], url=empty_url).exit_code == 1
     cli(["--sql-dir", two.root, "up"], url=empty_url)
     assert cli(["--sql-dir", two.root, "status", "--check"], url=empty_url).exit_code == 0
