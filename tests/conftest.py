@@ -65,6 +65,9 @@ def managed(tmp_path_factory):
     names (.ci/run installs one); without it the lane skips, except under CI."""
     from managed import start
 
+    if os.environ.get("DMDB_TEST_DATABASE_URL"):
+        # The lane brings its own server: CI runs it once, in the suite's first run.
+        pytest.skip("the managed-like lane runs in the suite's own (embedded) run")
     bin_dir = os.environ.get("DMDB_TEST_PG_TLS_BINDIR")
     if not bin_dir:
         reason = ("DMDB_TEST_PG_TLS_BINDIR is not set: the managed lane needs the bin directory "

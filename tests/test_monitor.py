@@ -76,7 +76,8 @@ def _statements_available(url: str) -> bool:
         ).fetchone()[0]
 
 
-def test_pg_stat_statements_preloaded_not_created_says_create_extension(cli, empty_db):
+def test_pg_stat_statements_preloaded_not_created_says_create_extension(cli, empty_db,
+                                                                      embedded_only):
     """The suite's server preloads pg_stat_statements (as a managed service does); a
     database without the extension needs CREATE EXTENSION there, not postgresql.conf."""
     name, url = empty_db
