@@ -25,7 +25,7 @@ LAYERS = {
     "server": 2,
     "db": 3,
     "migrate": 4,
-    "partitions": 5, "indexes": 5,
+    "partitions": 5, "indexes": 5, "citus": 5,
     "maintenance": 6, "backup": 6,
     "monitor": 7, "learning": 7,
     "cli": 8,

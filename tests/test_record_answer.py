@@ -265,8 +265,9 @@ BAD = [  # label, override, error, record_answer's message, record_answers' mess
      r"answers\[2\]\.is_correct: must not be null"),
     ("context array", {"ctx": "[]"}, psycopg.errors.InvalidParameterValue, "JSON object",
      r"answers\[2\]\.context: must be a JSON object, got array"),
-    ("unknown session", {"s": 10**9}, psycopg.errors.NoDataFound, "unknown session_id",
-     r"answers\[2\]\.session_id: unknown session_id"),
+    ("unknown session", {"s": 10**9}, psycopg.errors.NoDataFound,
+     "session_id 1000000000 is not a session of user_id",
+     r"answers\[2\]\.session_id: session_id 1000000000 is not a session of user_id"),
     # Bounds (issue 29): 2^31-1 ms and a 10 MB context were accepted.
     ("time over a day", {"rt": 86_400_001}, psycopg.errors.InvalidParameterValue,
      "response_time_ms 86400001 is over 86400000",
@@ -306,12 +307,21 @@ def test_bad_input_refused_and_nothing_written(db, label, override, error, messa
 
 
 def test_session_of_another_user_refused(db):
+    """A session is looked up by (user_id, session_id), its key (0015): another learner's
+    session is not one of this learner's, as an unknown one is not (issue 31)."""
     u1, u2, concept = add_user(db), add_user(db), add_concept(db, "s")
     item = add_item(db, concept)
     session = db.execute("INSERT INTO learning_sessions (user_id, started_at) VALUES (%s, now()) "
                          "RETURNING session_id", (u2,)).fetchone()[0]
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="belongs to user"):
+    with pytest.raises(psycopg.errors.NoDataFound,
+                       match=f"session_id {session} is not a session of user_id {u1}"):
         answer(db, u1, item, True, p_session_id=session)
+    batch = [{"user_id": u1, "content_id": item, "is_correct": True, "response_time_ms": 10,
+              "session_id": session}]
+    with pytest.raises(psycopg.errors.NoDataFound,
+                       match=rf"answers\[0\]\.session_id: session_id {session} is not a "
+                             f"session of user_id {u1}"):
+        db.execute("SELECT * FROM record_answers(%s::jsonb)", (json.dumps(batch),))
     r = answer(db, u2, item, True, p_session_id=session, p_context=json.dumps({"device": "ios"}))
     assert db.execute("SELECT session_id, context_data FROM learning_events WHERE event_id = %s",
                       (r["event_id"],)).fetchone() == (session, {"device": "ios"})

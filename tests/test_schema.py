@@ -833,3 +833,29 @@ def test_learning_events_query_prunes_months_and_scans_the_primary_key(big_schem
                 assert node["Node Type"] in INDEX_SCANS, node["Relation Name"]
                 assert parent_index(conn, node["Index Name"]) == "learning_events_pkey"
         assert_no_seq_scan_of_a_large_table(conn, nodes)
+
+
+def test_email_uniqueness_lives_in_user_emails(db):
+    """0016: users' e-mails unique through user_emails (shardable), kept by triggers in the
+    same transaction; a duplicate is refused as before, with the same constraint name."""
+    uid = db.execute("INSERT INTO users (email, display_name) VALUES ('e@x.test', 'E') "
+                     "RETURNING user_id").fetchone()[0]
+    db.commit()
+    assert db.execute("SELECT user_id FROM user_emails WHERE email = 'e@x.test'"
+                      ).fetchone()[0] == uid
+    with pytest.raises(errors.UniqueViolation) as caught:
+        db.execute("INSERT INTO users (email, display_name) VALUES ('e@x.test', 'F')")
+    assert caught.value.diag.constraint_name == "users_email_key"
+    db.rollback()
+    db.execute("UPDATE users SET email = 'e2@x.test' WHERE user_id = %s", (uid,))
+    db.execute("INSERT INTO users (email, display_name) VALUES ('e@x.test', 'F')")
+    assert dict(db.execute("SELECT email, user_id FROM user_emails WHERE email LIKE 'e%'"
+                           ).fetchall())["e2@x.test"] == uid
+    db.execute("DELETE FROM users WHERE user_id = %s", (uid,))
+    assert db.execute("SELECT count(*) FROM user_emails WHERE user_id = %s",
+                      (uid,)).fetchone()[0] == 0
+    db.execute("TRUNCATE users CASCADE")
+    assert db.execute("SELECT count(*) FROM user_emails").fetchone()[0] == 0
+    db.rollback()
+    assert db.execute("SELECT count(*) FROM users").fetchone()[0] == \
+        db.execute("SELECT count(*) FROM user_emails").fetchone()[0]

@@ -22,6 +22,26 @@ def _print_drift(result, out) -> None:
         out.print(f"note: {note}", markup=False, highlight=False)
 
 
+def _lint_citus(settings, as_json: bool) -> None:
+    from dmdb.citus.audit import audit
+    from dmdb.db import connect_read
+
+    with connect_read(settings, autocommit=True) as conn:
+        result = audit(conn)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        out = sys.stdout
+        for f in result.findings:
+            out.write(f"{f.level} {f.rule}: {f.object}\n    {f.message}\n    fix: {f.fix}\n")
+        out.write(f"{len(result.blockers)} blocker(s), "
+                  f"{len(result.findings) - len(result.blockers)} warning(s); distributed by "
+                  f"{result.column}: {', '.join(result.distributed) or 'none'}; reference: "
+                  f"{', '.join(result.reference) or 'none'}\n")
+    if result.blockers:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def lint(
@@ -34,6 +54,10 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON,
         no_trace: bool = typer.Option(False, "--no-trace",
                                       help="Only squawk's static rules; no scratch replay."),
+        citus: bool = typer.Option(
+            False, "--citus",
+            help="Audit the live schema and the delegated functions against Citus's rules "
+                 "for sharding by user_id instead (exit 1 on a BLOCKER; docs/scaling.md)."),
     ):
         """Lint migrations before deploying them: squawk's rules, and a lock trace.
 
@@ -54,6 +78,11 @@ def register(app: typer.Typer) -> None:
         if severity not in SEVERITIES:
             raise typer.BadParameter(f"--severity must be one of {', '.join(SEVERITIES)}")
         state = ctx.obj
+        if citus:
+            if files:
+                raise typer.BadParameter("--citus audits the live schema; give no files")
+            _lint_citus(state.settings(), as_json)
+            return
         out = console()
         progress = (lambda fid: out.print(f"  tracing {fid} …")) if show_progress(as_json) else None
         result = run_lint(state.settings(), state.project(), files=files or None,

@@ -122,7 +122,6 @@ DECLARE
     v_context jsonb := coalesce(p_context, '{}'::jsonb);
     v_day date;
     v_avg_rt double precision;
-    v_session_user bigint;
     -- knowledge_states (NULL columns: no row yet)
     v_ks_found boolean;
     v_mastery double precision;
@@ -215,18 +214,15 @@ BEGIN
             pg_column_size(v_context) USING ERRCODE = '22023';
     END IF;
 
+    -- A session is the learner's own: looked up by (user_id, session_id), its key (0015),
+    -- so the lookup stays on the learner's shard when the learners are sharded.
     IF p_session_id IS NOT NULL THEN
-        SELECT s.user_id INTO v_session_user
-          FROM learning_sessions s
-         WHERE s.session_id = p_session_id;
+        PERFORM FROM learning_sessions s
+         WHERE s.user_id = p_user_id AND s.session_id = p_session_id;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'record_answer: unknown session_id %', p_session_id
+            RAISE EXCEPTION 'record_answer: session_id % is not a session of user_id %',
+                p_session_id, p_user_id
                 USING ERRCODE = 'P0002';
-        END IF;
-        IF v_session_user <> p_user_id THEN
-            RAISE EXCEPTION 'record_answer: session_id % belongs to user %, not to user %',
-                p_session_id, v_session_user, p_user_id
-                USING ERRCODE = '22023';
         END IF;
     END IF;
 

@@ -350,13 +350,12 @@ BEGIN
 
     -- Sessions: must exist and belong to the answer's user.
     IF v_has_sessions THEN
-        SELECT t.i, CASE WHEN s.session_id IS NULL THEN 'P0002session_id: unknown session_id ' || t.sid
-                         ELSE format('22023session_id: session_id %s belongs to user %s, not to user %s',
-                                     t.sid, s.user_id, t.uid) END
+        SELECT t.i, format('P0002session_id: session_id %s is not a session of user_id %s',
+                           t.sid, t.uid)
           INTO v_bad, v_bad_msg
           FROM unnest(a_session, a_user) WITH ORDINALITY AS t(sid, uid, i)
-          LEFT JOIN learning_sessions s ON s.session_id = t.sid
-         WHERE t.sid IS NOT NULL AND (s.session_id IS NULL OR s.user_id <> t.uid)
+          LEFT JOIN learning_sessions s ON s.user_id = t.uid AND s.session_id = t.sid
+         WHERE t.sid IS NOT NULL AND s.session_id IS NULL
          ORDER BY t.i LIMIT 1;
         IF FOUND THEN
             v_bad_code := left(v_bad_msg, 5);
