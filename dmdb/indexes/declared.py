@@ -41,6 +41,11 @@ _RENAME = re.compile(
 )
 
 
+# ALTER TABLE ... ADD CONSTRAINT ... PRIMARY KEY | UNIQUE USING INDEX name: the index
+# becomes the constraint's (renamed to it), no longer a declared index of its own.
+_USING_INDEX = re.compile(rf"\bUSING\s+INDEX\s+(?P<name>{_IDENT})", re.IGNORECASE)
+
+
 def _unquote(ident: str) -> str:
     ident = ident.strip()
     if ident.startswith('"'):
@@ -116,6 +121,11 @@ def parse_declared(statements: Iterable[tuple[str, str]]) -> list[DeclaredIndex]
                         if (d.table_schema, d.table) == (schema, name):
                             del declared[key]
             continue
+        if re.match(r"^ALTER\s+TABLE\b", text, re.IGNORECASE):
+            for used in _USING_INDEX.finditer(text):
+                name = _unquote(used["name"])
+                for key in [k for k in declared if k[1] == name]:
+                    del declared[key]
         match = _RENAME.match(text)
         if match:
             schema, old = _split_qualified(match["old"])
