@@ -526,6 +526,8 @@ def test_flag_validation(cli, schema_url):
         (["--format", "xml"], "--format"),
         (["--cache-hit-warn", "1.5"], "--cache-hit-warn"),
         (["--seq-warn", "96", "--seq-critical", "95"], "--seq-warn"),
+        (["--disk-warn", "96", "--disk-critical", "95"], "--disk-warn"),
+        (["--disk-critical", "101"], "--disk-critical"),
     ):
         result = cli(["monitor", *args], url=schema_url)
         assert result.exit_code == 2, (args, result.stdout)

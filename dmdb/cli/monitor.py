@@ -166,6 +166,13 @@ def register(app: typer.Typer) -> None:
         missing_index_min_scans: int | None = typer.Option(
             None, "--missing-index-min-scans", metavar="N",
             help="... out of at least N scans [100]."),
+        disk_warn: float | None = typer.Option(
+            None, "--disk-warn", metavar="PCT",
+            help="WARNING when the file system of the data directory, WAL or backup "
+            "repository is this % used (space or inodes) [90]."),
+        disk_critical: float | None = typer.Option(
+            None, "--disk-critical", metavar="PCT",
+            help="CRITICAL at this % used [95]."),
         pgbouncer: str | None = typer.Option(
             None, "--pgbouncer", metavar="URL", envvar="DMDB_PGBOUNCER_URL",
             help="PgBouncer's admin console (postgresql://user@host:6432/pgbouncer, a user in "
@@ -194,8 +201,8 @@ def register(app: typer.Typer) -> None:
         """Health dashboard of the database and server: the dmdb schema, connections, long,
         blocked and prepared transactions and what else holds back the xmin horizon, cache
         hit, wraparound, sequences, invalid/unused/duplicate/missing indexes, dead tuples,
-        table and index bloat, replication lag and slots, WAL archiving, checkpoints,
-        partitions, PgBouncer's pools and the top statements. Read-only; runs on the read
+        table and index bloat, replication lag and slots, WAL archiving, checkpoints, disk
+        space, partitions, PgBouncer's pools and the top statements. Read-only; runs on the read
         replica when one is configured (the primary's own figures on the primary).
 
         Problems come first; --verbose shows every check's rows. --record (for cron)
@@ -259,6 +266,8 @@ def register(app: typer.Typer) -> None:
             missing_index_min_scans=missing_index_min_scans,
             pgbouncer_wait_warn_seconds=pgbouncer_wait_warn,
             pgbouncer_wait_critical_seconds=pgbouncer_wait_critical,
+            disk_warn_pct=disk_warn,
+            disk_critical_pct=disk_critical,
         )
         run.select_checks(only)  # unknown names fail before connecting
         if record:

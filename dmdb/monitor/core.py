@@ -114,12 +114,19 @@ class Report:
         if top is None or top.status is Status.OK:
             if blind_line:
                 return f"UNKNOWN: {blind_line}"
-            return f"OK: {len(self.checks)} checks OK"
+            return f"OK: {len(self.checks)} checks OK{self._unmeasured()}"
         others = [c.name for c in rest if c.status is not Status.OK and c is not top]
         tail = f" (also not OK: {', '.join(others)})" if others else ""
         if blind_line:
             tail += f"; {blind_line}"
         return f"{top.status.name}: {top.name}: {top.summary}{tail}"
+
+    def _unmeasured(self) -> str:
+        """What OK checks could not measure from here (a remote server's disk), so that
+        an OK line never claims it."""
+        parts = [f"{c.name} ({', '.join(c.metrics['not_measured'])})" for c in self.checks
+                 if c.status is Status.OK and c.metrics.get("not_measured")]
+        return f"; not measured from here: {', '.join(parts)}" if parts else ""
 
     def to_dict(self) -> dict:
         return {
@@ -185,6 +192,9 @@ class Thresholds:
     # PgBouncer (SHOW POOLS)
     pgbouncer_wait_warn_seconds: float = 1.0    # a client waiting this long for a server
     pgbouncer_wait_critical_seconds: float = 10.0
+    # file systems of the data directory, WAL, backup repository (check_postgres disk_space)
+    disk_warn_pct: float = 90.0
+    disk_critical_pct: float = 95.0
 
     def validate(self) -> Thresholds:
         def bad(msg: str):
@@ -215,6 +225,9 @@ class Thresholds:
         if not 0 <= self.pgbouncer_wait_warn_seconds <= self.pgbouncer_wait_critical_seconds:
             bad("--pgbouncer-wait-warn and --pgbouncer-wait-critical are seconds with "
                 "0 <= warn <= critical")
+        if not 0 < self.disk_warn_pct <= self.disk_critical_pct <= 100:
+            bad("--disk-warn and --disk-critical are percentages of a file system used, with "
+                "0 < warn <= critical <= 100")
         for name in ("idle_in_transaction_warn", "long_query_seconds", "blocked_seconds",
                      "cache_min_reads", "unused_min_bytes", "dead_tuples_factor",
                      "bloat_warn_ratio", "bloat_min_bytes", "bloat_min_pages",
