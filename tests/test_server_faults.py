@@ -181,3 +181,33 @@ def test_a_stale_postmaster_pid_is_not_a_running_server(server, leftover):
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_reason_is_the_logs_last_fatal_or_panic_since_the_start(tmp_path):
+    """A full disk, read from a log as PostgreSQL writes it: the last FATAL/PANIC line
+    written since the start began (an older one before `offset` is not this start's)."""
+    from dmdb.server.postmaster import start_error
+
+    log = tmp_path / "postgres.log"
+    log.write_text(
+        "2026-01-01 10:00:00.000 UTC [10] FATAL:  an old failure, already fixed\n")
+    offset = log.stat().st_size
+    with open(log, "a") as handle:
+        handle.write(
+            "2026-01-01 11:00:00.000 UTC [20] LOG:  database system was interrupted\n"
+            "2026-01-01 11:00:00.100 UTC [21] PANIC:  could not write to file "
+            '"pg_wal/xlogtemp.21": No space left on device\n'
+            "2026-01-01 11:00:00.200 UTC [20] LOG:  startup process (PID 21) was terminated "
+            "by signal 6: Aborted\n"
+            "2026-01-01 11:00:00.300 UTC [20] LOG:  aborting startup due to startup process "
+            "failure\n")
+    error = start_error("the embedded PostgreSQL", tmp_path, tmp_path / "data", log, log,
+                        offset, "fallback")
+    text = str(error)
+    assert text.startswith('the embedded PostgreSQL cannot start: PANIC: could not write to '
+                           'file "pg_wal/xlogtemp.21": No space left on device; free space on '
+                           f"the file system of {tmp_path / 'data'}")
+    assert "old failure" not in text and error.exit_code == 1
+    # Nothing since the start began: the caller's own words.
+    assert str(start_error("x", tmp_path, tmp_path, log, log, log.stat().st_size,
+                           "fallback")) == "fallback"
