@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -211,3 +212,45 @@ def test_the_reason_is_the_logs_last_fatal_or_panic_since_the_start(tmp_path):
     # Nothing since the start began: the caller's own words.
     assert str(start_error("x", tmp_path, tmp_path, log, log, log.stat().st_size,
                            "fallback")) == "fallback"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="squatting as another OS user needs root")
+def test_a_squatted_fallback_socket_directory_is_left_alone_and_another_is_used(caplog):
+    """A home whose run/ path is too long for a Unix socket puts the socket in
+    /tmp/dmdb-<hash of the home>, a name anyone can compute. Someone else's directory
+    there used to stop the server from starting ("not a directory of this user's; remove
+    it" — which the victim cannot); now it is left alone, the server gets a private
+    directory of its own beside it, and the warning says where and why."""
+    import logging
+    import pwd
+
+    class LongRunName(EmbeddedServer):  # as a home with a long path: run/ too long
+        _run_name = "run-" + "x" * 120
+
+    root = Path(tempfile.mkdtemp(prefix="dmdb-faults-"))
+    srv = LongRunName(root / "home", fast=True)
+    squatted = srv.socket_dir
+    assert squatted.parent == Path(tempfile.gettempdir())  # the fallback, by name
+    nobody = pwd.getpwnam("nobody")
+    squatted.mkdir(mode=0o755)
+    os.chown(squatted, nobody.pw_uid, nobody.pw_gid)
+    try:
+        with caplog.at_level(logging.WARNING, logger="dmdb.server.embedded"):
+            info = srv.start(dbname="postgres")
+        used = Path(info.socket_dir)
+        assert used != squatted and used.name.startswith(squatted.name + "-")
+        assert stat.S_IMODE(used.stat().st_mode) == 0o700
+        assert used.stat().st_uid == EmbeddedServer(root / "home").pg_data.stat().st_uid
+        assert list(squatted.iterdir()) == [] and squatted.stat().st_uid == nobody.pw_uid
+        with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres",
+                             dbname="postgres") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        warning = " ".join(r.getMessage() for r in caplog.records)
+        assert f"{squatted} belongs to user nobody" in warning and str(used) in warning
+        srv.stop()
+        assert Path(srv.start(dbname="postgres").socket_dir) == used  # reused, not another
+    finally:
+        srv.destroy()
+        for path in (squatted, *Path(tempfile.gettempdir()).glob(squatted.name + "-*")):
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -20,6 +20,7 @@ import fcntl
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import shlex
 import shutil
@@ -35,9 +36,11 @@ from dmdb.errors import DmdbError, first_line
 from dmdb.server.postmaster import (
     ServerStartError,
     clear_stale_pid,
+    describe_owner,
     is_zombie,
     log_size,
     runs_in,
+    squat_free_socket_dir,
     start_error,
 )
 
@@ -453,7 +456,12 @@ class EmbeddedServer:
             self._secure_auth()
             clear_stale_pid(self.pg_data)
             sock = self.socket_dir
-            _private_dir(sock, self._owner())
+            try:
+                _private_dir(sock, self._owner())
+            except DmdbError:
+                if sock.parent == self.server_dir:
+                    raise  # the home's own run/: nobody else can have made it
+                sock = self._unsquatted(sock)
             # On the command line, so neither postgresql.conf nor ALTER SYSTEM reopens them.
             options = (f"-k {shlex.quote(str(sock))} -c listen_addresses='' "
                        "-c unix_socket_permissions=0700"
@@ -470,6 +478,17 @@ class EmbeddedServer:
         if not info.running:
             raise self._start_error(f"{self._what} did not start; see {self.log_file}")
         return info
+
+    def _unsquatted(self, squatted: Path) -> Path:
+        """The socket directory to use when the fallback one in /tmp is someone else's."""
+        sock = squat_free_socket_dir(squatted, self._owner())
+        logging.getLogger("dmdb.server.embedded").warning(
+            "warning: %s belongs to %s, not to you: someone may be squatting the socket "
+            "directory of %s (its own, %s, is too long a path for a socket); its socket is "
+            "in %s instead. Remove %s (as its owner or root), or move DMDB_HOME to a shorter "
+            "path", squatted, describe_owner(squatted), self._what,
+            self.server_dir / self._run_name, sock, squatted)
+        return sock
 
     def _start_error(self, fallback: str) -> ServerStartError:
         return start_error(self._what, self.pg_data, self.data_dir, self.server_log,

@@ -14,16 +14,25 @@ to start while any old process of the directory still uses its shared memory, wh
 the lock file says ("pre-existing shared memory block ... is still in use") — those
 processes are named, with the way out.
 
-When a start fails, pg_ctl says only "Examine the log output": `start_failure` reads the
+When a start fails, pg_ctl says only "Examine the log output": `start_error` reads the
 server log from where this start began and returns its last FATAL or PANIC line (with
 the line naming the bad setting when a configuration file "contains errors"), and what
 to do about it.
+
+A home whose path is too long for a Unix socket puts the socket in `/tmp/dmdb-<hash>`, a
+name anyone can compute and create first. Such a squatted directory is refused (it is
+not ours), and `squat_free_socket_dir` gives the server another one: created by us with
+an unpredictable name beside it (`/tmp/dmdb-<hash>-<random>`, 0700), reused by later
+starts; clients find it in postmaster.pid, as always.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
+import stat
+import tempfile
 import time
 from pathlib import Path
 
@@ -192,3 +201,35 @@ def start_error(what: str, pg_data: Path, data_dir: Path, log: Path, shown_log: 
     detail = f"{message} ({more})" if more else message
     fix = fix_for(f"{message} {more or ''}", data_dir, cluster_processes(pg_data))
     return ServerStartError(f"{what} cannot start: {detail}; {fix} (log: {shown_log})")
+
+
+def squat_free_socket_dir(squatted: Path, owner: tuple[int, int] | None = None) -> Path:
+    """A private socket directory instead of `squatted` (a fallback path someone else
+    created): one of ours beside it, `<squatted>-<random>`, made by an earlier start, or a
+    new one (mkdtemp: unpredictable, 0700, created atomically). `owner`: (uid, gid) of the
+    server's user when that is not us (root runs it as another user)."""
+    uid, gid = owner or (os.geteuid(), os.getegid())
+    for candidate in sorted(glob.glob(glob.escape(str(squatted)) + "-*")):
+        st = os.lstat(candidate)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == uid and stat.S_IMODE(st.st_mode) == 0o700:
+            return Path(candidate)
+    made = Path(tempfile.mkdtemp(prefix=squatted.name + "-", dir=squatted.parent))
+    if owner is not None:
+        os.chown(made, uid, gid)
+    return made
+
+
+def describe_owner(path: Path) -> str:
+    """Who owns `path` (for a message): 'user mallory (uid 1001)', or 'a link'."""
+    import pwd
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return "nobody known"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    try:
+        return f"user {pwd.getpwuid(st.st_uid).pw_name} (uid {st.st_uid})"
+    except KeyError:
+        return f"uid {st.st_uid}"
