@@ -281,9 +281,9 @@ def plan_fill(
             continue
         if cutoff is not None and month_bounds(m.month)[1] <= cutoff:
             stranded.append(Stranded(m.label, m.rows, (
-                "past retention: its partition would be retired by this very run; create "
-                f"it with `dmdb partitions create --from {m.label} --ahead 0` to keep the "
-                "rows, or delete them")))
+                "past retention: its partition would be retired by this very run; `dmdb "
+                "partitions rollover --retain` takes these rows as it took the month (into "
+                "its archived table, or deleted with --drop)")))
             continue
         create.append(m.month)
     return create, stranded
