@@ -45,7 +45,14 @@ def ensure_embedded(home, *, create: bool, dbname: str | None = None) -> ServerI
             f"no embedded server at {server.home}; run `dmdb up` or set DATABASE_URL"
         )
     was_running = existed and server.info().running
-    info = server.start(dbname=dbname or DEFAULT_DBNAME)
+    try:
+        info = server.start(dbname=dbname or DEFAULT_DBNAME)
+    except ConnectError:
+        raise
+    except DmdbError as exc:  # whatever kept it from starting: the server is unreachable
+        from dmdb.server.postmaster import ServerStartError
+
+        raise ServerStartError(str(exc), exit_code=exc.exit_code) from None
     if not was_running:
         done = "started" if existed else "initialised and started a new"
         log.info("%s embedded PostgreSQL %s at %s (pid %s); stop it with `dmdb server stop`",

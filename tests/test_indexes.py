@@ -456,3 +456,12 @@ def test_build_on_a_database_without_the_schema_is_an_error(cli, empty_url):
     assert result.exit_code == 1
     assert "dmdb up" in result.stderr and "does not exist" in result.stderr
     assert "Nothing to do" not in result.stdout
+
+
+@pytest.mark.parametrize("size", ["inf", "1e308"])
+def test_report_min_size_past_any_index_is_a_usage_error(cli, size):
+    """Was OverflowError (int(inf) bytes); refused before connecting."""
+    result = cli(["indexes", "report", "--min-size-mb", size])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--min-size-mb" in lines[0]

@@ -85,6 +85,45 @@ def test_ignore_comment_needs_a_reason(cli, schema_url, tmp_path):
     assert rules["non-concurrent-index"]["ignored"] is False
 
 
+def test_an_unknown_rule_in_an_ignore_comment_is_a_warning(cli, schema_url, tmp_path):
+    """A typo in an ignore comment silences nothing; lint says so instead of keeping quiet.
+    squawk's rule names are known (squawk itself tells which names it has)."""
+    body = ("-- dmdb-lint: ignore non-concurent-index, require-concurrent-index-creation, "
+            "no-such-rule -- learning_events is empty until launch\n" + INDEX)
+    result, data = _lint(cli, schema_url, tmp_path, body)
+    assert result.exit_code == 1
+    unknown = [f for f in data["findings"] if f["rule"] == "unknown-ignore-rule"]
+    assert [(f["line"], f["severity"], f["source"]) for f in unknown] == [
+        (1, "warning", "dmdb-lint")] * 2
+    assert "ignore non-concurent-index` names no rule" in unknown[0]["message"]
+    assert "did you mean non-concurrent-index?" in unknown[0]["message"]
+    assert "ignore no-such-rule` names no rule" in unknown[1]["message"]
+    rules = {f["rule"]: f for f in data["findings"]}
+    assert rules["non-concurrent-index"]["ignored"] is False  # the typo silenced nothing
+    assert rules["require-concurrent-index-creation"]["ignored"] is True
+
+
+def test_alter_system_and_drop_role_are_labelled_as_what_they_are(cli, schema_url, tmp_path):
+    """Not replayed, and not "SHARE UPDATE EXCLUSIVE (CONCURRENTLY: not traced)" as the
+    trace used to label every statement it did not run."""
+    body = ("ALTER SYSTEM SET work_mem = '7MB';\n"
+            "DROP ROLE IF EXISTS lint_nobody_at_all;\n"
+            "ALTER TABLE users ADD COLUMN nick text;\n")
+    result, data = _lint(cli, schema_url, tmp_path, body)
+    statements = data["files"][0]["statements"]
+    assert [(st["line"], st["traced"], st["not_traced"]) for st in statements] == [
+        (1, False, "cluster-wide"), (2, False, "cluster-wide"), (3, True, None)]
+    messages = {f["line"]: f["message"] for f in data["findings"] if f["rule"] == "cluster-wide"}
+    assert messages[1].startswith("changes a server setting (ALTER SYSTEM")
+    assert messages[2].startswith("drops a role,")
+    assert run_sql(schema_url, "SELECT count(*) FROM pg_file_settings WHERE name = 'work_mem' "
+                               "AND setting = '7MB'")[0][0] == 0
+    text = cli(["lint", tmp_path / "0007_change.sql"], url=schema_url).stdout
+    rows = [ln for ln in text.splitlines() if ln.startswith("0007_change:")]
+    assert "cluster-wide: not replayed" in rows[0] and "cluster-wide: not replayed" in rows[1]
+    assert "CONCURRENTLY" not in text
+
+
 def test_replay_failure_is_a_finding(cli, schema_url, tmp_path):
     result, data = _lint(cli, schema_url, tmp_path, "ALTER TABLE no_such_table ADD COLUMN x int;\n")
     assert result.exit_code == 1

@@ -309,6 +309,8 @@ def test_verdict(overrides, reason):
     (["report", "--scheduler", "anki"], "--scheduler"),
     (["fit", "--max-iterations", "0"], "--max-iterations"),
     (["fit", "--since", "2026-11-01T00:00:00Z", "--days", "3"], "not both"),
+    (["report", "--days", "1e308"], "--days must be at most 36500"),  # was OverflowError
+    (["fit", "--days", "inf"], "--days"),
 ])
 def test_usage_errors_are_one_line(cli, schema_url, args, message):
     result = cli(["models", *args], url=schema_url)

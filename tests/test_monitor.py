@@ -527,6 +527,19 @@ def test_flag_validation(cli, schema_url):
         (["--format", "xml"], "--format"),
         (["--cache-hit-warn", "1.5"], "--cache-hit-warn"),
         (["--seq-warn", "96", "--seq-critical", "95"], "--seq-warn"),
+        (["--disk-warn", "96", "--disk-critical", "95"], "--disk-warn"),
+        (["--disk-critical", "101"], "--disk-critical"),
+        # Huge and non-finite values: usage errors, never a crash or a server error.
+        (["--trend-days", "1e308"], "--trend-days must be at most 36500"),
+        (["--trend-days", "nan"], "--trend-days must be a finite number"),
+        (["--record", "--retention-days", "inf"], "--retention-days must be a finite"),
+        (["--record", "--retention-days", "1e308"], "--retention-days must be at most"),
+        (["--xid-warn", "inf"], "--xid-warn must be a finite number"),
+        (["--unused-min-size", "1e308"], "--unused-min-size must be at most"),
+        (["--long-query-seconds", "1e308"], "--long-query-seconds must be at most"),
+        (["--long-query-seconds", "nan"], "--long-query-seconds must be a finite"),
+        (["--missing-index-min-rows", "99999999999999999999"], "--missing-index-min-rows"),
+        (["--watch", "1e308"], "--watch"),
     ):
         result = cli(["monitor", *args], url=schema_url)
         assert result.exit_code == 2, (args, result.stdout)

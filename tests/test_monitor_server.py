@@ -72,6 +72,81 @@ def test_primary_down_is_dmdb_up_0_in_prometheus_and_unknown_in_json(cli):
     assert table.exit_code == 1 and "cannot connect" in table.stderr
 
 
+def test_disk_space_of_the_embedded_servers_file_systems(pg_settings, embedded_only,
+                                                         tmp_path):
+    """The data directory's and WAL's file systems, read with statvfs as df reads them;
+    WARNING and CRITICAL at the thresholds. Before, no check looked: with 2 MB free the
+    monitor said "OK: 23 checks OK"."""
+    import os
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dmdb.config import Settings
+    from dmdb.monitor import render, run
+    from dmdb.monitor.core import Thresholds
+    from dmdb.server.embedded import EmbeddedServer
+
+    settings = Settings(home=pg_settings.home)  # nothing configured: the embedded server
+    pg_data = os.path.realpath(EmbeddedServer(pg_settings.home).pg_data)
+    st = os.statvfs(pg_data)
+    used = st.f_blocks - st.f_bfree
+    pct = 100.0 * used / (used + st.f_bavail)
+
+    def disk(**thresholds):
+        with psycopg.connect(**pg_settings.conninfo(), autocommit=True) as conn:
+            return run.run_checks(conn, Thresholds(**thresholds), only=["disk_space"],
+                                  settings=settings)
+
+    report = disk(disk_warn_pct=max(pct / 2, 0.01), disk_critical_pct=100)
+    check = report.checks[0]
+    assert [(r["location"], r["path"]) for r in check.rows] == [
+        ("data", pg_data), ("wal", os.path.join(pg_data, "pg_wal"))]
+    assert abs(check.rows[0]["used_pct"] - pct) < 1
+    assert check.rows[0]["size_bytes"] == st.f_blocks * st.f_frsize
+    assert check.metrics["measured"] == ["data", "wal"] and check.metrics["not_measured"] == []
+    if pct < 100:
+        assert check.status.name == "WARNING" and check.rows[0]["status"] == "WARNING"
+        assert report.check_line().startswith(f"WARNING: disk_space: data ({pg_data}) ")
+    critical = disk(disk_warn_pct=max(pct / 4, 0.01), disk_critical_pct=max(pct / 2, 0.01))
+    assert critical.checks[0].status.name == "CRITICAL" and int(critical.status) == 2
+    families = {f.name: f for f in text_string_to_metric_families(
+        render.to_prometheus(critical))}
+    ratio = {s.labels["location"]: s.value for s in families["dmdb_disk_used_ratio"].samples}
+    assert set(ratio) == {"data", "wal"} and abs(ratio["data"] - pct / 100) < 0.01
+    if pct < 99:
+        assert disk().checks[0].status.name in ("OK", "WARNING")  # 90 / 95 by default
+        assert disk(disk_warn_pct=99.5, disk_critical_pct=99.9).checks[0].status.name == "OK"
+
+    # The backup repository, once its directory exists, beside a configured server's.
+    (tmp_path / "backups").mkdir()
+    remote = Settings(home=tmp_path, host="db.example")
+    with psycopg.connect(**pg_settings.conninfo(), autocommit=True) as conn:
+        check = run.run_checks(conn, Thresholds(), only=["disk_space"],
+                               settings=remote).checks[0]
+    assert [r["location"] for r in check.rows] == ["backup_repository"]
+    assert check.metrics["not_measured"] == ["data", "wal"]
+
+
+def test_disk_space_of_a_configured_server_is_never_claimed(cli, schema_url):
+    """A configured server's data directory is on its own host: nothing is measured, and
+    neither the check nor the --check line claims it is fine."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    line = cli(["monitor", "--check", "--only", "disk_space,schema"], url=schema_url)
+    assert (line.exit_code, line.stdout) == (
+        0, "OK: 2 checks OK; not measured from here: disk_space (data, wal)\n")
+    data, checks = run_json(cli, schema_url, "--only", "disk_space")
+    disk = checks["disk_space"]
+    assert disk["status"] == "OK" and disk["summary"].startswith("not measured:")
+    assert disk["rows"] == [] and disk["metrics"]["measured"] == []
+    assert any("FreeStorageSpace" in n for n in disk["notes"])
+    prom = cli(["monitor", "--format", "prometheus", "--only", "disk_space"], url=schema_url)
+    families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+    assert {s.labels["location"]: s.value for s in families["dmdb_disk_measured"].samples} \
+        == {"data": 0, "wal": 0}
+    assert "dmdb_disk_used_ratio" not in families
+
+
 def test_prometheus_says_up_when_the_server_answers(cli, schema_url):
     from prometheus_client.parser import text_string_to_metric_families
 

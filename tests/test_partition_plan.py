@@ -31,7 +31,7 @@ from dmdb.partitions import (
 )
 from dmdb.partitions.catalog import Dependency
 from dmdb.partitions.cron import cron_to_oncalendar, render_cron
-from dmdb.partitions.plan import DefaultMonth, Stranded, coverage, plan_fill
+from dmdb.partitions.plan import DefaultMonth, Stranded, coverage, plan_fill, plan_late
 from dmdb.partitions.retention import unlink_statements, unlink_step
 
 UTC = timezone.utc
@@ -265,11 +265,29 @@ def test_plan_pure_with_fill_adds_defaults_months_once():
     plan = plan_pure("learning_events", [*existing, quarter], date(2026, 1, 20), 0,
                      fill_from=in_default(("2030-06", 2)))
     assert [c.name for c in plan.conflicts] == ["learning_events_2030_06"]
-    # With retention, months the run would retire stay in DEFAULT, named.
+    # With retention, months the run would retire are not created again: their rows are
+    # late, for retention to take (never a partition the next run must retire again).
     plan = plan_pure("learning_events", existing, date(2026, 1, 20), 0, retain=1,
                      fill_from=in_default(("2025-11", 3), ("2025-12", 1)))
     assert [t.name for t in plan.to_create] == ["learning_events_2025_12"]
-    assert [s.month for s in plan.stranded] == ["2025-11"]
+    assert plan.stranded == [] and [m.label for m in plan.late] == ["2025-11"]
+
+
+def test_plan_late_takes_defaults_months_past_retention_only():
+    default = in_default(("2014-01", 1), ("2024-06", 2), ("2025-11", 3), ("2025-12", 4),
+                         ("2026-01", 5), ("infinity", 6))
+    late = plan_late(default, date(2026, 1, 20), 1)  # keeps 2025-12 onwards
+    # 2014-01 is more than 120 months back (a wrong timestamp, left for a person).
+    assert [(m.label, m.rows) for m in late] == [("2024-06", 2), ("2025-11", 3)]
+    # Planned as if in 2026-06, the database clock (2026-01) still keeps its own month.
+    late = plan_late(default, date(2026, 6, 1), 0, now=utc(2026, 1, 20))
+    assert [m.label for m in late] == ["2024-06", "2025-11", "2025-12"]
+    # Without --fill the plan still takes them (retention's job, every run).
+    plan = plan_pure("learning_events", [DEFAULT], date(2026, 1, 20), 0, retain=1,
+                     default_months=default)
+    assert [m.label for m in plan.late] == ["2024-06", "2025-11"]
+    assert plan_pure("learning_events", [DEFAULT], date(2026, 1, 20), 0,
+                     default_months=default).late == []
 
 
 def test_coverage_counts_every_month_ahead():
@@ -305,6 +323,14 @@ def test_usage_rules():
         assert info.value.exit_code == 2
     with pytest.raises(ConfigError):
         validate_options(ahead=-1, retain=None, archive_schema=None, drop=False)
+    # Archiving into the live table's own schema (or a reserved one) is refused.
+    for schema, table in (("public", "learning_events"), ("app", "app.learning_events"),
+                          ("pg_archive", "learning_events")):
+        with pytest.raises(ConfigError) as info:
+            validate_options(ahead=3, retain=12, archive_schema=schema, drop=False, table=table)
+        assert info.value.exit_code == 2 and schema in str(info.value)
+    assert validate_options(ahead=3, retain=12, archive_schema="public", drop=False,
+                            table="app.learning_events") == "archive"
 
 
 # -- the SQL of each step -------------------------------------------------------

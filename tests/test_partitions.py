@@ -14,7 +14,13 @@ import pytest
 from psycopg import sql
 
 from conftest import popen_dmdb, run_dmdb, run_sql
-from dmdb.partitions import PARTITION_LOCK_KEY, add_months, month_bounds, partition_name
+from dmdb.partitions import (
+    PARTITION_LOCK_KEY,
+    add_months,
+    month_bounds,
+    partition_name,
+    read_dependencies,
+)
 
 UTC = timezone.utc
 
@@ -487,8 +493,6 @@ def test_archived_partitions_do_not_hold_the_live_schema(cli, schema_url):
     """Archived tables lose what ties them to the live schema (the foreign key to users,
     the default on the parent's sequence), earlier archives are cut loose by the next
     run, and the migrations can then be rolled back past 0004 (its sequence) and 0002 (users)."""
-    from dmdb.partitions import read_dependencies
-
     m0 = this_month(schema_url)
     past = [add_months(m0, -i) for i in (4, 3, 2)]
     assert cli(["partitions", "create", "--from", past[0].strftime("%Y-%m"), "--ahead", "2"],
@@ -530,6 +534,79 @@ def test_archived_partitions_do_not_hold_the_live_schema(cli, schema_url):
     for m in past:  # the archive keeps its rows
         assert run_sql(schema_url, f'SELECT count(*) FROM dm_archive."{name(m)}"') == [(1,)]
     assert cli(["up"], url=schema_url).exit_code == 0
+
+
+def test_late_answers_for_an_archived_month_never_break_rollover(cli, schema_url):
+    """A late answer for an archived month lands in DEFAULT: every rollover cycle moves it
+    into the archived table and exits 0 — also after `create --fill` (the old exit-3 hint)
+    created the month in the live schema again, which made every later rollover fail
+    with "already exists in schema"."""
+    m0 = this_month(schema_url)
+    past = [add_months(m0, -i) for i in (4, 3, 2, 1)]
+    assert cli(["partitions", "create", "--from", past[0].strftime("%Y-%m"), "--ahead", "4"],
+               url=schema_url).exit_code == 0
+    insert_events(schema_url, [month_bounds(m)[0] + timedelta(hours=1) for m in past])
+    rollover = ["rollover", "--retain", "2", "--archive-schema", "dm_archive"]
+    result, data = run_json(cli, rollover, schema_url)
+    assert result.exit_code == 0, result.stderr
+    archived = past[1]  # archived with past[0]; its late answers follow below
+    assert [a["name"] for a in data["archived"]] == [name(past[0]), name(archived)]
+    never = add_months(m0, -7)  # never a partition, past retention too
+
+    def archive_rows(month: date) -> int:
+        return run_sql(schema_url, f'SELECT count(*) FROM dm_archive."{name(month)}"')[0][0]
+
+    late = month_bounds(archived)[0] + timedelta(days=3)
+    insert_events(schema_url, [late, month_bounds(never)[0] + timedelta(days=1)])
+    dry, data = run_json(cli, [*rollover, "--dry-run"], schema_url)
+    assert [(s["action"], s["partition"], s["default_rows"]) for s in data["steps"]] == [
+        ("late", name(never), 1), ("late", name(archived), 1)]
+    result, data = run_json(cli, rollover, schema_url)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert [(x["month"], x["rows"], x["action"], x["schema"]) for x in data["late"]] == [
+        (never.strftime("%Y-%m"), 1, "archived", "dm_archive"),
+        (archived.strftime("%Y-%m"), 1, "archived", "dm_archive")]
+    assert data["default_rows"] == 0 and data["warnings"] == []
+    assert archive_rows(archived) == 2 and archive_rows(never) == 1
+    with psycopg.connect(schema_url, autocommit=True) as conn:  # stands alone, as archives do
+        assert read_dependencies(conn, f'dm_archive."{name(never)}"') == []
+
+    for cycle in range(3):
+        insert_events(schema_url, [late + timedelta(minutes=cycle)])
+        if cycle == 0:  # what the old hint said: the month is created in public again
+            fill = cli(["partitions", "create", "--fill"], url=schema_url)
+            assert fill.exit_code == 0, fill.stderr
+            assert name(archived) in attached(schema_url)
+        args = [*rollover, "--fill"] if cycle == 2 else rollover
+        result, data = run_json(cli, args, schema_url)
+        assert result.exit_code == 0, (cycle, result.stdout, result.stderr)
+        assert data["errors"] == [] and data["default_rows"] == 0
+        if cycle == 0:
+            assert [(a["name"], a["merged_rows"]) for a in data["archived"]] == [
+                (name(archived), 1)]
+            assert data["late"] == []
+        else:
+            assert data["archived"] == [] and [x["rows"] for x in data["late"]] == [1]
+        assert name(archived) not in attached(schema_url)
+        assert archive_rows(archived) == 3 + cycle
+    again = cli(["partitions", *rollover], url=schema_url)
+    assert again.exit_code == 0 and "Nothing to do" in again.stdout
+
+
+def test_late_answers_for_a_dropped_month_are_dropped_too(cli, schema_url):
+    m0 = this_month(schema_url)
+    old = add_months(m0, -3)
+    assert cli(["partitions", "create", "--from", old.strftime("%Y-%m"), "--ahead", "3"],
+               url=schema_url).exit_code == 0
+    rollover = ["rollover", "--retain", "1", "--drop"]
+    result, data = run_json(cli, rollover, schema_url)
+    assert result.exit_code == 0 and name(old) in [d["name"] for d in data["dropped"]]
+    insert_events(schema_url, [month_bounds(old)[0] + timedelta(days=2)] * 2)
+    result = cli(["partitions", *rollover], url=schema_url)
+    assert result.exit_code == 0, result.stderr
+    assert f"Deleted 2 late row(s) of {old:%Y-%m}" in result.stdout
+    assert in_partition(schema_url, "learning_events_default") == 0
+    assert run_sql(schema_url, "SELECT to_regclass(%s)", (name(old),)) == [(None,)]
 
 
 def test_fill_creates_every_month_waiting_in_default(cli, schema_url):
@@ -608,6 +685,11 @@ def test_lock_timeout_is_retried_then_fails_without_half_applying(cli, schema_ur
     ["rollover", "--retain", "3"],
     ["rollover", "--retain", "3", "--archive-schema", "a", "--drop"],
     ["rollover", "--drop"],
+    ["rollover", "--retain", "3", "--archive-schema", "public"],  # the live schema
+    ["rollover", "--retain", "3", "--archive-schema", "public", "--table",
+     "public.learning_events"],
+    ["rollover", "--retain", "3", "--archive-schema", "pg_archive"],
+    ["cron", "--retain", "3", "--archive-schema", "public"],
     ["create", "--from", "2026-13"],
     ["create", "--ahead", "-1"],
     ["create", "--lock-timeout", "soon"],

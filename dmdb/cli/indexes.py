@@ -187,7 +187,7 @@ def check_cmd(ctx: typer.Context, as_json: bool = JSON):
 def report_cmd(
     ctx: typer.Context,
     min_size_mb: float = typer.Option(
-        10.0, "--min-size-mb", metavar="N", min=0,
+        10.0, "--min-size-mb", metavar="N", min=0, max=2**43 - 1,  # bytes within bigint
         help="Size floor of the unused-index list, in MB (pghero's default: 10)."),
     as_json: bool = JSON,
 ):

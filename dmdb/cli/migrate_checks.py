@@ -99,7 +99,9 @@ def register(app: typer.Typer) -> None:
                     if not (st.locks or st.rewrites or st.scans or st.error or not st.traced):
                         continue  # touches no table of the live schema
                     locks = ", ".join(f"{lk.mode} {lk.table}" for lk in st.locks)
-                    if not st.traced:
+                    if st.not_traced == "cluster-wide":
+                        locks = "none on tables (cluster-wide: not replayed)"
+                    elif not st.traced:
                         locks = "SHARE UPDATE EXCLUSIVE (CONCURRENTLY: not traced)"
                     trace.append((f"{f.id}:{st.line}", st.first_line[:60], locks,
                                   ", ".join(st.rewrites), ", ".join(st.scans),

@@ -49,6 +49,26 @@ def watch(build: Callable, interval: float, *, iterations: int | None = None,
     return shown
 
 
+def _mb(value: float | None) -> int | None:
+    """MB to bytes; a product past any bigint (1e308 MB is infinite bytes) is kept as a
+    number too large for Thresholds.validate to refuse, never int(inf)."""
+    if value is None:
+        return None
+    product = value * 1024 * 1024
+    return int(product) if abs(product) < 2.0**64 else 2**64
+
+
+def _finite(ctx: typer.Context) -> None:
+    """NaN and infinity are no threshold, window or interval: a usage error naming the
+    flag, before any is converted (int(inf) raises OverflowError) or sent to the server."""
+    import math
+
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{param.opts[0]} must be a finite number (got {value})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("monitor")
     def monitor_cmd(
@@ -166,6 +186,13 @@ def register(app: typer.Typer) -> None:
         missing_index_min_scans: int | None = typer.Option(
             None, "--missing-index-min-scans", metavar="N",
             help="... out of at least N scans [100]."),
+        disk_warn: float | None = typer.Option(
+            None, "--disk-warn", metavar="PCT",
+            help="WARNING when the file system of the data directory, WAL or backup "
+            "repository is this % used (space or inodes) [90]."),
+        disk_critical: float | None = typer.Option(
+            None, "--disk-critical", metavar="PCT",
+            help="CRITICAL at this % used [95]."),
         pgbouncer: str | None = typer.Option(
             None, "--pgbouncer", metavar="URL", envvar="DMDB_PGBOUNCER_URL",
             help="PgBouncer's admin console (postgresql://user@host:6432/pgbouncer, a user in "
@@ -194,8 +221,8 @@ def register(app: typer.Typer) -> None:
         """Health dashboard of the database and server: the dmdb schema, connections, long,
         blocked and prepared transactions and what else holds back the xmin horizon, cache
         hit, wraparound, sequences, invalid/unused/duplicate/missing indexes, dead tuples,
-        table and index bloat, replication lag and slots, WAL archiving, checkpoints,
-        partitions, PgBouncer's pools and the top statements. Read-only; runs on the read
+        table and index bloat, replication lag and slots, WAL archiving, checkpoints, disk
+        space, partitions, PgBouncer's pools and the top statements. Read-only; runs on the read
         replica when one is configured (the primary's own figures on the primary).
 
         Problems come first; --verbose shows every check's rows. --record (for cron)
@@ -205,8 +232,10 @@ def register(app: typer.Typer) -> None:
         Example: dmdb monitor --check --seq-warn 80   (exit 0/1/2/3 like check_postgres)
         """
         from dmdb.monitor import render, run
+        from dmdb.monitor.core import check_days
         from dmdb.render import console, warning_line
 
+        _finite(ctx)
         if fmt not in FORMATS:
             raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
         if as_json:
@@ -214,12 +243,12 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--json and --format prometheus exclude each other")
             fmt = "json"
         if watch_seconds is not None:
-            if not watch_seconds > 0:
-                raise ConfigError(f"--watch takes a positive number of seconds (got {watch_seconds:g})")
+            if not 0 < watch_seconds <= 86400:
+                raise ConfigError("--watch takes a positive number of seconds, at most a day "
+                                  f"(got {watch_seconds:g})")
             if fmt != "table" or check:
                 raise ConfigError("--watch refreshes the dashboard; it does not combine with "
                                   "--json, --format or --check")
-        mb = 1024 * 1024
         thresholds = _thresholds(
             connections_warn_pct=connections_warn,
             connections_critical_pct=connections_critical,
@@ -233,10 +262,10 @@ def register(app: typer.Typer) -> None:
             xid_critical=int(xid_critical) if xid_critical is not None else None,
             seq_warn_pct=seq_warn,
             seq_critical_pct=seq_critical,
-            unused_min_bytes=int(unused_min_size * mb) if unused_min_size is not None else None,
+            unused_min_bytes=_mb(unused_min_size),
             dead_tuples_factor=dead_tuples_factor,
             bloat_warn_ratio=bloat_warn_ratio,
-            bloat_min_bytes=int(bloat_min_size * mb) if bloat_min_size is not None else None,
+            bloat_min_bytes=_mb(bloat_min_size),
             replication_lag_warn_seconds=replication_lag_warn,
             replication_lag_critical_seconds=replication_lag_critical,
             partition_months_ahead=partition_months_ahead,
@@ -245,20 +274,20 @@ def register(app: typer.Typer) -> None:
             xmin_age_critical=int(xmin_age_critical) if xmin_age_critical is not None else None,
             prepared_warn_seconds=prepared_warn,
             prepared_critical_seconds=prepared_critical,
-            slot_wal_warn_bytes=int(slot_wal_warn * mb) if slot_wal_warn is not None else None,
-            slot_wal_critical_bytes=(int(slot_wal_critical * mb)
-                                     if slot_wal_critical is not None else None),
+            slot_wal_warn_bytes=_mb(slot_wal_warn),
+            slot_wal_critical_bytes=_mb(slot_wal_critical),
             archive_ready_warn=archive_ready_warn,
             checkpoint_req_warn_ratio=checkpoint_req_warn,
             checkpoint_min=checkpoint_min,
             index_bloat_warn_ratio=index_bloat_warn_ratio,
-            index_bloat_min_bytes=(int(index_bloat_min_size * mb)
-                                   if index_bloat_min_size is not None else None),
+            index_bloat_min_bytes=_mb(index_bloat_min_size),
             missing_index_min_rows=missing_index_min_rows,
             missing_index_pct=missing_index_pct,
             missing_index_min_scans=missing_index_min_scans,
             pgbouncer_wait_warn_seconds=pgbouncer_wait_warn,
             pgbouncer_wait_critical_seconds=pgbouncer_wait_critical,
+            disk_warn_pct=disk_warn,
+            disk_critical_pct=disk_critical,
         )
         run.select_checks(only)  # unknown names fail before connecting
         if record:
@@ -266,10 +295,8 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--record stores one snapshot; it does not combine with --watch")
             if only:
                 raise ConfigError("--record stores the figures of every check; drop --only")
-            if not retention_days > 0:
-                raise ConfigError(f"--retention-days must be positive (got {retention_days:g})")
-        if trend_days < 0:
-            raise ConfigError(f"--trend-days must not be negative (got {trend_days:g})")
+            check_days(retention_days, "--retention-days")
+        check_days(trend_days, "--trend-days", zero=True)
         settings = ctx.obj.settings()
         options = {"only": only, "project": ctx.obj.project(), "pgbouncer_url": pgbouncer,
                    "trend_days": trend_days}

@@ -60,7 +60,7 @@ def _progress(quiet: bool):
 
     def report(step) -> None:
         verb = {"create": "creating", "archive": "archiving", "drop": "dropping",
-                "unlink": "cutting loose"}[step.action]
+                "unlink": "cutting loose", "late": "retiring late rows of"}[step.action]
         out.print(f"  {verb} {step.partition} …")
 
     return report
@@ -92,6 +92,10 @@ def _print_result(result, as_json: bool, quiet: bool) -> None:
                 if c["moved_rows"] else ""
             out.print(f"Created {c['name']} {c['from'][:10]} .. {c['to'][:10]}{moved}")
         for a in result.archived:
+            if a.get("merged_rows") is not None:
+                out.print(f"Archived {a['name']} into {a['schema']}.{a['name']} (archived "
+                          f"earlier): copied {a['merged_rows']} row(s), dropped the partition")
+                continue
             cut = f"; cut loose from {len(a['unlinked'])} live object(s)" if a["unlinked"] else ""
             out.print(f"Archived {a['name']} to schema {a['schema']}{cut}")
         for u in result.unlinked:
@@ -99,6 +103,13 @@ def _print_result(result, as_json: bool, quiet: bool) -> None:
                       f"schema: {'; '.join(u['unlinked'])}")
         for d in result.dropped:
             out.print(f"Dropped {d['name']}")
+        for late in result.late:
+            if late["action"] == "archived":
+                out.print(f"Moved {late['rows']} late row(s) of {late['month']} (past retention) "
+                          f"from the DEFAULT partition into {late['schema']}.{late['table']}")
+            else:
+                out.print(f"Deleted {late['rows']} late row(s) of {late['month']} (past "
+                          "retention, --drop) from the DEFAULT partition")
         if not result.skipped and not result.changed and not result.errors \
                 and not result.conflicts:
             out.print(f"Nothing to do: {len(result.existing)} partition(s) of {result.table} "
@@ -145,8 +156,15 @@ def _print_dry_run(result) -> None:
             if step.move_index is not None:
                 note += (f" (ACCESS EXCLUSIVE on {result.table} while they move: its readers "
                          "and writers wait)")
+        elif step.action == "archive" and step.merge:
+            note = (f", into {step.archive_schema}.{step.partition} (archived earlier): rows "
+                    "copied, partition dropped")
         elif step.action == "archive":
             note = f", to schema {step.archive_schema}"
+        elif step.action == "late":
+            note = (f", {step.default_rows} late row(s) of a month past retention in the DEFAULT "
+                    + (f"partition, moved into {step.archive_schema}.{step.partition}"
+                       if step.archive_schema else "partition, deleted (--drop)"))
         elif step.action == "unlink":
             note = f" in schema {step.archive_schema}: cut loose from the live schema"
         out.write(f"\n-- {step.action} {step.partition} {_span(step.lo, step.hi)}{note}\n"

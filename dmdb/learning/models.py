@@ -59,6 +59,9 @@ class Window:
         return (self.since if self.since is not None else "-infinity"), self.until
 
 
+MAX_DAYS = 36500  # the longest --days window: 100 years
+
+
 def window(*, days: float | None, since: datetime | None, until: datetime | None,
            now: datetime | None = None) -> Window:
     """[since, until): explicit bounds win over `days` back from `until` (default now)."""
@@ -69,6 +72,9 @@ def window(*, days: float | None, since: datetime | None, until: datetime | None
     if days is not None:
         if not (days > 0 and math.isfinite(days)):
             raise ConfigError(f"--days must be a positive number of days, got {days}")
+        if days > MAX_DAYS:  # timedelta(days=1e308) raises OverflowError
+            raise ConfigError(f"--days must be at most {MAX_DAYS} (100 years), got {days:g}; "
+                              "for every answer, give --since with an early date")
         since = end - timedelta(days=days)
     if since is not None and since >= end:
         raise ConfigError(f"the window is empty: --since {since.isoformat()} is not before "

@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 
 SEVERITIES = ("info", "warning", "error")
 SAMPLE_ROWS = 3
+# The rules of the lock trace; an ignore comment may name these and squawk's.
+TRACE_RULES = ("table-rewrite", "non-concurrent-index", "validation-scan",
+               "lock-held-across-work", "access-exclusive", "cluster-wide", "replay-failed")
 
 MODES = ("AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
          "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
@@ -94,6 +97,9 @@ class TracedStatement:
     ms: float = 0.0
     traced: bool = True
     error: str | None = None
+    # Why a statement was not traced: "concurrently" (cannot run in the transaction
+    # the trace needs) or "cluster-wide" (not replayed at all); None when traced.
+    not_traced: str | None = None
 
 
 @dataclass
@@ -139,23 +145,69 @@ class LintResult:
 # -- ignores ---------------------------------------------------------------------
 
 
+def _ignore_comments(stmt: Statement):
+    """(line, [rules], reason) of each ignore comment among a statement's leading comments."""
+    for offset, line in enumerate(stmt.sql.splitlines()):
+        if line.strip() and not line.strip().startswith("--"):
+            break
+        match = _IGNORE.match(line)
+        if match:
+            yield (stmt.text_line + offset, re.split(r"\s*,\s*", match["rules"].strip()),
+                   (match["reason"] or "").strip())
+
+
 def ignores(stmt: Statement) -> tuple[dict[str, str], list[int]]:
     """({rule: reason}, [lines of ignores without a reason]) from a statement's leading
     comments."""
     found: dict[str, str] = {}
     bad: list[int] = []
-    for offset, line in enumerate(stmt.sql.splitlines()):
-        if line.strip() and not line.strip().startswith("--"):
-            break
-        match = _IGNORE.match(line)
-        if not match:
+    for line, rules, reason in _ignore_comments(stmt):
+        if not reason:
+            bad.append(line)
             continue
-        if not (match["reason"] or "").strip():
-            bad.append(stmt.text_line + offset)
-            continue
-        for rule in re.split(r"\s*,\s*", match["rules"].strip()):
-            found[rule] = match["reason"].strip()
+        for rule in rules:
+            found[rule] = reason
     return found, bad
+
+
+def unknown_rules(names: set[str]) -> set[str]:
+    """The names that are no rule of the trace nor of squawk (which tells, rule by rule,
+    when `--exclude` names one it does not have)."""
+    left = sorted(n for n in names if n not in TRACE_RULES)
+    unknown: set[str] = set()
+    while left:
+        done = subprocess.run([squawk_binary(), "--exclude", ",".join(left), "--reporter",
+                               "json"], stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True)
+        bad = re.search(r"invalid rule name (\S+)", done.stderr or "")
+        if done.returncode == 0 or bad is None or bad.group(1) not in left:
+            break
+        unknown.add(bad.group(1))
+        left.remove(bad.group(1))
+    return unknown
+
+
+def _unknown_ignores(by_id: dict[str, SqlFile]) -> list[Finding]:
+    """A warning for each rule an ignore comment names that no linter has (a typo
+    silences nothing: the finding it meant stays)."""
+    import difflib
+
+    named = [(sql_file.id, line, rule) for sql_file in by_id.values()
+             for stmt in sql_file.statements for line, rules, _ in _ignore_comments(stmt)
+             for rule in rules]
+    unknown = unknown_rules({rule for _, _, rule in named}) if named else set()
+    out = []
+    for file_id, line, rule in named:
+        if rule not in unknown:
+            continue
+        close = difflib.get_close_matches(rule, TRACE_RULES, n=1, cutoff=0.8)
+        hint = (f"did you mean {close[0]}?" if close else
+                f"name a rule of the trace ({', '.join(TRACE_RULES)}) or of squawk, as the "
+                "finding to silence names it")
+        out.append(Finding(file_id, line, "unknown-ignore-rule", "warning",
+                           f"`-- dmdb-lint: ignore {rule}` names no rule of dmdb lint or squawk, "
+                           f"so it silences nothing: {hint}", "dmdb-lint"))
+    return out
 
 
 def _statement_at(sql_file: SqlFile, line: int) -> Statement | None:
@@ -183,6 +235,7 @@ def _apply_ignores(result: LintResult, by_id: dict[str, SqlFile]) -> None:
                     sql_file.id, line, "ignore-without-reason", "error",
                     "a `-- dmdb-lint: ignore RULE` comment must say why: append `-- reason`",
                     "dmdb-lint"))
+    result.findings += _unknown_ignores(by_id)
 
 
 # -- squawk ----------------------------------------------------------------------
@@ -359,6 +412,28 @@ def _judge(file_id: str, st: TracedStatement, held: dict[str, str],
     return out
 
 
+_CLUSTER_WIDE_WHAT = re.compile(
+    r"^\s*(?P<verb>CREATE|ALTER|DROP|GRANT|REVOKE)\b\s*"
+    r"(?P<obj>SYSTEM|ROLE|USER|GROUP|TABLESPACE|DATABASE)?\b", re.IGNORECASE)
+_NOUN = {"ROLE": "a role", "USER": "a role", "GROUP": "a role", "TABLESPACE": "a tablespace",
+         "DATABASE": "a database"}
+
+
+def cluster_wide_what(text: str) -> str:
+    """What a cluster-wide statement changes, for its finding: "changes a server setting
+    (ALTER SYSTEM)", "drops a role", "grants a role membership"..."""
+    m = _CLUSTER_WIDE_WHAT.match(text)
+    if m is None:
+        return "changes roles, tablespaces, databases or server settings"
+    verb, obj = m["verb"].upper(), (m["obj"] or "").upper()
+    if obj == "SYSTEM":
+        return "changes a server setting (ALTER SYSTEM writes postgresql.auto.conf)"
+    if verb in ("GRANT", "REVOKE"):
+        return f"{'grants' if verb == 'GRANT' else 'revokes'} a role membership"
+    done = {"CREATE": "creates", "ALTER": "alters", "DROP": "drops"}[verb]
+    return f"{done} {_NOUN.get(obj, 'a shared object')}"
+
+
 def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Relation]
                 ) -> tuple[LintFile, list[Finding]]:
     import psycopg
@@ -378,12 +453,13 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
     def cluster_wide(stmt: Statement) -> bool:
         if not is_cluster_wide(stmt):
             return False
-        lint_file.statements.append(TracedStatement(stmt.line, stmt.first_line, traced=False))
+        lint_file.statements.append(TracedStatement(stmt.line, stmt.first_line, traced=False,
+                                                    not_traced="cluster-wide"))
         findings.append(Finding(
             sql_file.id, stmt.line, "cluster-wide", "warning",
-            "changes roles, tablespaces, databases or server settings, which every database "
-            "of the server shares: not replayed (the scratch copy lives on the live server); "
-            "it takes effect on the whole server at once when applied", "trace"))
+            f"{cluster_wide_what(_COMMENTS.sub('', stmt.sql))}, which every database of the "
+            "server shares: not replayed (the scratch copy lives on the live server); it takes "
+            "effect on the whole server at once when applied", "trace"))
         return True
 
     if sql_file.transactional:
@@ -416,7 +492,7 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
                 conn.execute(stmt.sql)
                 lint_file.statements.append(TracedStatement(
                     stmt.line, stmt.first_line, ms=round((time.monotonic() - started) * 1000, 1),
-                    traced=False))
+                    traced=False, not_traced="concurrently"))
                 continue
             conn.execute("BEGIN")
             traced, held = _trace_statement(conn, stmt, live)

@@ -1,6 +1,6 @@
 """`dmdb monitor` checks of the server and what surrounds it: the dmdb schema itself,
 what is off for lack of privileges (capabilities), what holds back the xmin horizon,
-replication slots, WAL archiving, checkpoints and PgBouncer's pools."""
+replication slots, WAL archiving, checkpoints, disk space and PgBouncer's pools."""
 
 from __future__ import annotations
 
@@ -325,6 +325,111 @@ def check_checkpoints(conn, t: Thresholds) -> CheckResult:
     note = [] if total >= t.checkpoint_min else [
         f"fewer than {t.checkpoint_min} checkpoints: too few to judge (--checkpoint-min)"]
     return CheckResult("checkpoints", Status.OK, text, metrics=metrics, notes=note)
+
+
+# ------------------------------------------------------------------------- disk space
+
+def disk_locations(settings) -> tuple[list[tuple[str, str]], list[str]]:
+    """Where the server and dmdb keep data on this machine: (location, path) pairs to
+    measure, and the locations that cannot be measured from here. The embedded server's
+    data directory and WAL are local; a remote server's are not, and PostgreSQL tells no
+    client how much room its file systems have (pg_ls_dir/pg_stat_file give sizes of
+    files, not free space). The backup repository is measured once its directory exists."""
+    import os
+    from pathlib import Path
+
+    found: list[tuple[str, str]] = []
+    unmeasured: list[str] = []
+    if settings is not None and getattr(settings, "embedded", False):
+        from dmdb.server.embedded import EmbeddedServer
+
+        pg_data = EmbeddedServer(Path(settings.home)).pg_data
+        found += [("data", os.path.realpath(pg_data)),
+                  ("wal", os.path.realpath(pg_data / "pg_wal"))]
+    else:
+        unmeasured += ["data", "wal"]
+    if settings is not None:
+        repo = getattr(settings, "backup_repo", None) or Path(settings.home) / "backups"
+        if Path(repo).is_dir():
+            found.append(("backup_repository", os.path.realpath(repo)))
+    return found, unmeasured
+
+
+def _filesystem(path: str) -> dict[str, Any]:
+    """df's figures for the file system holding `path`: used % as df computes it
+    (used / (used + available to non-root users)), so the root-reserved blocks count as
+    full, as they are for the server."""
+    import os
+
+    st = os.statvfs(path)
+    size = st.f_blocks * st.f_frsize
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    free = st.f_bavail * st.f_frsize
+    pct = 100.0 * used / (used + free) if used + free else 100.0
+    inodes_used = st.f_files - st.f_ffree
+    inodes_pct = (100.0 * inodes_used / (inodes_used + st.f_favail)
+                  if st.f_files and inodes_used + st.f_favail else None)
+    return {"size_bytes": size, "free_bytes": free, "used_pct": round(pct, 2),
+            "inodes_used_pct": None if inodes_pct is None else round(inodes_pct, 2)}
+
+
+def check_disk_space(conn, t: Thresholds, *, settings=None) -> CheckResult:
+    """Free space (and inodes) of the file systems of the data directory, the WAL and
+    the backup repository: WARNING / CRITICAL at % used (check_postgres disk_space).
+    A remote server's directories are not measurable from here: the check says so in its
+    summary, `not_measured` and the `--check` line, and reports no figure for them."""
+    locations, unmeasured = disk_locations(settings)
+    rows: list[dict[str, Any]] = []
+    for location, path in locations:
+        try:
+            fs = _filesystem(path)
+        except OSError as exc:
+            rows.append({"status": "UNKNOWN", "location": location, "path": path,
+                         "detail": f"cannot read its file system: {exc.strerror}"})
+            continue
+        worst_pct = max(fs["used_pct"], fs["inodes_used_pct"] or 0.0)
+        status = (Status.CRITICAL if worst_pct >= t.disk_critical_pct
+                  else Status.WARNING if worst_pct >= t.disk_warn_pct else Status.OK)
+        what = "inodes" if (fs["inodes_used_pct"] or 0.0) > fs["used_pct"] else "space"
+        rows.append({"status": status.name, "location": location, "path": path, **fs,
+                     "detail": (f"{what} {worst_pct:.1f}% used, {_size(fs['free_bytes'])} free"
+                                if status is not Status.OK else "")})
+    measured = [r for r in rows if "used_pct" in r]
+    metrics = {
+        "measured": [r["location"] for r in measured],
+        "not_measured": list(unmeasured),
+        "max_used_pct": max((r["used_pct"] for r in measured), default=None),
+        "min_free_bytes": min((r["free_bytes"] for r in measured), default=None),
+    }
+    status = worst(Status[r["status"]] for r in rows)
+    notes = []
+    if unmeasured:
+        notes.append("not measured from here: a configured server's data directory and WAL "
+                     "are on its own host (PostgreSQL tells no client how much room they have); "
+                     "watch that host's free space, or the provider's storage metric (RDS "
+                     "FreeStorageSpace, Cloud SQL disk utilization, Azure storage percent)")
+    if status is not Status.OK:
+        bad = [r for r in rows if r["status"] == status.name]
+        if status is Status.UNKNOWN:
+            summary = "; ".join(f"{r['location']} ({r['path']}): {r['detail']}" for r in bad)
+        else:
+            level = t.disk_critical_pct if status is Status.CRITICAL else t.disk_warn_pct
+            summary = ("; ".join(f"{r['location']} ({r['path']}) {r['detail']}" for r in bad)
+                       + f" ({status.name.lower()} at {level:g}%): free space there, or the "
+                       "server stops when it cannot write WAL")
+        return CheckResult("disk_space", status, summary, metrics=metrics, rows=rows,
+                           notes=notes)
+    if not measured:
+        summary = ("not measured: the data directory and WAL of a configured server "
+                   "(DATABASE_URL / DB_HOST) are on the server's host, out of dmdb's sight; "
+                   "see the notes")
+    else:
+        summary = ", ".join(f"{r['location']} {r['used_pct']:.0f}% used "
+                            f"({_size(r['free_bytes'])} free)" for r in measured)
+        if unmeasured:
+            summary += f"; not measured from here: {', '.join(unmeasured)}"
+    return CheckResult("disk_space", Status.OK, summary, metrics=metrics, rows=rows,
+                       notes=notes)
 
 
 # -------------------------------------------------------------------------- PgBouncer

@@ -10,6 +10,7 @@ checkpoints, PgBouncer); the history of `--record` in dmdb.monitor.history.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,31 @@ if TYPE_CHECKING:
     import psycopg
 
 STATEMENT_TIMEOUT = "30s"
+# The largest values a flag may name: 100 years of days or seconds, PostgreSQL's bigint.
+MAX_DAYS = 36500
+MAX_SECONDS = MAX_DAYS * 86400
+MAX_BIGINT = 2**63 - 1
+# Threshold fields whose flag is not the field's name with dashes.
+_FLAG = {
+    "connections_warn_pct": "--connections-warn",
+    "connections_critical_pct": "--connections-critical",
+    "seq_warn_pct": "--seq-warn", "seq_critical_pct": "--seq-critical",
+    "unused_min_bytes": "--unused-min-size", "bloat_min_bytes": "--bloat-min-size",
+    "index_bloat_min_bytes": "--index-bloat-min-size",
+    "slot_wal_warn_bytes": "--slot-wal-warn", "slot_wal_critical_bytes": "--slot-wal-critical",
+    "replication_lag_warn_seconds": "--replication-lag-warn",
+    "replication_lag_critical_seconds": "--replication-lag-critical",
+    "prepared_warn_seconds": "--prepared-warn", "prepared_critical_seconds": "--prepared-critical",
+    "checkpoint_req_warn_ratio": "--checkpoint-req-warn",
+    "pgbouncer_wait_warn_seconds": "--pgbouncer-wait-warn",
+    "pgbouncer_wait_critical_seconds": "--pgbouncer-wait-critical",
+    "disk_warn_pct": "--disk-warn", "disk_critical_pct": "--disk-critical",
+}
+
+
+def flag_of(field_name: str) -> str:
+    """The command-line flag of a Thresholds field."""
+    return _FLAG.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 class Status(enum.IntEnum):
@@ -114,12 +140,19 @@ class Report:
         if top is None or top.status is Status.OK:
             if blind_line:
                 return f"UNKNOWN: {blind_line}"
-            return f"OK: {len(self.checks)} checks OK"
+            return f"OK: {len(self.checks)} checks OK{self._unmeasured()}"
         others = [c.name for c in rest if c.status is not Status.OK and c is not top]
         tail = f" (also not OK: {', '.join(others)})" if others else ""
         if blind_line:
             tail += f"; {blind_line}"
         return f"{top.status.name}: {top.name}: {top.summary}{tail}"
+
+    def _unmeasured(self) -> str:
+        """What OK checks could not measure from here (a remote server's disk), so that
+        an OK line never claims it."""
+        parts = [f"{c.name} ({', '.join(c.metrics['not_measured'])})" for c in self.checks
+                 if c.status is Status.OK and c.metrics.get("not_measured")]
+        return f"; not measured from here: {', '.join(parts)}" if parts else ""
 
     def to_dict(self) -> dict:
         return {
@@ -185,10 +218,28 @@ class Thresholds:
     # PgBouncer (SHOW POOLS)
     pgbouncer_wait_warn_seconds: float = 1.0    # a client waiting this long for a server
     pgbouncer_wait_critical_seconds: float = 10.0
+    # file systems of the data directory, WAL, backup repository (check_postgres disk_space)
+    disk_warn_pct: float = 90.0
+    disk_critical_pct: float = 95.0
 
     def validate(self) -> Thresholds:
         def bad(msg: str):
             raise ConfigError(msg)
+
+        # NaN passes every comparison below unnoticed, and infinity or 1e308 reach
+        # PostgreSQL as an interval or a bigint it cannot hold: usage errors, not crashes.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                bad(f"{flag_of(f.name)} must be a finite number (got {value})")
+            if f.name.endswith("_seconds") and value > MAX_SECONDS:
+                bad(f"{flag_of(f.name)} must be at most {MAX_SECONDS} seconds (100 years)")
+            if abs(value) > MAX_BIGINT:
+                unit = " MB" if f.name.endswith("_bytes") else ""
+                limit = MAX_BIGINT // (1024 * 1024) if unit else MAX_BIGINT
+                bad(f"{flag_of(f.name)} must be at most {limit}{unit}")
 
         if not 0 < self.connections_warn_pct <= self.connections_critical_pct <= 100:
             bad("--connections-warn and --connections-critical are percentages of "
@@ -215,6 +266,9 @@ class Thresholds:
         if not 0 <= self.pgbouncer_wait_warn_seconds <= self.pgbouncer_wait_critical_seconds:
             bad("--pgbouncer-wait-warn and --pgbouncer-wait-critical are seconds with "
                 "0 <= warn <= critical")
+        if not 0 < self.disk_warn_pct <= self.disk_critical_pct <= 100:
+            bad("--disk-warn and --disk-critical are percentages of a file system used, with "
+                "0 < warn <= critical <= 100")
         for name in ("idle_in_transaction_warn", "long_query_seconds", "blocked_seconds",
                      "cache_min_reads", "unused_min_bytes", "dead_tuples_factor",
                      "bloat_warn_ratio", "bloat_min_bytes", "bloat_min_pages",
@@ -223,7 +277,7 @@ class Thresholds:
                      "index_bloat_warn_ratio", "index_bloat_min_bytes", "index_bloat_min_pages",
                      "missing_index_min_rows", "missing_index_min_scans"):
             if getattr(self, name) < 0:
-                bad(f"--{name.replace('_', '-')} must not be negative")
+                bad(f"{flag_of(name)} must not be negative")
         return self
 
     def to_dict(self) -> dict:
@@ -320,3 +374,14 @@ def _plural(n: int, word: str) -> str:
 
 # The checks and renderers import it from here under this name.
 _size = human_bytes
+
+
+def check_days(value: float, flag: str, *, zero: bool = False) -> float:
+    """A number of days a flag gives (`--trend-days`, `--retention-days`): finite, above
+    0 (or 0 when `zero` allows it), at most MAX_DAYS. A usage error otherwise."""
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ConfigError(f"{flag} must be a {'non-negative' if zero else 'positive'} number "
+                          f"of days (got {value:g})")
+    if value > MAX_DAYS:
+        raise ConfigError(f"{flag} must be at most {MAX_DAYS} days (100 years; got {value:g})")
+    return value

@@ -67,10 +67,9 @@ def record(conn: psycopg.Connection, report: Report, *,
            retention_days: float = DEFAULT_RETENTION_DAYS) -> RecordResult:
     """Store a snapshot of `report` (a full run, on this database) and prune the history
     to `retention_days`, in one transaction. `conn`: a writable connection to the primary."""
-    if not retention_days > 0:
-        from dmdb.errors import ConfigError
+    from dmdb.monitor.core import check_days
 
-        raise ConfigError(f"--retention-days must be positive (got {retention_days:g})")
+    check_days(retention_days, "--retention-days")
     figures = _figures(report)
     if not history_exists(conn):
         if not conn.autocommit:
@@ -103,6 +102,9 @@ def trends(conn: psycopg.Connection, *, days: float = DEFAULT_TREND_DAYS) -> dic
     or without any snapshot."""
     if not history_exists(conn):
         return None
+    from dmdb.monitor.core import check_days
+
+    check_days(days, "--trend-days")
     snaps = _rows(conn, "history_snapshots", {"days": days})
     if not snaps:
         return None

@@ -53,6 +53,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                           "retained_bytes", "problem"),
     "wal_archiving": ("archive_mode", "archived_count", "failed_count", "last_failed_wal",
                       "last_failed_time", "ready"),
+    "disk_space": ("location", "path", "used_pct", "free_bytes", "size_bytes",
+                   "inodes_used_pct", "detail"),
     "partitions": ("kind", "table", "rows", "detail"),
     "pgbouncer": ("database", "user", "pool_mode", "cl_active", "cl_waiting", "sv_active",
                   "sv_idle", "maxwait_seconds"),
@@ -72,8 +74,9 @@ HEADERS = {
     "bloat_ratio": "ratio", "used_pct": "used %", "mxid_age": "mxid age",
     "maxwait_seconds": "max wait s", "total_seconds": "total s", "mean_seconds": "mean s",
     "percent_of_total": "% of total", "covered_by": "covered by", "last_query": "query",
+    "free_bytes": "free", "inodes_used_pct": "inodes used %",
 }
-_BYTES = {"size_bytes", "wasted_bytes", "retained_bytes", "lag_bytes"}
+_BYTES = {"size_bytes", "wasted_bytes", "retained_bytes", "lag_bytes", "free_bytes"}
 _FREE_TEXT = {"query", "last_query", "blocked_query", "blocking_query", "detail", "problem",
               "definition", "error"}
 PROBLEM_ROWS = 5  # detail rows under a problem check by default (--verbose: MAX_ROWS)
@@ -593,6 +596,26 @@ def _emit_new_metrics(x: _Exposition, by: dict[str, CheckResult]) -> None:
         x.add("dmdb_checkpoints_requested_ratio", g,
               "Requested over all checkpoints since the statistics reset (0..1).",
               m["requested_ratio"])
+    c = by.get("disk_space")
+    if c:
+        for location in c.metrics["measured"] + c.metrics["not_measured"]:
+            x.add("dmdb_disk_measured", g,
+                  "1 when dmdb measured the file system of this location (data, wal, "
+                  "backup_repository); 0: not measurable from here (a remote server's).",
+                  location in c.metrics["measured"], {"location": location})
+        for metric, key, help_text, scale in (
+            ("dmdb_disk_used_ratio", "used_pct",
+             "Used share of the file system (df: used / (used + available)), 0..1.", 0.01),
+            ("dmdb_disk_inodes_used_ratio", "inodes_used_pct",
+             "Used share of the file system's inodes, 0..1.", 0.01),
+            ("dmdb_disk_free_bytes", "free_bytes",
+             "Bytes of the file system available to the server (not root-reserved).", 1),
+            ("dmdb_disk_size_bytes", "size_bytes", "Size of the file system.", 1),
+        ):
+            for r in c.rows:
+                if r.get(key) is not None:
+                    x.add(metric, g, help_text, r[key] * scale,
+                          {"location": r["location"], "path": r["path"]})
     c = by.get("index_bloat")
     if c:
         for r in c.rows:

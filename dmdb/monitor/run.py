@@ -34,6 +34,7 @@ from dmdb.monitor.checks_database import (
 from dmdb.monitor.checks_server import (
     check_capabilities,
     check_checkpoints,
+    check_disk_space,
     check_pgbouncer,
     check_replication_slots,
     check_schema,
@@ -81,6 +82,7 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "replication_slots": check_replication_slots,
     "wal_archiving": check_wal_archiving,
     "checkpoints": check_checkpoints,
+    "disk_space": check_disk_space,
     "partitions": check_partitions,
     "pgbouncer": check_pgbouncer,
     "top_queries": check_top_queries,

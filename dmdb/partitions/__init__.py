@@ -68,12 +68,13 @@ from dmdb.partitions.plan import (
     partition_name,
     plan_create,
     plan_fill,
+    plan_late,
     plan_pure,
     plan_retention,
     retention_cutoff,
     validate_options,
 )
-from dmdb.partitions.retention import archive_step, drop_step, unlink_step
+from dmdb.partitions.retention import archive_step, drop_step, late_step, unlink_step
 from dmdb.partitions.runner import (
     PARTITION_LOCK_KEY,
     Plan,
@@ -92,8 +93,8 @@ __all__ = [
     "PlanRequest", "PurePlan", "RunResult", "Step", "Stranded", "TableInfo", "Target",
     "add_months",
     "archive_step", "check_lock_timeout", "coverage", "create_step", "db_now", "drop_step",
-    "execute", "list_partitions", "make_plan", "month_bounds", "month_of", "months_ahead",
-    "parse_month", "partition_name", "plan_create", "plan_fill", "plan_pure",
+    "execute", "late_step", "list_partitions", "make_plan", "month_bounds", "month_of", "months_ahead",
+    "parse_month", "partition_name", "plan_create", "plan_fill", "plan_late", "plan_pure",
     "plan_retention", "read_bounds", "read_default", "read_dependencies", "read_table",
     "retention_cutoff", "run", "unlink_step", "validate_options",
 ]

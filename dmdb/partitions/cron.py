@@ -197,7 +197,8 @@ def render_cron(
 ) -> CronFiles:
     """The crontab line and the systemd service + timer that run the rollover; a value
     that cannot be written safely is refused (ConfigError) before anything is rendered."""
-    validate_options(ahead=ahead, retain=retain, archive_schema=archive_schema, drop=drop)
+    validate_options(ahead=ahead, retain=retain, archive_schema=archive_schema, drop=drop,
+                     table=table)
     if archive_schema is not None:
         refuse_control(archive_schema, "--archive-schema")
     refuse_control(table, "--table")

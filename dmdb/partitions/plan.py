@@ -95,6 +95,15 @@ def retention_cutoff(today: date | datetime, retain: int) -> datetime:
     return month_bounds(add_months(month_of(today), -retain))[0]
 
 
+def retire_cutoff(today: date | datetime, retain: int, now: datetime | None = None) -> datetime:
+    """`retention_cutoff`, never later than the start of `now`'s month (the database
+    clock): the current month is never past retention, whatever `today` says."""
+    cutoff = retention_cutoff(today, retain)
+    if now is not None:
+        cutoff = min(cutoff, month_bounds(month_of(now))[0])
+    return cutoff
+
+
 # -- what the catalog holds -----------------------------------------------------
 
 
@@ -199,6 +208,9 @@ class PurePlan:
     conflicts: list[Conflict] = field(default_factory=list)
     to_retire: list[Existing] = field(default_factory=list)
     stranded: list[Stranded] = field(default_factory=list)
+    # DEFAULT's rows of months past retention (late answers for a retired month): the
+    # retention policy takes them (into the archived table, or deleted with --drop).
+    late: list[DefaultMonth] = field(default_factory=list)
 
 
 def _overlaps(p: Existing, lo: datetime, hi: datetime) -> bool:
@@ -269,9 +281,9 @@ def plan_fill(
             continue
         if cutoff is not None and month_bounds(m.month)[1] <= cutoff:
             stranded.append(Stranded(m.label, m.rows, (
-                "past retention: its partition would be retired by this very run; create "
-                f"it with `dmdb partitions create --from {m.label} --ahead 0` to keep the "
-                "rows, or delete them")))
+                "past retention: its partition would be retired by this very run; `dmdb "
+                "partitions rollover --retain` takes these rows as it took the month (into "
+                "its archived table, or deleted with --drop)")))
             continue
         create.append(m.month)
     return create, stranded
@@ -287,11 +299,30 @@ def plan_retention(
     `retain` months before today's. Never the DEFAULT partition, never an unbounded
     (MAXVALUE) one, and never the month of `now` (the database clock) even when `today`
     is given otherwise."""
-    cutoff = retention_cutoff(today, retain)
-    if now is not None:
-        cutoff = min(cutoff, month_bounds(month_of(now))[0])
+    cutoff = retire_cutoff(today, retain, now)
     return [p for p in existing
             if not p.is_default and p.hi is not None and p.hi <= cutoff]
+
+
+def plan_late(
+    default_months: Iterable[DefaultMonth],
+    today: date | datetime,
+    retain: int,
+    now: datetime | None = None,
+    *,
+    horizon: int = FILL_HORIZON,
+) -> list[DefaultMonth]:
+    """DEFAULT's months that retention has retired: late rows (an answer recorded after
+    its month was archived or dropped). Retention takes them as it took the month —
+    never by creating the month's partition again, which the next run would have to
+    retire once more (into an archive schema that already holds that table). Months
+    further back than `horizon` stay where they are: a wrong timestamp far more often
+    than a late answer."""
+    cutoff = retire_cutoff(today, retain, now)
+    current = month_of(now or today)
+    return [m for m in default_months
+            if m.month is not None and month_bounds(m.month)[1] <= cutoff
+            and abs(months_between(current, m.month)) <= horizon]
 
 
 def plan_pure(
@@ -305,23 +336,25 @@ def plan_pure(
     now: datetime | None = None,
     taken_names: Iterable[str] = (),
     fill_from: Iterable[DefaultMonth] | None = None,
+    default_months: Iterable[DefaultMonth] | None = None,
 ) -> PurePlan:
     """The whole decision for one run, without a database. `fill_from`: DEFAULT's months
-    (`--fill`), whose partitions are created too."""
+    (`--fill`), whose partitions are created too; `default_months`: what DEFAULT holds
+    (default: `fill_from`), whose months past retention go to `late`."""
     existing = list(existing)
     months = months_ahead(today, ahead, start)
     stranded: list[Stranded] = []
+    held = list(default_months if default_months is not None else fill_from or ())
+    late = plan_late(held, today, retain, now) if retain is not None else []
     if fill_from is not None:
-        cutoff = None
-        if retain is not None:
-            cutoff = retention_cutoff(today, retain)
-            if now is not None:
-                cutoff = min(cutoff, month_bounds(month_of(now))[0])
-        extra, stranded = plan_fill(fill_from, now or today, cutoff=cutoff)
+        cutoff = retire_cutoff(today, retain, now) if retain is not None else None
+        taken = {m.month for m in late}
+        extra, stranded = plan_fill([m for m in fill_from if m.month is None
+                                     or m.month not in taken], now or today, cutoff=cutoff)
         months = sorted(set(months) | set(extra))
     create, done, conflicts = plan_create(parent, existing, months, taken_names)
     retire = plan_retention(existing, today, retain, now) if retain is not None else []
-    return PurePlan(create, done, conflicts, retire, stranded)
+    return PurePlan(create, done, conflicts, retire, stranded, late)
 
 
 @dataclass(frozen=True)
@@ -374,8 +407,10 @@ def _fmt(value: datetime | None) -> str:
 
 
 def validate_options(*, ahead: int, retain: int | None, archive_schema: str | None,
-                     drop: bool) -> str | None:
-    """Usage checks shared by the commands; returns the retention mode."""
+                     drop: bool, table: str | None = None) -> str | None:
+    """Usage checks shared by the commands; returns the retention mode. `table` as
+    given (`--table`): an archive schema that is its schema is refused here already
+    (`public` for an unqualified name), the schema it resolves to at planning."""
     if ahead < 0 or ahead > MAX_AHEAD:
         raise ConfigError(f"--ahead {ahead} is out of range; give 0..{MAX_AHEAD} months")
     if archive_schema is not None and drop:
@@ -394,8 +429,25 @@ def validate_options(*, ahead: int, retain: int | None, archive_schema: str | No
     if archive_schema is not None:
         if not archive_schema.strip() or len(archive_schema.encode()) > 63:
             raise ConfigError(f"--archive-schema {archive_schema!r} is not a schema name")
+        if archive_schema.startswith("pg_"):
+            raise ConfigError(f"--archive-schema {archive_schema}: schema names beginning with "
+                              "pg_ are reserved for PostgreSQL; choose another, e.g. archive")
+        if table is not None:
+            schema = table.split(".", 1)[0].strip('"') if "." in table else "public"
+            check_archive_schema(archive_schema, schema, table)
         return "archive"
     return "drop"
+
+
+def check_archive_schema(archive_schema: str, live_schema: str, table: str) -> None:
+    """Refuse archiving into the schema of the live table: the detached table would stay
+    beside the live partitions under a partition's name, and the month created again
+    (`create --fill`, `--from`) would clash with it."""
+    if archive_schema == live_schema:
+        raise ConfigError(
+            f"--archive-schema {archive_schema} is the schema of {table} itself: archived "
+            "tables must leave the live schema; choose another schema, e.g. --archive-schema "
+            "archive")
 
 
 def check_lock_timeout(value: str) -> str:
@@ -440,7 +492,7 @@ class Step:
     """One transaction of the plan: its statements are what --dry-run prints and what
     `execute` runs."""
 
-    action: str  # create | archive | drop | unlink
+    action: str  # create | archive | drop | unlink | late
     partition: str
     lo: datetime | None
     hi: datetime | None
@@ -452,6 +504,9 @@ class Step:
     # reached DEFAULT after planning (ATTACH then refuses with 23514).
     fallback: Step | None = None
     unlinks: list[str] = field(default_factory=list)  # archive/unlink: what is cut loose
+    # archive: the archive schema already holds this month's table (archived earlier; the
+    # month was created again since): the rows are copied into it and the partition dropped.
+    merge: bool = False
 
     @property
     def sql(self) -> list[str]:
@@ -467,6 +522,10 @@ class Step:
             data["archive_schema"] = self.archive_schema
         if self.action in ("archive", "unlink"):
             data["unlinks"] = list(self.unlinks)
+        if self.action == "archive":
+            data["merge"] = self.merge
+        if self.action == "late":
+            data["default_rows"] = self.default_rows
         return data
 
 

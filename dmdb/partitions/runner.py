@@ -29,6 +29,10 @@ the whole transaction retried with backoff when a lock is not granted in time):
 
 When rows of the month reach DEFAULT between planning and the transaction, ATTACH
 refuses (23514) and the month is redone the second way.
+
+With retention, DEFAULT's rows of months already retired (late answers) are taken by
+the retention policy (`retention.late_step`), and a retired month created again is
+merged into its archived table: a rollover never hits "already exists in schema".
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from dmdb.partitions.plan import (
     Step,
     Stranded,
     TableInfo,
+    check_archive_schema,
     check_lock_timeout,
     create_step,
     months_ahead,
@@ -68,7 +73,7 @@ from dmdb.partitions.plan import (
     plan_pure,
     validate_options,
 )
-from dmdb.partitions.retention import CUTTABLE, archive_step, drop_step, unlink_step
+from dmdb.partitions.retention import CUTTABLE, archive_step, drop_step, late_step, unlink_step
 
 if TYPE_CHECKING:
     import psycopg
@@ -96,7 +101,8 @@ class PlanRequest:
         """Usage checks, before any connection; the retention mode (archive | drop |
         None) and the lock_timeout as PostgreSQL will be given it."""
         retention = validate_options(ahead=self.ahead, retain=self.retain,
-                                     archive_schema=self.archive_schema, drop=self.drop)
+                                     archive_schema=self.archive_schema, drop=self.drop,
+                                     table=self.table)
         return retention, check_lock_timeout(self.lock_timeout)
 
 
@@ -137,6 +143,7 @@ class RunResult:
     archived: list[dict] = field(default_factory=list)
     dropped: list[dict] = field(default_factory=list)
     unlinked: list[dict] = field(default_factory=list)
+    late: list[dict] = field(default_factory=list)  # DEFAULT's rows of retired months, taken
     conflicts: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -162,7 +169,7 @@ class RunResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.archived or self.dropped or self.unlinked)
+        return bool(self.created or self.archived or self.dropped or self.unlinked or self.late)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -174,7 +181,10 @@ class RunResult:
 def plan_steps(pure: PurePlan, table: TableInfo, *, lock_timeout: str,
                retention: str | None, archive_schema: str | None,
                default_counts: dict[date, int] | None = None,
-               dependencies: dict[str, list] | None = None) -> list[Step]:
+               dependencies: dict[str, list] | None = None,
+               archived: set[str] | frozenset[str] = frozenset()) -> list[Step]:
+    """The steps of a pure plan. `archived`: the tables the archive schema holds already
+    (a retired month's partition is merged into its table there; late rows go into it)."""
     counts = default_counts or {}
     deps = dependencies or {}
     steps = [create_step(table, t, lock_timeout, counts.get(t.month, 0))
@@ -182,9 +192,15 @@ def plan_steps(pure: PurePlan, table: TableInfo, *, lock_timeout: str,
     for part in pure.to_retire:
         if retention == "archive":
             steps.append(archive_step(table, part, archive_schema or "", lock_timeout,
-                                      deps.get(part.name, ())))
+                                      deps.get(part.name, ()), merge=part.name in archived))
         elif retention == "drop":
             steps.append(drop_step(table, part, lock_timeout))
+    if retention is not None and table.default_ident is not None:
+        for month in pure.late:
+            schema = archive_schema if retention == "archive" else None
+            steps.append(late_step(
+                table, month, lock_timeout, archive_schema=schema,
+                archived=partition_name(table.name, month.month) in archived))
     return steps
 
 
@@ -195,6 +211,10 @@ def make_plan(conn: psycopg.Connection, request: PlanRequest | None = None) -> P
     action, ahead, start, retain = request.action, request.ahead, request.start, request.retain
     archive_schema, today, fill = request.archive_schema, request.today, request.fill
     info = read_table(conn, request.table)
+    if retention == "archive":
+        check_archive_schema(archive_schema, info.schema, info.qualified)
+        if info.default_schema not in (None, info.schema):
+            check_archive_schema(archive_schema, info.default_schema, info.qualified)
     now = db_now(conn)
     if today is None:
         today = now.astimezone(UTC).date()
@@ -209,16 +229,21 @@ def make_plan(conn: psycopg.Connection, request: PlanRequest | None = None) -> P
     if fill_from:
         wanted += [partition_name(info.name, m.month) for m in fill_from if m.month]
     pure = plan_pure(info.name, existing, today, ahead, start=start, retain=retain, now=now,
-                     taken_names=taken_names(conn, info, wanted), fill_from=fill_from)
+                     taken_names=taken_names(conn, info, wanted), fill_from=fill_from,
+                     default_months=default.months if default is not None else None)
     deps = {}
+    former: list[tuple[str, int]] = []
     if retention == "archive":
-        deps = {p.name: read_dependencies(conn, p.oid) for p in pure.to_retire}
+        former = former_partitions(conn, archive_schema, info.name)
+        archived = {name for name, _ in former}
+        deps = {p.name: read_dependencies(conn, p.oid) for p in pure.to_retire
+                if p.name not in archived}
     steps = plan_steps(pure, info, lock_timeout=lock_timeout, retention=retention,
                        archive_schema=archive_schema,
                        default_counts=default.by_month() if default else None,
-                       dependencies=deps)
+                       dependencies=deps, archived={name for name, _ in former})
     if retention == "archive":
-        for name, oid in former_partitions(conn, archive_schema, info.name):
+        for name, oid in former:
             found = read_dependencies(conn, oid)
             if any(d.kind in CUTTABLE for d in found):
                 steps.append(unlink_step(info, archive_schema, name, lock_timeout, found))
@@ -291,6 +316,11 @@ def execute(
             if isinstance(exc, psycopg.errors.LockNotAvailable):
                 hint = (f" (lock not granted within lock_timeout {plan.lock_timeout}, "
                         f"{attempts} attempts; a long transaction holds the table — retry later)")
+            elif isinstance(exc, (psycopg.errors.UndefinedColumn,
+                                  psycopg.errors.DatatypeMismatch)) and step.archive_schema:
+                hint = (f" (the archived table {step.archive_schema}.{step.partition} lacks a "
+                        f"column of {plan.table.qualified} or has another type: give it the "
+                        "live table's columns with ALTER TABLE, then run again)")
             result.errors.append({"step": f"{step.action} {step.partition}",
                                   "error": redact(first) + hint})
             continue
@@ -298,18 +328,32 @@ def execute(
         if step.action == "create":
             result.created.append({**entry, "moved_rows": moved})
             result.moved_rows += moved
-        elif step.action in ("archive", "unlink"):
+        elif step.action in ("archive", "unlink", "late") and step.archive_schema:
             left = read_dependencies(conn, _qualified(step.archive_schema, step.partition))
-            done = {**entry, "schema": step.archive_schema, "unlinked": step.unlinks}
-            (result.archived if step.action == "archive" else result.unlinked).append(done)
+            if step.action == "late":
+                result.late.append(_late_entry(step, moved))
+            else:
+                done = {**entry, "schema": step.archive_schema, "unlinked": step.unlinks}
+                if step.action == "archive":
+                    done["merged_rows"] = moved if step.merge else None
+                (result.archived if step.action == "archive" else result.unlinked).append(done)
             result.warnings += [
                 f"{step.archive_schema}.{step.partition} still depends on the live schema: "
                 f"{d.describe()}" for d in left]
+        elif step.action == "late":
+            result.late.append(_late_entry(step, moved))
         else:
             result.dropped.append(entry)
     result.retries = retries
     _default_after(result, read_default(conn, plan.table))
     return result
+
+
+def _late_entry(step: Step, moved: int) -> dict:
+    return {"month": step.lo.strftime("%Y-%m"), "rows": moved,
+            "action": "archived" if step.archive_schema else "deleted",
+            "schema": step.archive_schema,
+            "table": step.partition if step.archive_schema else None}
 
 
 def _qualified(schema: str | None, name: str) -> str:

@@ -20,6 +20,7 @@ import fcntl
 import functools
 import hashlib
 import importlib.util
+import logging
 import os
 import shlex
 import shutil
@@ -31,7 +32,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmdb.errors import DmdbError
+from dmdb.errors import DmdbError, first_line
+from dmdb.server.postmaster import (
+    ServerStartError,
+    clear_stale_pid,
+    describe_owner,
+    is_zombie,
+    log_size,
+    runs_in,
+    squat_free_socket_dir,
+    start_error,
+)
 
 SYSTEM_USER = "dmdb_postgres"
 # Root's clusters: one directory per home, owned by SYSTEM_USER (0700); this one root's, 0711.
@@ -300,6 +311,8 @@ class EmbeddedServer:
             return None
         except PermissionError:
             pass
+        if is_zombie(pid) or runs_in(pid, self.pg_data) is False:
+            return None  # killed and never reaped, or the id is another process's now
         return pid, port, lines[4].strip()
 
     def info(self) -> ServerInfo:
@@ -435,25 +448,51 @@ class EmbeddedServer:
             return info
 
     def _start_postmaster(self) -> ServerInfo:
-        """pg_ctl start unless it runs already (call under the lock)."""
+        """pg_ctl start unless it runs already (call under the lock). A failed start
+        raises ServerStartError with the server log's own reason and the fix."""
+        self._log_from = log_size(self.server_log)
         if self._postmaster() is None:
             self._prepare()
             self._secure_auth()
+            clear_stale_pid(self.pg_data)
             sock = self.socket_dir
-            _private_dir(sock, self._owner())
+            try:
+                _private_dir(sock, self._owner())
+            except DmdbError:
+                if sock.parent == self.server_dir:
+                    raise  # the home's own run/: nobody else can have made it
+                sock = self._unsquatted(sock)
             # On the command line, so neither postgresql.conf nor ALTER SYSTEM reopens them.
             options = (f"-k {shlex.quote(str(sock))} -c listen_addresses='' "
                        "-c unix_socket_permissions=0700"
                        + (f" -p {self._port}" if self._port else ""))
-            self._run(
-                [self._tool("pg_ctl"), "-D", str(self.pg_data), "-l", str(self.server_log),
-                 "-w", "-t", "60", "-o", options, "start"],
-                f"starting {self._what}",
-            )
+            try:
+                self._run(
+                    [self._tool("pg_ctl"), "-D", str(self.pg_data), "-l", str(self.server_log),
+                     "-w", "-t", "60", "-o", options, "start"],
+                    f"starting {self._what}",
+                )
+            except DmdbError as exc:
+                raise self._start_error(str(exc)) from None
         info = self.info()
         if not info.running:
-            raise DmdbError(f"{self._what} did not start; see {self.log_file}")
+            raise self._start_error(f"{self._what} did not start; see {self.log_file}")
         return info
+
+    def _unsquatted(self, squatted: Path) -> Path:
+        """The socket directory to use when the fallback one in /tmp is someone else's."""
+        sock = squat_free_socket_dir(squatted, self._owner())
+        logging.getLogger("dmdb.server.embedded").warning(
+            "warning: %s belongs to %s, not to you: someone may be squatting the socket "
+            "directory of %s (its own, %s, is too long a path for a socket); its socket is "
+            "in %s instead. Remove %s (as its owner or root), or move DMDB_HOME to a shorter "
+            "path", squatted, describe_owner(squatted), self._what,
+            self.server_dir / self._run_name, sock, squatted)
+        return sock
+
+    def _start_error(self, fallback: str) -> ServerStartError:
+        return start_error(self._what, self.pg_data, self.data_dir, self.server_log,
+                           self.log_file, getattr(self, "_log_from", 0), fallback)
 
     def _ensure_database(self, info: ServerInfo, dbname: str) -> None:
         import psycopg
@@ -467,10 +506,17 @@ class EmbeddedServer:
                     autocommit=True, connect_timeout=5,
                 )
                 break
-            except psycopg.OperationalError:
-                # pg_ctl -w returns at "ready", but a restart may still be in recovery.
+            except psycopg.OperationalError as exc:
+                # pg_ctl -w returns at "ready", but a restart may still be in recovery;
+                # a postmaster that died meanwhile (or was dead: a zombie) ends the wait.
+                if self._postmaster() is None:
+                    raise self._start_error(f"{self._what} stopped while dmdb connected to "
+                                            f"it; run the command again (log: "
+                                            f"{self.log_file})") from None
                 if time.monotonic() > deadline:
-                    raise
+                    raise ServerStartError(
+                        f"{self._what} runs but accepted no connection within 30 s "
+                        f"({first_line(exc)}); see {self.log_file}") from None
                 time.sleep(0.2)
         with conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
