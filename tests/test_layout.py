@@ -23,7 +23,7 @@ LAYERS = {
     "errors": 0,
     "config": 1, "files": 1, "resources": 1, "render": 1,
     "server": 2,
-    "db": 3,
+    "db": 3, "privacy": 3,
     "migrate": 4,
     "partitions": 5, "indexes": 5, "citus": 5,
     "maintenance": 6, "backup": 6,

@@ -44,6 +44,9 @@ class RestoreResult:
     seconds: float
     dry_run: bool = False
     entries: int = 0  # objects in the archive's table of contents
+    # Learners erased on the live database after the dump was taken, erased again in the
+    # restored copy before it is handed over.
+    erasures_reapplied: list[int] = field(default_factory=list)
     # Extensions of the archive that this role may not create (pg_stat_statements for an
     # owner that is not superuser): left out of the restore, and named.
     left_out: list[str] = field(default_factory=list)
@@ -183,9 +186,10 @@ def restore(settings: Settings, file: Path, into: str | None = None, *,
     if done.returncode != 0:
         _drop_created(settings, target, created)
         raise _fail("pg_restore", done, settings)
+    reapplied = _reapply_erasures(settings, target, restore_tool, file)
     return RestoreResult(str(file.absolute()), target, created,
                          round((datetime.now(timezone.utc) - started).total_seconds(), 2),
-                         entries=len(entries),
+                         entries=len(entries), erasures_reapplied=reapplied,
                          left_out=[f"EXTENSION {name}: this role may not create it; an "
                                    f"administrator can run CREATE EXTENSION {name} in {target}"
                                    for name in sorted(refused)])
@@ -209,6 +213,36 @@ def _pg_restore(tool: str, file: Path, target: str, settings: Settings, entries:
             args += ["--use-list", str(listing)]
         return subprocess.run([*args, str(file)], capture_output=True, text=True,
                               env=tool_env(settings, target))
+
+
+def _dump_time(tool: str, file: Path) -> datetime | None:
+    """When pg_dump took the archive (its header's "Archive created at")."""
+    done = subprocess.run([tool, "--list", str(file)], capture_output=True, text=True)
+    match = re.search(r"^;\s+Archive created at (.+)$", done.stdout, re.MULTILINE)
+    if not match:
+        return None
+    text = match.group(1).strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S %Z", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+    return None
+
+
+def _reapply_erasures(settings: Settings, target: str, tool: str, file: Path) -> list[int]:
+    """The live database's erasures made after the dump, applied to the restored copy."""
+    from dmdb.privacy.erase import reapply
+    from dmdb.privacy.inventory import inventory
+
+    if target == settings.dbname:
+        return []  # restored over the live database itself: its ledger is the dump's
+    since = _dump_time(tool, file)
+    if since is None:
+        return []
+    with connect(settings, autocommit=True) as live, \
+            connect(settings, autocommit=True, dbname=target) as restored:
+        return reapply(live, restored, since, inventory(restored, settings.sql_dir))
 
 
 def _drop_created(settings: Settings, target: str, created: bool) -> None:

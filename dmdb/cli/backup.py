@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
         result = restore(ctx.obj.settings(), file, into, dry_run=dry_run, no_owner=no_owner)
         for note in result.left_out:
             warning_line(f"left out: {note}")
+        if result.erasures_reapplied:
+            warning_line(f"{len(result.erasures_reapplied)} learner(s) erased since the dump "
+                         "was taken were erased again in the restored copy (privacy ledger)")
         if as_json:
             print_json(result.to_dict())
         elif dry_run:

@@ -571,6 +571,21 @@ def _plan(conn: psycopg.Connection, project: Project, files: list[Path] | None
     return plan, chosen
 
 
+def _unclassified(conn: psycopg.Connection, project: Project) -> set[str]:
+    """The user-linked relations sql/privacy.toml does not classify (dmdb.privacy)."""
+    from dmdb.privacy.inventory import inventory
+
+    return {r.qualified for r in inventory(conn, project.sql_dir).unclassified}
+
+
+def _privacy_finding(file_id: str, relation: str) -> Finding:
+    return Finding(file_id, 0, "privacy-unclassified", "error",
+                   f"{relation} holds user data (a key to users or a user_id column) and "
+                   "sql/privacy.toml does not classify it: add it (action \"delete\" with its "
+                   "key, or \"excluded\" with a reason) so erasure and export cover it",
+                   "dmdb-lint")
+
+
 def lint(settings: Settings, project: Project, *, files: list[Path] | None = None,
          trace: bool = True, progress: Callable[[str], None] | None = None) -> LintResult:
     settings = resolve(settings.session())
@@ -591,6 +606,7 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
                 conn.execute("SET client_min_messages = warning")
                 live = _relations(conn)
                 runner = Runner(conn, command="dmdb lint")
+                unclassified = _unclassified(conn, project)
                 for sql_file, report in plan:
                     if not report:
                         runner.run_file(without_cluster_wide(sql_file))
@@ -600,6 +616,10 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
                     lint_file, findings = _trace_file(conn, sql_file, live)
                     result.files.append(lint_file)
                     result.findings += findings
+                    now = _unclassified(conn, project)
+                    result.findings += [_privacy_finding(sql_file.id, name)
+                                        for name in sorted(now - unclassified)]
+                    unclassified = now
     else:
         result.files = [LintFile(f.id, str(f.path), f.transactional) for f in reported]
     _apply_ignores(result, {f.id: f for f in reported})

@@ -1,0 +1,7 @@
+-- Rollback of 0017: the ledger and its key dropped.
+
+DROP TABLE dmdb_privacy.subject_key;
+
+DROP TABLE dmdb_privacy.requests;
+
+DROP SCHEMA dmdb_privacy;
