@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
 # How long the oldest kept backup can be: after this, no backup holds erased data.
 DEFAULT_BACKUP_DAYS = 35
-# The event feed's tombstone, when the database has it (issue 26).
-TOMBSTONE = "emit_erasure_tombstone(bigint)"
+# The event feed's tombstone, when the database has it (issue 26, events.sql): emitted
+# before the learner's rows go, under the learner's lock, so consumers see it after the
+# learner's last events.
+TOMBSTONE = "emit_learner_erased(bigint,timestamp with time zone,text)"
 
 
 @dataclass
@@ -99,8 +101,14 @@ def erase(conn: psycopg.Connection, user_id: int, inv: Inventory, *, dry_run: bo
     key = ledger.subject_key(conn)
     import psycopg
 
+    subject_hash = ledger.subject(key, user_id)
     with conn.transaction():
         conn.execute("SELECT 1 FROM users WHERE user_id = %s FOR UPDATE", (user_id,))
+        if not dry_run and conn.execute("SELECT to_regprocedure(%s) IS NOT NULL",
+                                        (TOMBSTONE,)).fetchone()[0]:
+            conn.execute("SELECT emit_learner_erased(%s, now(), %s)",
+                         (user_id, f"dmdb-privacy:{subject_hash[:32]}"))
+            result.tombstone = True
         for relation in deletes:
             per_leaf = _leaf_counts(conn, relation, user_id)
             leaves.update(per_leaf)
@@ -122,11 +130,8 @@ def erase(conn: psycopg.Connection, user_id: int, inv: Inventory, *, dry_run: bo
                 sql.SQL("CONCURRENTLY") if _concurrently(conn, relation) else sql.SQL(""),
                 _ident(relation)))
             result.refreshed.append(relation.qualified)
-        if conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (TOMBSTONE,)).fetchone()[0]:
-            conn.execute("SELECT emit_erasure_tombstone(%s)", (user_id,))
-            result.tombstone = True
         result.backups_clean_after = received + timedelta(days=backup_days)
-        result.request_id = ledger.record(conn, "erase", ledger.subject(key, user_id), received,
+        result.request_id = ledger.record(conn, "erase", subject_hash, received,
                                           result.counts, result.backups_clean_after)
     if dry_run:
         return result
