@@ -221,11 +221,15 @@ def _when(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _seconds(iso: str) -> str:
+    return datetime.fromisoformat(iso).isoformat(timespec="seconds")
+
+
 def _range_text(oldest: dict, newest: dict) -> str:
-    start = f"{oldest['time'][:19]} (LSN {oldest['lsn']}, backup {oldest['backup']})"
+    start = f"{_seconds(oldest['time'])} (LSN {oldest['lsn']}, backup {oldest['backup']})"
     last = newest.get("time")
-    end = (f"{last[:26]} (the last archived commit; WAL to LSN {newest['lsn']})" if last
-           else f"LSN {newest['lsn']}")
+    end = (f"{last} (the last archived commit; WAL to LSN {newest['lsn']})" if last
+           else f"LSN {newest['lsn']} (no commit archived after the backup)")
     return f"the archive restores from {start} to {end}"
 
 
@@ -441,11 +445,13 @@ def _chown_tree(path: Path, owner: tuple[int, int] | None) -> None:
 
 def _check_into(into: Path, repo: Repository, live_home: Path | None) -> None:
     into = into.absolute()
+    real = Path(os.path.realpath(into))
     for other, what in ((repo.real, "the backup repository"), (live_home, "the live server's home")):
         if other is None:
             continue
         other = Path(os.path.realpath(other))
-        real = Path(os.path.realpath(into))
+        if other == repo.real and repo.scratch_dir in real.parents:
+            continue  # restore --check's scratch copies
         if real == other or other in real.parents or real in other.parents:
             raise ConfigError(f"--into-dir {into} overlaps {what} ({other}); choose a "
                               "directory of its own")
