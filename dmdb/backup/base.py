@@ -219,7 +219,8 @@ def take(settings: Settings, repo_dir: Path | None = None, *, incremental: bool 
                     progress(int(m.group(1)), int(m.group(2)))
 
             try:
-                done = run(args, env=tool_env(settings, settings.dbname), on_line=on_line)
+                done = run(args, env=tool_env(settings, settings.dbname), on_line=on_line,
+                           group=True)
             except BaseException:
                 shutil.rmtree(partial, ignore_errors=True)
                 raise

@@ -3,6 +3,9 @@ comes, and a failure is reported by its error line.
 
 A SIGKILLed dmdb must not leave a pg_basebackup writing on into a directory the next
 backup clears: the children get PR_SET_PDEATHSIG (Linux), so they end with their parent.
+pg_basebackup forks a WAL streamer of its own that outlives a killed pg_basebackup (it
+keeps the write end of the pipe it waits on): with `group`, the tool runs in a process
+group of its own under a shell that, when dmdb dies, ends the whole group.
 """
 
 from __future__ import annotations
@@ -40,12 +43,22 @@ class Done:
         return lines[-1] if lines else f"exit {self.returncode}"
 
 
+# sh -c GROUP "sh" tool args...: the tool in the background, its status passed on; on
+# SIGTERM (dmdb died: PR_SET_PDEATHSIG) every process of the group gets one too.
+_GROUP = ("trap 'trap \"\" TERM; kill -TERM 0 2>/dev/null; exit 143' TERM; "
+          '"$@" & wait $!')
+
+
 def run(args: list[str], *, env: dict | None = None, on_line: Callable[[str], None] | None = None,
-        cwd: str | None = None, **kwargs) -> Done:
+        cwd: str | None = None, group: bool = False, **kwargs) -> Done:
     """Run `args` (umask 077), reading stderr as it comes; `on_line` sees each line or
     progress update. Never raises for a non-zero exit: the caller names the failure."""
+    import os
     import threading
 
+    if group:
+        args = ["/bin/sh", "-c", _GROUP, "sh", *args]
+        kwargs["start_new_session"] = True
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             cwd=cwd, umask=0o077, preexec_fn=_die_with_parent, **kwargs)
     lines: list[str] = []
@@ -76,7 +89,13 @@ def run(args: list[str], *, env: dict | None = None, on_line: Callable[[str], No
         reader.join()
         stdout = b"".join(out).decode(errors="replace")
     except BaseException:
-        proc.kill()
+        if group:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        else:
+            proc.kill()
         proc.wait()
         raise
     return Done(proc.returncode, stdout, lines)
