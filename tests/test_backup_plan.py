@@ -276,3 +276,18 @@ def test_the_logical_dump_keeps_its_command_line(cli, tmp_path):
     empty = cli(["backup", "list", "--repo", tmp_path / "nothing"])
     assert empty.exit_code == 0 and "no backup repository" in empty.stdout
     assert not os.path.exists(tmp_path / "nothing")
+
+
+def test_the_monitor_without_a_repository_says_backups_are_not_set_up(pg_settings, tmp_path):
+    from dmdb.monitor import run
+    from dmdb.monitor.core import Thresholds
+
+    with psycopg.connect(**pg_settings.conninfo(), autocommit=True) as conn:
+        report = run.run_checks(conn, Thresholds(),
+                                only=["backup_age", "restore_check", "backup_wal"],
+                                settings=Settings(home=tmp_path))
+    for check in report.checks:
+        assert check.status.name == "OK" and "not set up" in check.summary
+        assert check.metrics["configured"] is False
+    with pytest.raises(ConfigError, match="--backup-age-warn must be <="):
+        Thresholds(backup_age_warn_hours=60, backup_age_critical_hours=50).validate()

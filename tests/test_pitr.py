@@ -249,6 +249,32 @@ def test_restore_check_passes_and_is_recorded(lab, history):
     assert not any(lab.repo.scratch_dir.iterdir())  # the scratch copy is gone
 
 
+def _monitor(lab: Lab, *args) -> dict:
+    done = run_dmdb(["monitor", "--json", "--only", "backup_age,restore_check,backup_wal",
+                     *args], lab.env())
+    assert done.returncode == 0, done.stderr
+    return {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+
+
+def test_the_monitor_reads_the_repository(lab, history):
+    checks = _monitor(lab)
+    assert {n: c["status"] for n, c in checks.items()} == {
+        "backup_age": "OK", "restore_check": "OK", "backup_wal": "OK"}, checks
+    assert checks["backup_age"]["metrics"]["backups"] == 2
+    assert checks["backup_wal"]["metrics"]["segments_behind"] == 0
+    old = _monitor(lab, "--backup-age-warn", "0", "--backup-age-critical", "0",
+                   "--restore-check-warn", "0")
+    assert old["backup_age"]["status"] == "CRITICAL"
+    assert old["restore_check"]["status"] == "WARNING"
+    prom = run_dmdb(["monitor", "--format", "prometheus", "--only", "backup_age,backup_wal"],
+                    lab.env()).stdout
+    assert "dmdb_backup_newest_age_seconds " in prom
+    assert 'dmdb_check_status{check="backup_wal"} 0' in prom
+    check = run_dmdb(["monitor", "--check", "--only", "backup_age", "--backup-age-warn", "0"],
+                     lab.env())
+    assert check.returncode == 1 and check.stdout.startswith("WARNING: backup_age: ")
+
+
 def test_verify_passes_then_names_a_corrupt_wal_segment(lab, history):
     from dmdb.backup.walnames import parse_lsn, segment_of
 
@@ -303,8 +329,13 @@ def test_verify_names_a_corrupt_data_file(lab, history):
         problems = [p for p in result["problems"] if p.startswith(f"backup {name}:")]
         assert problems and any("base.tar.gz" in p for p in problems), result["problems"]
         assert [b["ok"] for b in result["backups"]] == [True, False]
+        # The monitor says so until a verify passes again.
+        failed = _monitor(lab)["restore_check"]
+        assert failed["status"] == "CRITICAL" and "backup verify` FAILED" in failed["summary"]
     finally:
         path.write_bytes(original)
+    assert run_dmdb(["backup", "verify"], lab.env()).returncode == 0
+    assert _monitor(lab)["restore_check"]["status"] == "OK"
 
 
 def _pg_basebackups() -> list[int]:

@@ -4,11 +4,13 @@ pg-extras and check_postgres (docs/monitor.md).
 Modules: core (Status, CheckResult, Report, Thresholds and the query helpers), the checks
 by subject (checks_database: sessions, wraparound, sequences, constraints, replication,
 partitions, statements; checks_tables: indexes, dead tuples, bloat; checks_server:
-schema, xmin horizon, slots, archiving, checkpoints, PgBouncer), run (the registry,
+schema, xmin horizon, slots, archiving, checkpoints, PgBouncer; checks_backup: the
+backup repository's backups, proven restores and WAL), run (the registry,
 `run_checks`, `monitor`), history (`--record` snapshots and trends) and render
 (dashboard, JSON, Prometheus). This front door re-exports the library API that
 docs/monitor.md shows. May import: the shared floor, dmdb.migrate (schema version),
-dmdb.partitions, dmdb.indexes and dmdb.maintenance (their one reader of each fact).
+dmdb.partitions, dmdb.indexes, dmdb.maintenance and dmdb.backup (their one reader of
+each fact).
 """
 
 from __future__ import annotations
