@@ -156,13 +156,21 @@ def _manifest_range(directory: Path) -> tuple[int, str, str, str | None]:
 _PROGRESS = re.compile(r"(\d+)/(\d+) kB \((\d+)%\)")
 
 
+_COMPRESSION = re.compile(r"none|gzip(:[1-9])?")
+
+
 def take(settings: Settings, repo_dir: Path | None = None, *, incremental: bool = False,
-         label: str | None = None, dry_run: bool = False,
+         label: str | None = None, dry_run: bool = False, compression: str = COMPRESSION,
          progress: Callable[[int, int], None] | None = None) -> BaseBackupResult:
     """Take a base backup of the configured server into the repository.
 
-    `progress(done_kb, total_kb)` follows pg_basebackup's own estimate."""
+    `compression`: gzip:1 (default), gzip:N or none. `progress(done_kb, total_kb)` follows
+    pg_basebackup's own estimate."""
     from dmdb.server.tools import tool_env
+
+    if not _COMPRESSION.fullmatch(compression):
+        raise ConfigError(f"--compress {compression!r}: gzip, gzip:1 .. gzip:9 or none (this "
+                          "PostgreSQL build has no lz4 or zstd)")
 
     settings = resolve(settings.session())
     repo = Repository.for_settings(settings, repo_dir)
@@ -199,7 +207,7 @@ def take(settings: Settings, repo_dir: Path | None = None, *, incremental: bool 
         final = repo.backup_dir(name)
         partial = repo.base_dir / f"{PARTIAL_PREFIX}{name}"
         args = [_tool("pg_basebackup", facts.major, settings), "-D", str(partial),
-                "--format=tar", f"--compress={COMPRESSION}", "--wal-method=stream",
+                "--format=tar", f"--compress={compression}", "--wal-method=stream",
                 "--checkpoint=fast", "--label", label, "--progress", "--no-password",
                 "--manifest-checksums=CRC32C"]
         if parent is not None:
@@ -244,7 +252,7 @@ def take(settings: Settings, repo_dir: Path | None = None, *, incremental: bool 
                 name=name, kind=kind, parent=parent, label=label, timeline=timeline,
                 start_lsn=start_lsn, stop_lsn=stop_lsn, start_time=start_time.isoformat(),
                 stop_time=stop_time.isoformat(), bytes=size, seconds=seconds,
-                server_version=facts.version, compression=COMPRESSION.split(":")[0])
+                server_version=facts.version, compression=compression)
             os.rename(partial, final)
             sync_dir(repo.base_dir)
             with repo.updating() as catalog:

@@ -178,9 +178,12 @@ def scan_end(end: ArchiveEnd, wal_dir: Path, segment_size: int, *,
     segno = end.end_lsn // segment_size - 1
     first = not_before // segment_size
     while segno >= first:
+        if not (wal_dir / segment_name(end.timeline, segno, segment_size)).exists():
+            segno -= 1  # only inside the backup (its own pg_wal), not in the archive
+            continue
         # --end: past the run's end pg_waldump would wait 5 s for a file that is not there.
         done = waldump(wal_dir, end.timeline, max(segno * segment_size, not_before),
-                       end_lsn=end.end_lsn)
+                       end_lsn=(segno + 1) * segment_size)
         text = done.stdout
         if end.last_record_lsn is None:
             found = _RECORD_LSN.match(text, text.rfind("lsn: ")) if "lsn: " in text else None
@@ -411,10 +414,10 @@ def _extract(backup_dir: Path, dest: Path, progress: Progress | None, what: str)
     if extra:
         raise DmdbError(f"backup {backup_dir.name} has tablespaces ({', '.join(extra)}); "
                         "dmdb restores clusters without tablespaces only")
-    base = backup_dir / "base.tar.gz"
+    base = next(iter(sorted(backup_dir.glob("base.tar*"))), backup_dir / "base.tar.gz")
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     total, shown = base.stat().st_size, 0
-    with open(base, "rb") as raw, tarfile.open(fileobj=raw, mode="r:gz") as archive:
+    with open(base, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as archive:
         for member in archive:
             archive.extract(member, dest, filter="tar")
             if progress is not None and raw.tell() - shown >= 1 << 20:
@@ -422,10 +425,9 @@ def _extract(backup_dir: Path, dest: Path, progress: Progress | None, what: str)
                 progress(what, shown, total)
     if progress is not None:
         progress(what, total, total)
-    wal = backup_dir / "pg_wal.tar.gz"
     (dest / "pg_wal").mkdir(mode=0o700, exist_ok=True)
-    if wal.exists():
-        with tarfile.open(wal, "r:gz") as archive:
+    for wal in backup_dir.glob("pg_wal.tar*"):
+        with tarfile.open(wal, "r:*") as archive:
             archive.extractall(dest / "pg_wal", filter="tar")
     shutil.copyfile(backup_dir / "backup_manifest", dest / "backup_manifest")
 

@@ -99,6 +99,8 @@ def base_cmd(
         help="Only what changed since the newest backup of the repository (PostgreSQL "
         "17+, summarize_wal = on)."),
     label: str | None = typer.Option(None, "--label", help="Backup label (default: its name)."),
+    compress: str = typer.Option("gzip:1", "--compress", metavar="METHOD",
+                                 help="gzip:1 .. gzip:9, gzip (level 6) or none [gzip:1]."),
     as_json: bool = JSON, dry_run: bool = DRY_RUN, quiet: bool = QUIET,
 ):
     """Take a base backup (pg_basebackup: tar, gzip, manifest, its WAL streamed in) into
@@ -111,7 +113,7 @@ def base_cmd(
 
     with _bar(show_progress(quiet or as_json or dry_run), "base backup") as progress:
         result = take(ctx.obj.settings(), repo, incremental=incremental, label=label,
-                      dry_run=dry_run, progress=progress)
+                      dry_run=dry_run, compression=compress, progress=progress)
     if as_json:
         print_json(result.to_dict())
         return
