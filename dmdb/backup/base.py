@@ -40,8 +40,8 @@ from dmdb.db import connect, redact, resolve
 from dmdb.errors import ConfigError, DmdbError
 from dmdb.resources import query
 
-# Client-side gzip at level 1: about the size of level 6 on this data (WAL-heavy pages
-# of numbers and JSON) at a fraction of the CPU (bench/bench_backup.py).
+# Client-side gzip at level 1: on the seeded 1.1M-event database (433 MB) 105 MB in
+# 2.8 s, where level 6 takes 6.0 s for 92 MB and none 0.8 s for 472 MB (bench/bench_backup.py).
 COMPRESSION = "gzip:1"
 
 

@@ -357,9 +357,13 @@ class RestoredServer(EmbeddedServer):
     _what = "the restored PostgreSQL"
     _short_run_prefix = "dmdb-x-"
 
-    def __init__(self, home: Path, port: int):
+    def __init__(self, home: Path, port: int, bin_dir: Path | None = None):
         super().__init__(home)
         self._port = port
+        self._bin = bin_dir  # another major's server binaries, when the backup's is not 18
+
+    def _tool(self, name: str) -> str:
+        return str(self._bin / name) if self._bin is not None else super()._tool(name)
 
     def prepare_dirs(self) -> None:
         self._prepare()
@@ -379,6 +383,28 @@ class RestoredServer(EmbeddedServer):
         except OSError:
             return []
         return [ln for ln in lines if "FATAL:" in ln or "PANIC:" in ln]
+
+
+def _server_bin(catalog: Catalog, the_plan: RestorePlan) -> Path | None:
+    """The bin directory of the backup's major version when the embedded package's is
+    another (a backup of a remote PostgreSQL 16 or 17 restores with that major's server)."""
+    from dmdb.server import tools
+    from dmdb.server.embedded import pg_tool
+
+    version = catalog.backup(the_plan.chain[-1]).server_version
+    major = int(version.split(".")[0])
+    own = tools.candidates("pg_ctl")
+    mine = os.path.realpath(pg_tool("pg_ctl"))
+    embedded = next((t for t in own if os.path.realpath(t.path) == mine), None)
+    if embedded is not None and embedded.major == major:
+        return None
+    try:
+        found = tools.find("pg_ctl", major, exact=True)
+    except DmdbError:
+        raise DmdbError(f"the backup is of PostgreSQL {version}: restoring it needs that "
+                        f"major's server binaries (pg_ctl, postgres); install postgresql-"
+                        f"{major} or set DMDB_PG_BINDIR to its bin directory") from None
+    return Path(found.path).parent
 
 
 def free_port() -> int:
@@ -475,7 +501,7 @@ def restore_to(repo: Repository, target: Target | str, into: Path, *, start: boo
         the_plan = plan(catalog, repo.segments(catalog.segment_size), target,
                         repo=str(repo.path), wal_dir=repo.wal_dir)
         _check_into(into, repo, live_home)
-        server = RestoredServer(into, free_port())
+        server = RestoredServer(into, free_port(), _server_bin(catalog, the_plan))
         result = RestoreResult(the_plan, str(into), str(server.data_dir), dry_run=dry_run)
         lines = {"restore_command": restore_command(repo.wal_dir), "archive_mode": "off",
                  **the_plan.recovery_settings}
@@ -512,8 +538,6 @@ def _materialise(repo: Repository, catalog: Catalog, the_plan: RestorePlan,
     if len(the_plan.chain) == 1:
         _extract(repo.backup_dir(the_plan.chain[0]), server.pg_data, progress, "extract")
         return
-    from dmdb.server.embedded import pg_tool
-
     scratch = server.server_dir / ".combine"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(mode=0o700)
@@ -525,7 +549,7 @@ def _materialise(repo: Repository, catalog: Catalog, the_plan: RestorePlan,
             parts.append(str(part))
         if progress is not None:
             progress("combine", 0, 1)
-        done = run([str(pg_tool("pg_combinebackup")), "--no-sync", "-o", str(server.pg_data),
+        done = run([server._tool("pg_combinebackup"), "--no-sync", "-o", str(server.pg_data),
                     *parts])
         if done.returncode != 0:
             raise DmdbError(f"pg_combinebackup failed: {done.error_line()}")
