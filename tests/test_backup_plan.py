@@ -291,3 +291,51 @@ def test_the_monitor_without_a_repository_says_backups_are_not_set_up(pg_setting
         assert check.metrics["configured"] is False
     with pytest.raises(ConfigError, match="--backup-age-warn must be <="):
         Thresholds(backup_age_warn_hours=60, backup_age_critical_hours=50).validate()
+
+
+def test_a_server_reached_by_its_address_is_backed_up_and_restored(pg_settings, tmp_path):
+    """Any server dmdb reaches with a role that may replicate (here the suite's own, by
+    its socket, as a remote one); as root the repository must be within reach of the
+    server's user, who reads the WAL in a restore — named, with the fix, until it is."""
+    from dmdb.backup import base, wal
+    from dmdb.backup.repository import Repository
+    from dmdb.backup.restore import RestoredServer, restore_to
+    from dmdb.backup.verify import verify
+
+    repo_dir = tmp_path / "repo"
+    settings = Settings(host=pg_settings.host, port=pg_settings.port, user=pg_settings.user,
+                        dbname="postgres", home=tmp_path / "home", backup_repo=repo_dir)
+    admin = psycopg.connect(**pg_settings.conninfo(), autocommit=True)
+    admin.execute("DROP DATABASE IF EXISTS dmdb_marker")
+    admin.execute("CREATE DATABASE dmdb_marker")
+    with psycopg.connect(**pg_settings.conninfo(dbname="dmdb_marker"), autocommit=True) as c:
+        c.execute("CREATE TABLE marker AS SELECT 42 AS answer")
+    try:
+        if os.geteuid() == 0:
+            with pytest.raises(ConfigError, match="out of reach of the server's user"):
+                base.take(settings)
+            for parent in (tmp_path, *tmp_path.parents):
+                if parent == Path("/"):
+                    break
+                parent.chmod(parent.stat().st_mode | 0o001)
+        taken = base.take(settings)
+        assert taken.backup.kind == "full"
+        assert verify(Repository.for_settings(settings)).ok
+        status = wal.status(settings)
+        assert not status.embedded and any("dmdb_wal" in n for n in status.notes)
+        admin.execute("DROP DATABASE dmdb_marker")
+        into = tmp_path / "restored"
+        result = restore_to(Repository.for_settings(settings), "latest", into)
+        try:
+            url = result.url.replace("/dmdb?", "/dmdb_marker?")
+            with psycopg.connect(url) as conn:
+                assert conn.execute("SELECT answer FROM marker").fetchone() == (42,)
+        finally:
+            RestoredServer(into, 0).destroy()
+    finally:
+        admin.execute("DROP DATABASE IF EXISTS dmdb_marker")
+        admin.close()
+        real = Repository.for_settings(settings).real
+        import shutil
+
+        shutil.rmtree(real, ignore_errors=True)
