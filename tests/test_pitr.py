@@ -236,6 +236,17 @@ def test_no_start_prepares_a_cluster_that_recovers_when_started(lab, history):
 
 
 def test_restore_check_passes_and_is_recorded(lab, history):
+    before = lab.repo.read().checks
+    plan = run_dmdb(["restore", "--check", "--dry-run", "--json"], lab.env())
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["chain"] == [history["full"].name, history["incremental"].name]
+    assert "public.learning_events" in json.loads(plan.stdout)["tables"]
+    assert lab.repo.read().checks == before  # the dry run changed nothing
+    # a copy a killed check left running is stopped and removed by the next check
+    from dmdb.backup.restore import RestoredServer, restore_to
+
+    lab.repo.scratch_dir.mkdir(exist_ok=True)
+    restore_to(lab.repo, "latest", lab.repo.scratch_dir / "check-killed", live_home=lab.home)
     done = run_dmdb(["restore", "--check", "--json"], lab.env(), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -246,7 +257,9 @@ def test_restore_check_passes_and_is_recorded(lab, history):
     assert result["indexes_checked"] > 0 and result["tables_checked"] > 0
     listing = json.loads(run_dmdb(["backup", "list", "--json"], lab.env()).stdout)
     assert listing["last_check"]["ok"] is True and listing["last_check"]["seconds"] > 0
-    assert not any(lab.repo.scratch_dir.iterdir())  # the scratch copy is gone
+    assert not any(lab.repo.scratch_dir.iterdir())  # the scratch copies are gone
+    assert any("check-killed" in n for n in result["notes"])
+    assert not RestoredServer(lab.repo.scratch_dir / "check-killed", 0).info().running
 
 
 def _monitor(lab: Lab, *args) -> dict:

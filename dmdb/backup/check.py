@@ -118,18 +118,65 @@ def _amcheck(conn) -> tuple[int, int, list[str]]:
     return len(indexes), len(tables), problems
 
 
+@dataclass
+class CheckPlan:
+    """`restore --check --dry-run`: what a check would do; nothing is changed."""
+
+    repo: str
+    database: str
+    chain: list[str]
+    tables: list[str]
+    scratch: str
+    dry_run: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _clear_scratch(repo: Repository) -> list[str]:
+    """Copies a killed check left running in the scratch directory: stopped, removed."""
+    cleared = []
+    if repo.scratch_dir.is_dir():
+        for left in sorted(repo.scratch_dir.iterdir()):
+            RestoredServer(left, 0).destroy()
+            shutil.rmtree(left, ignore_errors=True)
+            cleared.append(left.name)
+    return cleared
+
+
 def restore_check(settings: Settings, repo_dir: Path | None = None, *,
-                  archive_wait: float = 120.0, keep: bool = False,
-                  progress: Callable[[str, int, int], None] | None = None) -> CheckResult:
-    import psycopg
+                  archive_wait: float = 120.0, keep: bool = False, dry_run: bool = False,
+                  progress: Callable[[str, int, int], None] | None = None
+                  ) -> CheckResult | CheckPlan:
 
     started = time.monotonic()
     live = resolve(replace(settings.session(), create_embedded=False))
     repo = Repository.for_settings(live, repo_dir).require()
-    if not repo.read().backups:
+    catalog = repo.read()
+    if not catalog.backups:
         raise DmdbError(f"no base backup in {repo.path} to check; take one (`dmdb backup base`)")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"dmdb-check-{stamp}"
+    if dry_run:
+        newest = max(catalog.backups, key=lambda b: parse_lsn(b.stop_lsn))
+        with connect(live, autocommit=True) as conn:
+            tables = [f"{s}.{t}" for s, t in _tables(conn)]
+        return CheckPlan(str(repo.path), live.dbname, [b.name for b in catalog.chain(newest)],
+                         tables, str(repo.scratch_dir / f"check-{stamp}"))
+    with repo._flock(".check.lock", exclusive=True, wait=False,
+                     busy=f"another `dmdb restore --check` is running on {repo.path}"):
+        cleared = _clear_scratch(repo)
+        result = _check(live, settings, repo, name, stamp, archive_wait, keep, progress,
+                        started)
+        if cleared:
+            result.notes.append("removed copies a killed check left: " + ", ".join(cleared))
+        return result
+
+
+def _check(live: Settings, settings: Settings, repo: Repository, name: str, stamp: str,
+           archive_wait: float, keep: bool, progress, started: float) -> CheckResult:
+    import psycopg
+
     with connect(live, autocommit=True, session="dmdb restore --check") as conn:
         tables = _tables(conn)
         before = _count(conn, tables)

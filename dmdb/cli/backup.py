@@ -473,7 +473,7 @@ def restore_cmd(
         if file is not None or to is not None or into_dir is not None:
             raise ConfigError("--check restores into its own scratch directory; it takes no "
                               "FILE, --to or --into-dir")
-        _restore_check(ctx, repo, keep, archive_wait, as_json, quiet)
+        _restore_check(ctx, repo, keep, archive_wait, as_json, quiet, dry_run)
         return
     if to is not None or into_dir is not None:
         if file is not None or into is not None:
@@ -537,14 +537,19 @@ def _restore_pitr(ctx, to, into_dir, repo, no_start, dry_run, as_json, quiet) ->
         out.print(f"not started; start it with: DMDB_HOME={result.into_dir} dmdb server start")
 
 
-def _restore_check(ctx, repo, keep, archive_wait, as_json, quiet) -> None:
+def _restore_check(ctx, repo, keep, archive_wait, as_json, quiet, dry_run) -> None:
     from dmdb.backup.check import restore_check
 
-    with _bar(show_progress(quiet or as_json), "restore check") as progress:
+    with _bar(show_progress(quiet or as_json or dry_run), "restore check") as progress:
         result = restore_check(ctx.obj.settings(), repo, archive_wait=archive_wait, keep=keep,
-                               progress=progress)
+                               dry_run=dry_run, progress=progress)
     if as_json:
         print_json(result.to_dict())
+    elif dry_run:
+        console().print(f"-- dry run: would create a restore point on {result.database}, "
+                        f"restore {' + '.join(result.chain)} to it in {result.scratch}, run "
+                        f"amcheck and count {len(result.tables)} tables; nothing was changed")
+        return
     else:
         out = console()
         for line in result.problems:
@@ -557,7 +562,9 @@ def _restore_check(ctx, repo, keep, archive_wait, as_json, quiet) -> None:
                   f"tables; {result.seconds:.1f}s in all")
         if result.kept:
             out.print(f"the copy still runs in {result.kept}")
-    if not result.ok:
+        for note in result.notes:
+            out.print(f"note: {note}")
+    if not dry_run and not result.ok:
         raise typer.Exit(1)
 
 
