@@ -190,7 +190,12 @@ def main() -> int:
         from dmdb.server.embedded import EmbeddedServer
 
         repo_real = Path(os.path.realpath(root / "home" / "backups"))
-        EmbeddedServer(root / "home").destroy()
+        server = EmbeddedServer(root / "home")
+        server_dir = server.server_dir
+        try:
+            server.destroy()
+        except Exception:  # noqa: BLE001 - the SIGKILLed postmaster may linger as a zombie
+            shutil.rmtree(server_dir, ignore_errors=True)
         shutil.rmtree(repo_real, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
     print("all claims hold" if not FAILED else f"{len(FAILED)} claims FAILED")

@@ -76,8 +76,13 @@ def lab(embedded_only):
     try:
         yield lab
     finally:
-        real = lab.repo.real
-        lab.server.destroy()
+        from dmdb.errors import DmdbError
+
+        real, server_dir = lab.repo.real, lab.server.server_dir
+        try:
+            lab.server.destroy()
+        except DmdbError:  # the SIGKILLed postmaster lingers as a zombie nobody reaps
+            shutil.rmtree(server_dir, ignore_errors=True)
         shutil.rmtree(real, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -233,6 +238,19 @@ def test_no_start_prepares_a_cluster_that_recovers_when_started(lab, history):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert _events(url) == set().union(*history["batches"][:2])
+
+
+def test_a_restored_server_that_dies_in_recovery_is_reported_not_waited_for(lab, history):
+    from dmdb.backup.restore import RestoredServer, _start_and_wait, free_port
+    from dmdb.errors import DmdbError
+
+    with restored(lab, "latest", start=False) as result:
+        with open(Path(result.data_dir) / "postgresql.auto.conf", "a") as conf:
+            conf.write("recovery_target_xid = '4000000000'\n")  # never reached
+        server = RestoredServer(Path(result.into_dir), free_port())
+        with pytest.raises(DmdbError, match="stopped during recovery: .*FATAL:  recovery "
+                           "ended before configured recovery target was reached"):
+            _start_and_wait(server, result, None, "dmdb")
 
 
 def test_restore_check_passes_and_is_recorded(lab, history):

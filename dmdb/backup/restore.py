@@ -407,6 +407,16 @@ def _server_bin(catalog: Catalog, the_plan: RestorePlan) -> Path | None:
     return Path(found.path).parent
 
 
+def _zombie(pid: int) -> bool:
+    """A postmaster that died but was not reaped (pg_ctl's double fork leaves it to PID 1,
+    which in a container may never reap): dead, though signal 0 still finds it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -565,10 +575,10 @@ def _start_and_wait(server: RestoredServer, result: RestoreResult, progress: Pro
     target_lsn = result.plan.target.lsn
     while True:
         pm = server._postmaster()
-        if pm is None:
+        if pm is None or _zombie(pm[0]):
             time.sleep(0.3)
             pm = server._postmaster()
-            if pm is None:
+            if pm is None or _zombie(pm[0]):
                 errors = server.log_errors()
                 raise DmdbError(f"the restored server stopped during recovery: "
                                 f"{errors[-1] if errors else 'see the log'} "
