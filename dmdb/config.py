@@ -44,6 +44,7 @@ ENV_KEYS = (
     "DMDB_SQL_DIR",
     "DMDB_LOCK_TIMEOUT",
     "DMDB_DIRECT_URL",
+    "DMDB_BACKUP_REPO",
 )
 PROJECT_FILE = "dmdb.toml"
 # Keys a project file may set (the DB_* names in lower case, without DB_), with their type.
@@ -52,7 +53,7 @@ PROJECT_KEYS: dict[str, type] = {
     "sslmode": str, "connect_timeout": int, "max_connections": int, "idle_timeout": int,
     "read_replica_host": str, "read_replica_port": int, "lock_timeout": str,
     "sslrootcert": str, "sslcert": str, "sslkey": str, "sslcrl": str, "sslnegotiation": str,
-    "channel_binding": str,
+    "channel_binding": str, "backup_repo": str,
 }
 # The TLS settings that have a DB_* key and a project-file key of their own; any other
 # libpq parameter reaches dmdb through DATABASE_URL's query string.
@@ -118,6 +119,8 @@ class Settings:
     read_replica_host: str | None = None
     read_replica_port: int | None = None
     home: Path = Path(".dmdb")
+    # The backup repository (base backups, archived WAL, their catalog); None: <home>/backups.
+    backup_repo: Path | None = None
     lock_timeout: str = "5s"
     # The project's SQL tree; None: the one shipped with dmdb.
     sql_dir: Path | None = None
@@ -212,7 +215,7 @@ class Settings:
         data["direct_url"] = _redact_url(self.direct_url) if self.direct_url else None
         data["libpq"] = {k: ("***" if k in _SECRET_PARAMS else v) for k, v in self.libpq}
         data["home"] = str(self.home)
-        for key in ("sql_dir", "project_file"):
+        for key in ("sql_dir", "project_file", "backup_repo"):
             data[key] = str(data[key]) if data[key] is not None else None
         data["embedded"] = self.embedded
         return data
@@ -557,6 +560,12 @@ def load_settings(env: dict[str, str] | None = None, cwd: Path | None = None) ->
         values["sql_dir"], sources["sql_dir"] = project.root / "sql", "default (project root)"
     else:
         sources["sql_dir"] = "default (shipped)"
+    repo, src = get("DMDB_BACKUP_REPO")
+    if repo is None and "backup_repo" in from_project:
+        repo, src = from_project["backup_repo"], project_label
+    if repo is not None:
+        values["backup_repo"], sources["backup_repo"] = path_of(repo, src), src
+
     if project is not None:
         values["project_file"] = project.path
         sources["project_file"] = "found upward from " + str(cwd)

@@ -165,6 +165,22 @@ def register(app: typer.Typer) -> None:
         archive_ready_warn: int | None = typer.Option(
             None, "--archive-ready-warn", metavar="N",
             help="WARNING at N WAL segments waiting to be archived [10]."),
+        backup_age_warn: float | None = typer.Option(
+            None, "--backup-age-warn", metavar="HOURS",
+            help="WARNING when the newest base backup is this old [26]."),
+        backup_age_critical: float | None = typer.Option(
+            None, "--backup-age-critical", metavar="HOURS", help="CRITICAL at this age [50]."),
+        restore_check_warn: float | None = typer.Option(
+            None, "--restore-check-warn", metavar="DAYS",
+            help="WARNING when `restore --check` last proved a restore this long ago [7]."),
+        restore_check_critical: float | None = typer.Option(
+            None, "--restore-check-critical", metavar="DAYS", help="CRITICAL at this age [14]."),
+        archive_behind_warn: float | None = typer.Option(
+            None, "--archive-behind-warn", metavar="SECONDS",
+            help="WARNING when segments wait and the repository's newest is this old [600]."),
+        archive_behind_critical: float | None = typer.Option(
+            None, "--archive-behind-critical", metavar="SECONDS",
+            help="CRITICAL at this age [3600]."),
         checkpoint_req_warn: float | None = typer.Option(
             None, "--checkpoint-req-warn", metavar="RATIO",
             help="WARNING when this share of checkpoints were requested, not timed [0.5] ..."),
@@ -277,6 +293,12 @@ def register(app: typer.Typer) -> None:
             slot_wal_warn_bytes=_mb(slot_wal_warn),
             slot_wal_critical_bytes=_mb(slot_wal_critical),
             archive_ready_warn=archive_ready_warn,
+            backup_age_warn_hours=backup_age_warn,
+            backup_age_critical_hours=backup_age_critical,
+            restore_check_warn_days=restore_check_warn,
+            restore_check_critical_days=restore_check_critical,
+            archive_behind_warn_seconds=archive_behind_warn,
+            archive_behind_critical_seconds=archive_behind_critical,
             checkpoint_req_warn_ratio=checkpoint_req_warn,
             checkpoint_min=checkpoint_min,
             index_bloat_warn_ratio=index_bloat_warn_ratio,

@@ -206,6 +206,13 @@ class Thresholds:
     slot_wal_critical_bytes: int = 10 * 1024 ** 3
     # WAL archiving and checkpoints
     archive_ready_warn: int = 10                # WAL segments waiting to be archived
+    # the backup repository (checks_backup)
+    backup_age_warn_hours: float = 26.0         # a daily backup, with slack
+    backup_age_critical_hours: float = 50.0
+    restore_check_warn_days: float = 7.0        # restore --check proved a restore
+    restore_check_critical_days: float = 14.0
+    archive_behind_warn_seconds: float = 600.0  # newest archived segment this old, with
+    archive_behind_critical_seconds: float = 3600.0  # complete segments not archived
     checkpoint_req_warn_ratio: float = 0.5      # requested / all checkpoints ...
     checkpoint_min: int = 20                    # ... judged from this many on
     # index bloat and missing indexes
@@ -269,11 +276,19 @@ class Thresholds:
         if not 0 < self.disk_warn_pct <= self.disk_critical_pct <= 100:
             bad("--disk-warn and --disk-critical are percentages of a file system used, with "
                 "0 < warn <= critical <= 100")
+        for warn, crit in (("backup_age_warn_hours", "backup_age_critical_hours"),
+                           ("restore_check_warn_days", "restore_check_critical_days"),
+                           ("archive_behind_warn_seconds", "archive_behind_critical_seconds")):
+            if getattr(self, warn) > getattr(self, crit):
+                bad(f"--{warn.rsplit('_', 1)[0].replace('_', '-')} must be <= "
+                    f"--{crit.rsplit('_', 1)[0].replace('_', '-')}")
         for name in ("idle_in_transaction_warn", "long_query_seconds", "blocked_seconds",
                      "cache_min_reads", "unused_min_bytes", "dead_tuples_factor",
                      "bloat_warn_ratio", "bloat_min_bytes", "bloat_min_pages",
                      "partition_months_ahead", "idle_in_transaction_seconds",
                      "xmin_hold_seconds", "archive_ready_warn", "checkpoint_min",
+                     "backup_age_warn_hours", "restore_check_warn_days",
+                     "archive_behind_warn_seconds",
                      "index_bloat_warn_ratio", "index_bloat_min_bytes", "index_bloat_min_pages",
                      "missing_index_min_rows", "missing_index_min_scans"):
             if getattr(self, name) < 0:

@@ -373,6 +373,9 @@ def to_prometheus(report: Report) -> str:
     if report.up:
         _emit_metrics(x, by)
         _emit_new_metrics(x, by)
+        from dmdb.monitor.checks_backup import emit_metrics
+
+        emit_metrics(x, by)
         _emit_trends(x, report.trends)
     return x.text()
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dmdb.errors import ConfigError, ConnectError, first_line
+from dmdb.monitor.checks_backup import check_backup_age, check_backup_wal, check_restore_check
 from dmdb.monitor.checks_database import (
     check_blocked,
     check_cache_hit,
@@ -83,6 +84,9 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "wal_archiving": check_wal_archiving,
     "checkpoints": check_checkpoints,
     "disk_space": check_disk_space,
+    "backup_age": check_backup_age,
+    "restore_check": check_restore_check,
+    "backup_wal": check_backup_wal,
     "partitions": check_partitions,
     "pgbouncer": check_pgbouncer,
     "top_queries": check_top_queries,
@@ -90,7 +94,8 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
 # Answered by the primary even when the checks read from a replica: what holds the
 # primary's horizon, its slots, its archiver and checkpoints. `replication` gets the
 # primary as a callable (it reads the standby's own lag from the read connection too).
-PRIMARY_ONLY = {"xmin_horizon", "replication_slots", "wal_archiving", "checkpoints"}
+PRIMARY_ONLY = {"xmin_horizon", "replication_slots", "wal_archiving", "checkpoints",
+                "backup_wal"}
 # Checks over other sessions' rows of pg_stat_activity: a role without pg_read_all_stats
 # (pg_monitor) sees those rows with no state, query or times, so these checks are blind
 # to them (never OK; see core.blind), and what they cannot see. `replication` and
