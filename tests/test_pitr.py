@@ -253,6 +253,39 @@ def test_a_restored_server_that_dies_in_recovery_is_reported_not_waited_for(lab,
             _start_and_wait(server, result, None, "dmdb")
 
 
+def test_a_learner_erased_after_the_target_is_erased_again_in_the_copy(lab, history):
+    """A point-in-time copy from before an erasure is handed over without the learner
+    (issue 27): the live ledger's later erasures are re-applied to it."""
+    from datetime import datetime
+
+    from dmdb.backup import wal
+    from dmdb.backup.erasures import reapply_to
+    from dmdb.privacy.erase import erase
+    from dmdb.privacy.inventory import inventory
+
+    with psycopg.connect(lab.url, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")
+        learner = conn.execute("INSERT INTO users (email, display_name) VALUES "
+                               "('gone@example.invalid', 'gone') RETURNING user_id").fetchone()[0]
+        item = conn.execute("SELECT min(content_id) FROM content").fetchone()[0]
+        _answer(conn, learner, item)
+        point = wal.mark(lab.settings, "before-erasure").mark
+        _wait_archived(lab, conn)
+        erase(conn, learner, inventory(conn), vacuum=False)
+    with restored(lab, point.name) as result:
+        with psycopg.connect(result.url) as copy:
+            assert copy.execute("SELECT count(*) FROM users WHERE user_id = %s",
+                                (learner,)).fetchone()[0] == 1
+        done = reapply_to(lab.settings, result.url,
+                          datetime.fromisoformat(result.last_transaction_time))
+        assert done.learners == [learner] and done.note is None
+        with psycopg.connect(result.url) as copy:
+            for table in ("users", "learning_events", "knowledge_states", "user_emails"):
+                assert copy.execute(f"SELECT count(*) FROM {table} WHERE user_id = %s",
+                                    (learner,)).fetchone()[0] == 0
+            assert copy.execute("SELECT count(*) FROM users").fetchone()[0] >= 1  # the others
+
+
 def test_restore_check_passes_and_is_recorded(lab, history):
     before = lab.repo.read().checks
     plan = run_dmdb(["restore", "--check", "--dry-run", "--json"], lab.env())

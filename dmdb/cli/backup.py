@@ -517,8 +517,24 @@ def _restore_pitr(ctx, to, into_dir, repo, no_start, dry_run, as_json, quiet) ->
         result = restore_to(Repository.for_settings(settings, repo), to, into_dir,
                             start=not no_start, dry_run=dry_run, live_home=settings.home,
                             progress=progress, dbname=settings.dbname)
+    erased = None
+    if result.started and result.url and result.last_transaction_time:
+        from datetime import datetime
+
+        from dmdb.backup.erasures import reapply_to
+        from dmdb.render import warning_line
+
+        erased = reapply_to(settings, result.url,
+                            datetime.fromisoformat(result.last_transaction_time))
+        if erased.note:
+            warning_line(erased.note)
+        elif erased.learners:
+            warning_line(f"{len(erased.learners)} learner(s) erased after the copy's last "
+                         "transaction were erased again in it (privacy ledger)")
     if as_json:
-        print_json(result.to_dict())
+        data = result.to_dict()
+        data["erasures_reapplied"] = erased.learners if erased else []
+        print_json(data)
         return
     p, out = result.plan, console()
     where = (f"{_when(p.oldest['time'])} .. "
