@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import weakref
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 from dmdb.config import Settings
@@ -82,6 +82,39 @@ def describe_target(settings: Settings, *, replica: bool = False) -> str:
     host = settings.read_replica_host if replica else settings.host
     port = (settings.read_replica_port or settings.port) if replica else settings.port
     return f"{host}:{port}/{settings.dbname}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The database a command works on, as the connection found it (never the password):
+    commands that change a database name it first, as Flyway does."""
+
+    server: str  # host:port (or socket directory:port); the embedded server's home
+    database: str
+    role: str
+    version: str  # server_version, e.g. "18.1"
+    embedded: bool = False
+
+    def describe(self) -> str:
+        where = (f"the embedded server at {self.server}" if self.embedded else self.server)
+        return (f"database {self.database} on {where} as {self.role} "
+                f"(PostgreSQL {self.version})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def target(conn: psycopg.Connection, settings: Settings | None = None) -> Target:
+    """What `conn` is connected to: server, database, login role and server version (from
+    the connection itself, so DMDB_DIRECT_URL and multi-host URLs show where it went)."""
+    info = conn.info
+    version = info.parameter_status("server_version") or b""
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    embedded = settings is not None and settings.embedded
+    server = (str(settings.home) if embedded
+              else f"{info.host}:{info.port}")
+    return Target(server=server, database=info.dbname, role=info.user,
+                  version=version.split()[0] if version else "?", embedded=embedded)
 
 
 # Whether a connection goes through a transaction pooler, found once per connection.

@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import run_sql
+from conftest import run_sql, without_target
 from dmdb import indexes
 from dmdb.migrate.engine import Project, up
 
@@ -211,7 +211,7 @@ def test_failed_unique_build_is_reported_and_repaired(cli, tree_db):
 
     failed = cli(["--sql-dir", sql_dir, "indexes", "build", "--table", "pt"], url=url)
     assert failed.exit_code == 1
-    assert failed.stderr.count("\n") == 1 and "pt_code_uidx" in failed.stderr
+    assert without_target(failed.stderr).count("\n") == 1 and "pt_code_uidx" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert index_state(url, "pt_code_uidx") is False  # the INVALID leftover
 
@@ -443,8 +443,9 @@ def test_hostile_table_name_is_refused_and_nothing_injected(cli, schema_url):
                  ["maintenance", "vacuum", "--table", hostile]):
         result = cli(args, url=schema_url)
         assert result.exit_code == 2, (args, result.stdout, result.stderr)
-        assert result.stderr.startswith("dmdb: error: no table named 'x; DROP TABLE users'")
-        assert result.stderr.count("\n") == 1
+        stderr = without_target(result.stderr)
+        assert stderr.startswith("dmdb: error: no table named 'x; DROP TABLE users'")
+        assert stderr.count("\n") == 1
     assert run_sql(schema_url, "SELECT to_regclass('users') IS NOT NULL")[0][0]
 
 

@@ -139,13 +139,14 @@ def _creatable(conn, extensions: set[str]) -> set[str]:
 
 
 def restore(settings: Settings, file: Path, into: str | None = None, *,
-            dry_run: bool = False, no_owner: bool = False) -> RestoreResult:
+            dry_run: bool = False, no_owner: bool = False, on_target=None) -> RestoreResult:
     """Restore a `dmdb backup` file into an empty or new database, in one transaction.
 
     `no_owner` restores every object as the connected role (pg_restore --no-owner): for a
     dump taken on another server, whose owner role does not exist here or is not ours."""
     from psycopg import sql
 
+    named = settings
     settings = resolve(settings.session())
     file = Path(file)
     if not file.is_file():
@@ -155,6 +156,12 @@ def restore(settings: Settings, file: Path, into: str | None = None, *,
     started = datetime.now(timezone.utc)
     with connect(settings, autocommit=True, dbname="postgres",
                  session=None if dry_run else "dmdb restore") as admin:
+        if on_target is not None:
+            from dataclasses import replace
+
+            from dmdb.db import target as target_of
+
+            on_target(replace(target_of(admin, named), database=target))
         _, major = _server_version(admin)
         # Found before anything is created: no pg_restore, no new database.
         restore_tool = tools.find("pg_restore", major, exact=True, settings=settings).path

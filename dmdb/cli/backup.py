@@ -54,9 +54,11 @@ def register(app: typer.Typer) -> None:
         Example: dmdb restore nightly.dump --into dmdb_copy
         """
         from dmdb.backup.logical import restore
+        from dmdb.cli.common import target_callback
         from dmdb.render import warning_line
 
-        result = restore(ctx.obj.settings(), file, into, dry_run=dry_run, no_owner=no_owner)
+        result = restore(ctx.obj.settings(), file, into, dry_run=dry_run, no_owner=no_owner,
+                         on_target=target_callback())
         for note in result.left_out:
             warning_line(f"left out: {note}")
         if as_json:

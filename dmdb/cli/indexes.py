@@ -97,6 +97,9 @@ def build_cmd(
     bar = _BuildBar() if show_progress(quiet or as_json) and not dry_run else None
     with connect(settings, autocommit=True,
                  session=None if dry_run else "dmdb indexes build") as conn:
+        from dmdb.cli.common import announce
+
+        announce(conn, settings, quiet)
         monitor = ((lambda: connect(settings.session(), autocommit=True)) if bar is not None
                    else None)
         if bar is not None:

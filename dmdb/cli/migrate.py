@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from dmdb.cli.common import announce
 from dmdb.render import console, plain_table, print_json, show_progress
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
@@ -127,10 +128,15 @@ def register(app: typer.Typer) -> None:
         backoff: float | None = BACKOFF,
         backoff_max: float | None = BACKOFF_MAX,
         statement_timeout: str | None = STATEMENT_TIMEOUT,
+        allow_foreign_ledger: bool = typer.Option(
+            False, "--allow-foreign-ledger",
+            help="Apply even though the database's ledger records migrations this project "
+            "does not have (another project's database, or a newer checkout's); refused "
+            "without it."),
     ):
         """Apply pending migrations, each with its ledger entry in one transaction, then
         re-apply changed function files. Safe to run concurrently: runs serialise on an
-        advisory lock.
+        advisory lock. The target (server, database, role) is named first, on stderr.
 
         On a busy table each attempt waits for locks at most --attempt-timeout, then the
         whole transaction is retried after a jittered pause (--attempts, --retry-for),
@@ -148,9 +154,11 @@ def register(app: typer.Typer) -> None:
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
         with connect(settings, autocommit=True, session=None if dry_run else "dmdb up") as conn:
+            announce(conn, settings, quiet)
             result = engine.up(
                 conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait, policy=policy,
                 progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
+                allow_foreign_ledger=allow_foreign_ledger,
             )
         _print_run(result, as_json, quiet)
 
@@ -188,6 +196,7 @@ def register(app: typer.Typer) -> None:
                          statement_timeout=statement_timeout)
         with connect(settings, autocommit=True,
                      session=None if dry_run else "dmdb rollback") as conn:
+            announce(conn, settings, quiet)
             result = engine.rollback(
                 conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
                 policy=policy, progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
@@ -324,8 +333,10 @@ def register(app: typer.Typer) -> None:
 
         state = ctx.obj
         project = state.project()
-        with connect(state.settings(), autocommit=True,
+        settings = state.settings()
+        with connect(settings, autocommit=True,
                      session=None if dry_run else "dmdb repair") as conn:
+            announce(conn, settings)
             accepted = engine.repair(conn, project, ids or None, dry_run=dry_run)
         if as_json:
             print_json({"accepted": accepted, "dry_run": dry_run})

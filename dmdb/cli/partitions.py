@@ -230,6 +230,9 @@ def _run(ctx, *, action: str, **kwargs):
     request.check()  # usage errors before connecting
     with connect(settings, autocommit=True,
                  session=None if options["dry_run"] else f"dmdb partitions {action}") as conn:
+        from dmdb.cli.common import announce
+
+        announce(conn, settings, quiet)
         result = partitions.run(conn, request, progress=_progress(quiet or as_json), **options)
     if result.skipped and action == "create":
         raise partitions.PartitionError(

@@ -79,10 +79,12 @@ def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_jso
     state = ctx.obj
     when = _parse_now(now)
     project = state.project()
+    from dmdb.cli.common import target_callback
+
     with _bar(show_progress(quiet or as_json or dry_run)) as progress:
         result = fn(state.settings(), project, users=users, answers_per_user=answers,
                     days=days, random_seed=random_seed, jobs=jobs, progress=progress, now=when,
-                    dry_run=dry_run)
+                    dry_run=dry_run, on_target=target_callback(quiet))
     _summary(result, as_json, quiet)
 
 

@@ -440,6 +440,7 @@ def seed(
     progress: Callable[[int, int], None] | None = None,
     dry_run: bool = False,
     reset: bool = False,
+    on_target: Callable | None = None,
 ) -> SeedResult:
     """Seed an empty, up-to-date database. `progress(done, total)` reports answers written.
 
@@ -459,9 +460,14 @@ def seed(
     # The seed's writers take the per-learner batches on several sessions at once, with
     # session settings: through a transaction pooler it goes to DMDB_DIRECT_URL or refuses
     # here, before writing anything.
+    named = settings
     settings = settings.session()
     with connect(settings, autocommit=True,
                  session=None if dry_run else ("dmdb reset" if reset else "dmdb seed")) as conn:
+        if on_target is not None:
+            from dmdb.db import target
+
+            on_target(target(conn, named))
         check_schema(conn, project)
         if not reset and existing_users(conn):
             raise DmdbError(

@@ -375,6 +375,25 @@ def _refuse_problems(state: Status) -> None:
         )
 
 
+def _refuse_foreign_ledger(state: Status, database: str) -> None:
+    """A ledger that records migrations this project does not have belongs to another
+    project (or to a newer checkout of this one): applying ours on top of it would mix two
+    schemas without a word, so `up` stops and names them (as Flyway's validate does with
+    "applied migration not resolved locally")."""
+    unknown = [m.id for m in state.migrations if m.missing_file]
+    if not unknown:
+        return
+    ours = sum(m.state == "applied" and not m.missing_file for m in state.migrations)
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    whose = ("another project's database" if not ours
+             else "another project's database, or one a newer checkout migrated")
+    raise MigrationError(
+        f"the ledger of database {database} records {len(unknown)} applied migration(s) this "
+        f"project does not have ({shown}): it looks like {whose}; check DATABASE_URL / "
+        "--dbname (the target is named above), update this checkout, or pass "
+        "--allow-foreign-ledger to apply this project's migrations anyway")
+
+
 def _pending(project: Project, state: Status, to: str | None) -> list[Migration]:
     files = project.migrations()
     ids = [m.id for m in files]
@@ -416,8 +435,12 @@ def up(
     functions: bool = True,
     progress: Progress | None = None,
     on_wait: OnWait | None = None,
+    allow_foreign_ledger: bool = False,
 ) -> RunResult:
     """Apply pending migrations (through `to`), then changed function files.
+
+    A ledger recording migrations the project does not have is refused (another
+    project's database) unless `allow_foreign_ledger`.
 
     `conn` must be in autocommit mode; transactions are opened here. Each migration's
     transaction waits for locks at most `policy.lock_timeout` per attempt and is retried
@@ -430,6 +453,8 @@ def up(
     # anything, the ledger tables included.
     preflight = status(conn, project)
     _refuse_problems(preflight)
+    if not allow_foreign_ledger:
+        _refuse_foreign_ledger(preflight, conn.info.dbname)
     pending = _pending(project, preflight, to)
     with_functions = functions and to is None
     if dry_run:
@@ -451,6 +476,8 @@ def up(
         # Read the ledger only now: a concurrent run may have applied everything meanwhile.
         state = status(conn, project)
         _refuse_problems(state)
+        if not allow_foreign_ledger:
+            _refuse_foreign_ledger(state, conn.info.dbname)
         todo = _pending(project, state, to)
         with BlockerWatch(conn) as watch, _notices(conn, result) as running:
             runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait, command="dmdb up",

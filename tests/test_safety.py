@@ -1,0 +1,85 @@
+"""Issue #28, "safe in everyday hands": the right database, the right cluster, no silent
+surprises. Each test reproduces one of the issue's failures against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from conftest import PASSWORD, PASSWORD_ROLE, REPO, run_sql
+
+FIRST = "CREATE TABLE first_table (id int PRIMARY KEY);\n"
+FIRST_BACK = "DROP TABLE first_table;\n"
+
+
+def tables(url: str) -> set[str]:
+    return {r[0] for r in run_sql(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def one_error(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    errors = [ln for ln in lines if ln.startswith("dmdb: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+# -- 1. know which database before changing it --------------------------------------------
+
+
+@pytest.fixture
+def other_project(sql_tree):
+    sql_tree.migration("0001_first_table", FIRST, FIRST_BACK)
+    return sql_tree
+
+
+def test_up_refuses_another_projects_ledger_naming_its_migrations(cli, empty_url, other_project):
+    done = cli(["--sql-dir", other_project.root, "up"], url=empty_url)
+    assert done.exit_code == 0, done.stderr
+    before = tables(empty_url)
+
+    for args in (["up"], ["up", "--dry-run"]):
+        refused = cli(["--sql-dir", REPO / "sql", *args], url=empty_url)
+        assert refused.exit_code == 1, refused.stdout
+        line = one_error(refused)
+        assert "0001_first_table" in line and "--allow-foreign-ledger" in line
+        assert tables(empty_url) == before  # nothing of this project's 12 migrations
+
+    forced = cli(["--sql-dir", REPO / "sql", "up", "--allow-foreign-ledger"], url=empty_url)
+    assert forced.exit_code == 0, forced.stderr
+    assert "users" in tables(empty_url) and "first_table" in tables(empty_url)
+
+
+def test_changing_commands_name_their_target_first_never_the_password(
+        cli, pg_settings, embedded_only, databases, other_project):
+    name = databases.create(schema=False)
+    host = quote(pg_settings.host, safe="")
+    url = f"postgresql://{PASSWORD_ROLE}:{quote(PASSWORD)}@/{name}?host={host}"
+    for args in (["up"], ["up", "--dry-run"], ["up", "--json"], ["rollback"]):
+        result = cli(["--sql-dir", other_project.root, *args], url=url)
+        assert result.exit_code == 0, result.stderr
+        first = result.stderr.splitlines()[0]
+        assert first.startswith("dmdb: target: database ")
+        assert f"database {name} on {pg_settings.host}:{pg_settings.port} as {PASSWORD_ROLE} " \
+               "(PostgreSQL " in first
+        assert PASSWORD not in result.stdout + result.stderr
+    quiet = cli(["--sql-dir", other_project.root, "up", "--quiet"], url=url)
+    assert quiet.exit_code == 0 and quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_partitions_indexes_and_seed_name_their_target(cli, schema_url):
+    name = urlsplit(schema_url).path.lstrip("/")
+    for args in (["partitions", "create", "--ahead", "1", "--dry-run"],
+                 ["indexes", "build", "--dry-run"],
+                 ["seed", "--users", "2", "--answers", "3", "--dry-run"]):
+        result = cli(args, url=schema_url)
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.startswith(f"dmdb: target: database {name} on "), args
+
+
+def test_restore_names_the_database_it_restores_into(cli, schema_url, tmp_path):
+    dump = tmp_path / "x.dump"
+    assert cli(["backup", "--out", dump], url=schema_url).exit_code == 0
+    plan = cli(["restore", dump, "--into", "dmdb_never_made", "--dry-run"], url=schema_url)
+    assert plan.exit_code == 0, plan.stderr
+    assert plan.stderr.startswith("dmdb: target: database dmdb_never_made on ")
