@@ -36,18 +36,20 @@ def ensure_embedded(home, *, create: bool, dbname: str | None = None) -> ServerI
     only when `create` (commands that change the database). Logs what it did, once."""
     from pathlib import Path
 
-    from dmdb.server.embedded import DEFAULT_DBNAME, EmbeddedServer
+    from dmdb.server.embedded import DEFAULT_DBNAME, ClusterMissing, EmbeddedServer
 
     server = EmbeddedServer(Path(home))
-    existed = (server.data_dir / "PG_VERSION").exists()
-    if not existed and not create:
+    try:
+        # Whether a cluster exists is decided under the server's lock, after the clean-up
+        # of deleted homes' clusters, and a home linked to another home's cluster (a
+        # copied project) or to a deleted one is refused there: never an initdb.
+        info = server.start(dbname=dbname or DEFAULT_DBNAME, create=create)
+    except ClusterMissing:
         raise NoEmbeddedServer(
             f"no embedded server at {server.home}; run `dmdb up` or set DATABASE_URL"
-        )
-    was_running = existed and server.info().running
-    info = server.start(dbname=dbname or DEFAULT_DBNAME)
-    if not was_running:
-        done = "started" if existed else "initialised and started a new"
+        ) from None
+    if server.started:
+        done = "initialised and started a new" if server.initialised else "started"
         log.info("%s embedded PostgreSQL %s at %s (pid %s); stop it with `dmdb server stop`",
                  done, info.version, server.home, info.pid)
     return info

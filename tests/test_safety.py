@@ -3,11 +3,19 @@ surprises. Each test reproduces one of the issue's failures against a real Postg
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
 
-from conftest import PASSWORD, PASSWORD_ROLE, REPO, run_sql
+from conftest import PASSWORD, PASSWORD_ROLE, REPO, run_dmdb, run_sql
+from dmdb.errors import DmdbError
+from dmdb.server.embedded import EmbeddedServer
 
 FIRST = "CREATE TABLE first_table (id int PRIMARY KEY);\n"
 FIRST_BACK = "DROP TABLE first_table;\n"
@@ -83,3 +91,77 @@ def test_restore_names_the_database_it_restores_into(cli, schema_url, tmp_path):
     plan = cli(["restore", dump, "--into", "dmdb_never_made", "--dry-run"], url=schema_url)
     assert plan.exit_code == 0, plan.stderr
     assert plan.stderr.startswith("dmdb: target: database dmdb_never_made on ")
+
+
+# -- 2. one cluster per home, never shared by accident ------------------------------------
+
+
+def _project(parent: Path, name: str) -> Path:
+    project = parent / name
+    project.mkdir()
+    (project / "dmdb.toml").write_text("")
+    return project
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as root the home links to the cluster")
+def test_a_copied_project_never_uses_or_stops_the_originals_cluster():
+    parent = Path(tempfile.mkdtemp(prefix="dmdb-copy-"))
+    env: dict = {}
+    original = _project(parent, "pA")
+    copy = parent / "pB"
+    try:
+        made = run_dmdb(["server", "start", "--json"], env, cwd=original, timeout=300)
+        assert made.returncode == 0, made.stderr
+        pid = json.loads(made.stdout)["pid"]
+        subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+        link = copy / ".dmdb" / "data"
+        assert link.is_symlink()
+
+        for args in (["up"], ["server", "stop"], ["psql", "--", "-c", "SELECT 1"],
+                     ["server", "status"]):
+            done = run_dmdb(args, env, cwd=copy, timeout=300)
+            assert done.returncode == 1, (args, done.stdout, done.stderr)
+            line = one_error(done)
+            assert str(link) in line and str(original / ".dmdb") in line, line
+            assert f"rm {link}" in line
+        status = run_dmdb(["server", "status", "--json"], env, cwd=original)
+        assert status.returncode == 0 and json.loads(status.stdout)["pid"] == pid
+        assert run_dmdb(["status", "--check"], env, cwd=original).returncode == 1  # nothing applied
+
+        # The original deleted: its (throw-away) cluster goes at the next start, and the
+        # copy's commands say so instead of initialising an empty cluster.
+        shutil.rmtree(original)  # its server still runs: the next start stops and deletes it
+        for args in (["psql", "--", "-c", "SELECT 1"], ["up"]):
+            done = run_dmdb(args, env, cwd=copy, timeout=300)
+            assert done.returncode == 1, (args, done.stdout, done.stderr)
+            line = one_error(done)
+            assert "no longer exists" in line and f"rm {link}" in line
+            assert "initialised and started" not in done.stderr
+        assert not Path(os.readlink(link)).parent.exists()
+
+        # The way out the message names: remove the links, and the copy gets its own.
+        os.unlink(link)
+        os.unlink(copy / ".dmdb" / "postgres.log")
+        fresh = run_dmdb(["server", "start"], env, cwd=copy, timeout=300)
+        assert fresh.returncode == 0 and "initialised" in fresh.stderr, fresh.stderr
+    finally:
+        for project in (original, copy):
+            if project.exists():
+                EmbeddedServer(project / ".dmdb").destroy()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def test_a_home_copied_while_its_server_ran_is_refused(tmp_path):
+    """Without root the cluster is inside the home: a copy carries the original's
+    postmaster.pid, which names the original's data directory (PostgreSQL writes it)."""
+    home = tmp_path / "copy" / ".dmdb"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "PG_VERSION").write_text("18\n")
+    original = tmp_path / "original" / ".dmdb" / "data"
+    (home / "data" / "postmaster.pid").write_text(
+        f"{os.getpid()}\n{original}\n1700000000\n5432\n{tmp_path}\n\n")
+    server = EmbeddedServer(home)
+    assert server.info().running is False  # not this home's server
+    with pytest.raises(DmdbError) as refused:
+        server.start(create=False)
+    assert str(original) in str(refused.value) and f"Remove {home}" in str(refused.value)

@@ -90,6 +90,7 @@ def status(ctx: typer.Context, as_json: bool = JSON):
     from dmdb.server.embedded import EmbeddedReplica
 
     server = _server(ctx)
+    server.server_dir  # noqa: B018 - a home linked to another home's cluster is refused
     if not (server.data_dir / "PG_VERSION").exists():
         raise NoEmbeddedServer(f"no embedded server at {server.home}; run `dmdb up` or set "
                                "DATABASE_URL")
