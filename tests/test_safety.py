@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
+from test_dies_with_client import kill_and_wait_gone, server_pid, wait_for
 
-from conftest import PASSWORD, PASSWORD_ROLE, REPO, run_dmdb, run_sql
+from conftest import PASSWORD, PASSWORD_ROLE, REPO, popen_dmdb, row_counts, run_dmdb, run_sql
 from dmdb.errors import DmdbError
 from dmdb.server.embedded import EmbeddedServer
 
@@ -165,3 +168,82 @@ def test_a_home_copied_while_its_server_ran_is_refused(tmp_path):
     with pytest.raises(DmdbError) as refused:
         server.start(create=False)
     assert str(original) in str(refused.value) and f"Remove {home}" in str(refused.value)
+
+
+# -- 3. reset empties only what it lists, and all or nothing -------------------------------
+
+SMALL_SEED = ["--users", "20", "--answers", "15", "--quiet", "--now", "2026-11-20T12:00:00Z"]
+
+
+def _badges(url: str) -> None:
+    """A table of the team's own migration that references users."""
+    run_sql(url, "CREATE TABLE badges (user_id bigint NOT NULL REFERENCES users, name text)")
+    run_sql(url, "INSERT INTO badges SELECT user_id, 'first' FROM users")
+
+
+def test_reset_empties_another_table_only_when_named(cli, schema_url):
+    assert cli(["seed", *SMALL_SEED], url=schema_url).exit_code == 0
+    _badges(schema_url)
+    run_sql(schema_url, "INSERT INTO bkt_concept_parameters (concept_id, initial_knowledge, "
+                        "learning_rate, guess_parameter, slip_parameter, temporal_decay) "
+                        "SELECT concept_id, 0.2, 0.1, 0.2, 0.1, 1 FROM concepts LIMIT 1")
+    before = row_counts(schema_url)
+    for args in (["reset", "--yes", "--dry-run"], ["reset", "--yes"],
+                 ["seed", "--reset", "--yes"]):
+        refused = cli([*args, *SMALL_SEED], url=schema_url)
+        assert refused.exit_code == 2, refused.stdout
+        line = one_error(refused)
+        assert "badges" in line and "--also-empty badges" in line and "users" in line
+    assert run_sql(schema_url, "SELECT count(*) FROM badges")[0][0] == 20
+    assert row_counts(schema_url) == before
+
+    plan = cli(["reset", "--yes", "--dry-run", "--json", "--also-empty", "badges", *SMALL_SEED],
+               url=schema_url)
+    assert plan.exit_code == 0, plan.stderr
+    listed = json.loads(plan.stdout)["tables_to_clear"]
+    # everything that will be emptied, bkt_concept_parameters (CASCADE emptied it unlisted)
+    # and the named table included
+    assert {"users", "learning_events", "bkt_concept_parameters", "rollup_watermarks",
+            "badges"} <= set(listed)
+    done = cli(["reset", "--yes", "--also-empty", "badges", *SMALL_SEED], url=schema_url)
+    assert done.exit_code == 0, done.stderr
+    assert run_sql(schema_url, "SELECT count(*) FROM badges")[0][0] == 0
+    assert run_sql(schema_url, "SELECT count(*) FROM bkt_concept_parameters")[0][0] == 0
+    assert row_counts(schema_url) == before  # the same seed again
+
+
+def test_reset_with_jobs_is_refused_naming_why(cli, schema_url):
+    refused = cli(["reset", "--yes", "--jobs", "2", *SMALL_SEED], url=schema_url)
+    assert refused.exit_code == 2 and "one transaction" in one_error(refused)
+
+
+def _reset_in_flight(url: str):
+    """A large reset of a seeded database, caught while it writes its answers."""
+    env = {"DATABASE_URL": url}
+    seeded = run_dmdb(["seed", *SMALL_SEED], env)
+    assert seeded.returncode == 0, seeded.stderr
+    before = row_counts(url)
+    proc = popen_dmdb(["reset", "--yes", "--users", "3000", "--answers", "100"], env)
+    find = server_pid(url, "SELECT count(*) FILTER (WHERE newly_mastered) FROM record_answers")
+    pid = wait_for(find, 120, "the reset writing its answers")
+    time.sleep(1.0)  # some batches written (uncommitted)
+    assert proc.poll() is None, proc.communicate()
+    return proc, pid, before
+
+
+def test_an_interrupted_reset_keeps_the_old_data_and_says_so(schema_url):
+    proc, pid, before = _reset_in_flight(schema_url)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    line = [ln for ln in err.splitlines() if ln.startswith("dmdb: error:")]
+    assert len(line) == 1 and "rolled back" in line[0] and "as before" in line[0], err
+    assert row_counts(schema_url) == before
+
+
+def test_a_killed_reset_keeps_the_old_data(schema_url):
+    proc, pid, before = _reset_in_flight(schema_url)
+    kill_and_wait_gone(schema_url, proc, pid)
+    assert row_counts(schema_url) == before
+    assert not run_sql(schema_url, "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                   "WHERE c.relname = 'users'")
