@@ -247,3 +247,91 @@ def test_a_killed_reset_keeps_the_old_data(schema_url):
     assert row_counts(schema_url) == before
     assert not run_sql(schema_url, "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
                                    "WHERE c.relname = 'users'")
+
+
+# -- 9. migration ids in everyday slips -------------------------------------------------------
+
+T1 = "CREATE TABLE t1 (id int PRIMARY KEY);\n"
+T2 = "CREATE TABLE t2 (id int PRIMARY KEY REFERENCES t1);\n"
+
+
+def ledger_ids(url: str) -> list[str]:
+    return [r[0] for r in run_sql(url, "SELECT migration_id FROM _yoyo_migration ORDER BY 1")]
+
+
+@pytest.fixture
+def two(sql_tree):
+    sql_tree.migration("0001_t1", T1, "DROP TABLE t1;\n")
+    sql_tree.migration("0002_t2", T2, "DROP TABLE t2;\n")
+    return sql_tree
+
+
+def test_rollback_to_the_latest_applied_says_so(cli, empty_url, two):
+    assert cli(["--sql-dir", two.root, "up"], url=empty_url).exit_code == 0
+    done = cli(["--sql-dir", two.root, "rollback", "--to", "0002_t2"], url=empty_url)
+    assert done.exit_code == 0, done.stderr
+    assert "no migration is applied after 0002_t2" in done.stdout
+    assert ledger_ids(empty_url) == ["0001_t1", "0002_t2"]
+
+
+def test_a_migration_number_alone_is_its_id_and_a_slip_gets_a_did_you_mean(cli, empty_url, two):
+    up = cli(["--sql-dir", two.root, "up", "--to", "1"], url=empty_url)
+    assert up.exit_code == 0, up.stderr
+    assert ledger_ids(empty_url) == ["0001_t1"]
+    assert cli(["--sql-dir", two.root, "up"], url=empty_url).exit_code == 0
+    back = cli(["--sql-dir", two.root, "rollback", "--to", "0001"], url=empty_url)
+    assert back.exit_code == 0, back.stderr
+    assert ledger_ids(empty_url) == ["0001_t1"]
+    for slip in ("0001_t", "t1"):
+        refused = cli(["--sql-dir", two.root, "rollback", "--to", slip], url=empty_url)
+        assert refused.exit_code == 2
+        assert "did you mean 0001_t1?" in one_error(refused)
+    assert ledger_ids(empty_url) == ["0001_t1"]
+
+
+def test_a_renamed_applied_migration_is_recognised_by_its_checksum(cli, empty_url, two):
+    assert cli(["--sql-dir", two.root, "up"], url=empty_url).exit_code == 0
+    for sub in ("migrations", "rollbacks"):
+        (two.root / sub / "0002_t2.sql").rename(two.root / sub / "0002_second_table.sql")
+    status = cli(["--sql-dir", two.root, "status", "--json"], url=empty_url)
+    states = {m["id"]: m for m in json.loads(status.stdout)["migrations"]}
+    assert set(states) == {"0001_t1", "0002_second_table"}
+    assert states["0002_second_table"]["state"] == "applied"
+    assert states["0002_second_table"]["renamed_from"] == "0002_t2"
+    up = cli(["--sql-dir", two.root, "up"], url=empty_url)
+    assert up.exit_code == 0, up.stderr  # was: "relation t2 already exists"
+    assert "0002_second_table is 0002_t2 renamed" in up.stdout
+    assert ledger_ids(empty_url) == ["0001_t1", "0002_second_table"]
+    back = cli(["--sql-dir", two.root, "rollback"], url=empty_url)
+    assert back.exit_code == 0, back.stderr
+    assert ledger_ids(empty_url) == ["0001_t1"] and "t2" not in tables(empty_url)
+
+
+def test_an_empty_rollback_is_refused_not_recorded(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t1", T1, "-- the inverse, one day\n")
+    refused = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert refused.exit_code == 1 and "no statement" in one_error(refused)
+    assert tables(empty_url) == set()
+
+    (sql_tree.root / "rollbacks" / "0001_t1.sql").write_text("DROP TABLE t1;\n")
+    assert cli(["--sql-dir", sql_tree.root, "up"], url=empty_url).exit_code == 0
+    (sql_tree.root / "rollbacks" / "0001_t1.sql").write_text("-- emptied by mistake\n")
+    assert cli(["--sql-dir", sql_tree.root, "repair"], url=empty_url).exit_code == 0
+    back = cli(["--sql-dir", sql_tree.root, "rollback"], url=empty_url)
+    assert back.exit_code == 1 and "no statement" in one_error(back)
+    assert "t1" in tables(empty_url) and ledger_ids(empty_url) == ["0001_t1"]
+
+
+def test_a_new_projects_first_new_makes_its_sql_tree(cli, tmp_path, monkeypatch):
+    project = tmp_path / "fresh"
+    project.mkdir()
+    (project / "dmdb.toml").write_text("")
+    monkeypatch.chdir(project)
+    first = cli(["new", "first table"])
+    assert first.exit_code == 0, first.stderr
+    assert (project / "sql" / "migrations" / "0001_first_table.sql").is_file()
+    assert (project / "sql" / "rollbacks" / "0001_first_table.sql").is_file()
+    elsewhere = tmp_path / "elsewhere" / "db"
+    named = cli(["new", "first table", "--sql-dir", elsewhere])
+    assert named.exit_code == 0, named.stderr
+    assert (elsewhere / "migrations" / "0001_first_table.sql").is_file()

@@ -71,8 +71,13 @@ def _progress(quiet: bool):
 
 
 def _nothing_to_do(result) -> str:
-    return ("Nothing to do: the database is up to date." if result.action == "up"
-            else "Nothing to roll back: no migration is applied.")
+    if result.action == "up":
+        if result.to:
+            return f"Nothing to do: {result.to} and every migration before it are applied."
+        return "Nothing to do: the database is up to date."
+    if result.to:
+        return f"Nothing to roll back: no migration is applied after {result.to}."
+    return "Nothing to roll back: no migration is applied."
 
 
 class _Plain:
@@ -85,6 +90,11 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
         print_json(result.to_dict())
         return
     out = _Plain()
+    for old, new in result.renamed:
+        verb = "would record" if result.dry_run else "recorded"
+        if not quiet or result.dry_run:
+            out.print(f"{new} is {old} renamed (same content, by its checksum): {verb} it "
+                      "under its new name, not run again")
     if result.dry_run:
         if not result.sql:
             out.print(_nothing_to_do(result))
@@ -97,7 +107,8 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     if quiet:
         return
     if not result.migrations and not result.functions:
-        out.print(_nothing_to_do(result))
+        if not result.renamed:
+            out.print(_nothing_to_do(result))
         return
     verb = "Applied" if result.action == "up" else "Rolled back"
     for file_id in result.migrations:
@@ -266,14 +277,20 @@ def register(app: typer.Typer) -> None:
         from dmdb.migrate.new import new_migration
 
         settings = ctx.obj.settings()
-        if settings.sql_dir is None:
+        sql_dir = settings.sql_dir
+        if sql_dir is None and settings.project_file is not None:
+            sql_dir = settings.project_file.parent / "sql"  # a new project's first migration
+        if sql_dir is None:
             raise ConfigError(
                 "no project SQL tree to write to (outside a project dmdb reads the shipped "
                 "one); run `dmdb new` inside a project (dmdb.toml or [tool.dmdb] in "
                 "pyproject.toml, with sql_dir) or pass --sql-dir DIR"
             )
-        created = new_migration(settings.sql_dir, name)
-        console().print(f"Created {created.migration}\nCreated {created.rollback}")
+        created = new_migration(sql_dir, name)
+        out = console()
+        if created.tree_created:
+            out.print(f"Created the SQL tree {sql_dir} (migrations/, rollbacks/)", markup=False)
+        out.print(f"Created {created.migration}\nCreated {created.rollback}", markup=False)
 
     @app.command()
     def verify(ctx: typer.Context, as_json: bool = JSON):

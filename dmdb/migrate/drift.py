@@ -204,7 +204,7 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         raise DmdbError(f"{missing[0]}: applied but its file is missing, so it cannot be replayed; "
                         "restore the file")
     if to is not None:
-        chosen = [m for m in project.migrations() if m.id <= project.migration(to).id]
+        chosen = [m for m in project.migrations() if m.id <= project.migration(to, "--to").id]
     else:
         applied = {m.id for m in state.migrations if m.state == "applied"}
         chosen = [m for m in project.migrations() if m.id in applied]
@@ -254,7 +254,7 @@ class BaselineResult:
 def baseline(settings: Settings, project: Project, to: str, *, dry_run: bool = False,
              lock_wait: float = 60.0) -> BaselineResult:
     """Record the migrations through `to` as applied, if the live schema is exactly theirs."""
-    target = project.migration(to)
+    target = project.migration(to, "--to")
     result = drift(settings, project, to=target.id, functions_applied=False)
     if not result.ok:
         first = result.differences[0]
