@@ -9,10 +9,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import psycopg
 import pytest
 from test_dies_with_client import kill_and_wait_gone, server_pid, wait_for
 
@@ -335,3 +337,92 @@ def test_a_new_projects_first_new_makes_its_sql_tree(cli, tmp_path, monkeypatch)
     named = cli(["new", "first table", "--sql-dir", elsewhere])
     assert named.exit_code == 0, named.stderr
     assert (elsewhere / "migrations" / "0001_first_table.sql").is_file()
+
+
+# -- 4. one meaning per flag: durations --------------------------------------------------------
+
+
+class HeldLock:
+    """A SHARE UPDATE EXCLUSIVE lock on `table` (readers pass, DDL waits), released 0.2 s
+    after a statement containing `waiter` starts waiting for it (or after 10 s)."""
+
+    def __init__(self, url: str, table: str, waiter: str):
+        self.url, self.table, self.waiter = url, table, waiter
+
+    def __enter__(self):
+        self.holder = psycopg.connect(self.url)
+        self.holder.execute(f"LOCK TABLE {self.table} IN SHARE UPDATE EXCLUSIVE MODE")
+        pid = self.holder.info.backend_pid
+
+        def release() -> None:
+            with psycopg.connect(self.url, autocommit=True) as watcher:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY("
+                                       "pg_blocking_pids(pid)) AND query ILIKE %s",
+                                       (pid, f"%{self.waiter}%")).fetchone()[0]:
+                        time.sleep(0.2)
+                        break
+                    time.sleep(0.01)
+            self.holder.rollback()
+
+        self.thread = threading.Thread(target=release)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join()
+        self.holder.close()
+
+
+def test_a_bare_lock_timeout_is_seconds_for_partitions_as_for_up(cli, schema_url):
+    with HeldLock(schema_url, "learning_events", "LOCK TABLE"):
+        done = cli(["partitions", "create", "--ahead", "4", "--lock-timeout", "2",
+                    "--attempts", "1", "--json"], url=schema_url)
+    assert done.exit_code == 0, done.stderr  # 2 was 2 ms: the one attempt failed at once
+    assert json.loads(done.stdout)["created"]
+
+
+def test_a_bare_attempt_timeout_is_seconds_and_durations_take_units(cli, schema_url, sql_tree):
+    shipped = sorted((REPO / "sql" / "migrations").glob("*.sql"))
+    for path in shipped:
+        sql_tree.migration(path.stem, path.read_text(),
+                           (REPO / "sql" / "rollbacks" / path.name).read_text())
+    sql_tree.migration("0099_users_note", "ALTER TABLE users ADD COLUMN note text;\n",
+                       "ALTER TABLE users DROP COLUMN note;\n")
+    with HeldLock(schema_url, "users", "ALTER TABLE users"):
+        done = cli(["--sql-dir", sql_tree.root, "up", "--attempt-timeout", "5", "--attempts", "1",
+                    "--lock-timeout", "2s", "--retry-for", "1min", "--backoff", "200ms"],
+                   url=schema_url)
+    assert done.exit_code == 0, done.stderr  # --lock-timeout 2s was refused; 5 was 5 ms
+    assert "0099_users_note" in done.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["up", "--lock-timeout", "soon"], ["up", "--attempt-timeout", "0"],
+    ["partitions", "create", "--lock-timeout", "5000"],
+    ["indexes", "build", "--lock-timeout", "1500"], ["up", "--attempt-timeout", "2000"],
+])
+def test_a_bad_or_ambiguous_duration_is_one_line(cli, schema_url, args):
+    refused = cli(args, url=schema_url)
+    assert refused.exit_code == 2, refused.stdout
+    line = one_error(refused)
+    assert args[-1] in line and ("ms" in line or "duration" in line or "limit" in line)
+
+
+def test_every_duration_option_says_a_bare_number_is_seconds():
+    from typer.main import get_command
+
+    from dmdb.cli import app
+
+    def walk(command, path):
+        for param in command.params:
+            if getattr(param, "metavar", None) == "DURATION":
+                yield path, param
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    found = list(walk(get_command(app), "dmdb"))
+    assert len(found) >= 8
+    for path, param in found:
+        assert "bare number is seconds" in (param.help or ""), (path, param.opts)

@@ -72,8 +72,9 @@ def build_cmd(
         None, "--table", metavar="TABLE", help="Only the declared indexes of this table."),
     lock_timeout: str = typer.Option(
         "1s", "--lock-timeout", metavar="DURATION",
-        help="lock_timeout of the brief steps that lock writers out (ON ONLY, ATTACH); "
-        "retried with backoff. CONCURRENTLY steps never block writers and wait as needed."),
+        help="lock_timeout of the brief steps that lock writers out (ON ONLY, ATTACH), "
+        "e.g. 1s or 500ms, a bare number is seconds; retried with backoff. CONCURRENTLY "
+        "steps never block writers and wait as needed."),
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ):

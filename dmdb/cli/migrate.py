@@ -13,32 +13,35 @@ from dmdb.render import console, plain_table, print_json, show_progress
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and its SQL; change nothing.")
 LOCK_WAIT = typer.Option(
-    60.0, "--lock-timeout", metavar="SECONDS",
-    help="How long to wait for another dmdb run's migration lock before failing.",
+    "60s", "--lock-timeout", metavar="DURATION",
+    help="How long to wait for another dmdb run's migration lock before failing; "
+    "a duration: 2s, 500ms, 1min; a bare number is seconds.",
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 ATTEMPT_TIMEOUT = typer.Option(
     None, "--attempt-timeout", metavar="DURATION",
     help="lock_timeout of each attempt of a migration's transaction (default 1s, or "
     "DMDB_LOCK_TIMEOUT when lower; env DMDB_MIGRATE_LOCK_TIMEOUT). Other sessions' queries on "
-    "a table queue behind a waiting DDL at most this long at a time. 0 is refused.",
+    "a table queue behind a waiting DDL at most this long at a time. 0 is refused. "
+    "A duration: 2s, 500ms; a bare number is seconds.",
 )
 ATTEMPTS = typer.Option(None, "--attempts", metavar="N",
                         help="Attempts per migration before giving up (default 40; "
                         "DMDB_MIGRATE_ATTEMPTS).")
-RETRY_FOR = typer.Option(None, "--retry-for", metavar="SECONDS",
-                         help="Time budget of all attempts of one migration (default 300; "
-                         "DMDB_MIGRATE_RETRY_FOR).")
-BACKOFF = typer.Option(None, "--backoff", metavar="SECONDS",
+RETRY_FOR = typer.Option(None, "--retry-for", metavar="DURATION",
+                         help="Time budget of all attempts of one migration (default 5min; "
+                         "DMDB_MIGRATE_RETRY_FOR); a bare number is seconds.")
+BACKOFF = typer.Option(None, "--backoff", metavar="DURATION",
                        help="First pause between attempts, doubled each time, jittered "
-                       "(default 0.5; DMDB_MIGRATE_BACKOFF).")
-BACKOFF_MAX = typer.Option(None, "--backoff-max", metavar="SECONDS",
-                           help="Longest pause between attempts (default 10; "
-                           "DMDB_MIGRATE_BACKOFF_MAX).")
+                       "(default 500ms; DMDB_MIGRATE_BACKOFF); a bare number is seconds.")
+BACKOFF_MAX = typer.Option(None, "--backoff-max", metavar="DURATION",
+                           help="Longest pause between attempts (default 10s; "
+                           "DMDB_MIGRATE_BACKOFF_MAX); a bare number is seconds.")
 STATEMENT_TIMEOUT = typer.Option(
     None, "--statement-timeout", metavar="DURATION",
     help="statement_timeout of `-- transactional: false` statements, and lock_timeout of "
-    "their CONCURRENTLY ones (default 2h; DMDB_MIGRATE_STATEMENT_TIMEOUT).",
+    "their CONCURRENTLY ones (default 2h; DMDB_MIGRATE_STATEMENT_TIMEOUT); a bare number "
+    "is seconds.",
 )
 
 
@@ -48,6 +51,17 @@ def _policy(settings, **flags):
     explicit = settings.sources.get("lock_timeout", "default") != "default"
     return RetryPolicy.build(session_lock_timeout=settings.lock_timeout if explicit else None,
                              **flags)
+
+
+def _lock_wait(value: str) -> float:
+    from dmdb.config import duration_seconds
+
+    seconds = duration_seconds(value, "--lock-timeout", example="60s")
+    if seconds <= 0:
+        from dmdb.errors import ConfigError
+
+        raise ConfigError(f"--lock-timeout {value!r}: give a positive duration such as 60s")
+    return seconds
 
 
 def _on_wait(quiet: bool):
@@ -131,13 +145,13 @@ def register(app: typer.Typer) -> None:
                                          help="Apply up to and including this migration id."),
         dry_run: bool = DRY_RUN,
         as_json: bool = JSON,
-        lock_wait: float = LOCK_WAIT,
+        lock_wait: str = LOCK_WAIT,
         quiet: bool = QUIET,
         attempt_timeout: str | None = ATTEMPT_TIMEOUT,
         attempts: int | None = ATTEMPTS,
-        retry_for: float | None = RETRY_FOR,
-        backoff: float | None = BACKOFF,
-        backoff_max: float | None = BACKOFF_MAX,
+        retry_for: str | None = RETRY_FOR,
+        backoff: str | None = BACKOFF,
+        backoff_max: str | None = BACKOFF_MAX,
         statement_timeout: str | None = STATEMENT_TIMEOUT,
         allow_foreign_ledger: bool = typer.Option(
             False, "--allow-foreign-ledger",
@@ -164,10 +178,11 @@ def register(app: typer.Typer) -> None:
         policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
+        wait = _lock_wait(lock_wait)
         with connect(settings, autocommit=True, session=None if dry_run else "dmdb up") as conn:
             announce(conn, settings, quiet)
             result = engine.up(
-                conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait, policy=policy,
+                conn, project, to=to, dry_run=dry_run, lock_wait=wait, policy=policy,
                 progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
                 allow_foreign_ledger=allow_foreign_ledger,
             )
@@ -182,13 +197,13 @@ def register(app: typer.Typer) -> None:
                                          help="Roll back every migration applied after ID."),
         dry_run: bool = DRY_RUN,
         as_json: bool = JSON,
-        lock_wait: float = LOCK_WAIT,
+        lock_wait: str = LOCK_WAIT,
         quiet: bool = QUIET,
         attempt_timeout: str | None = ATTEMPT_TIMEOUT,
         attempts: int | None = ATTEMPTS,
-        retry_for: float | None = RETRY_FOR,
-        backoff: float | None = BACKOFF,
-        backoff_max: float | None = BACKOFF_MAX,
+        retry_for: str | None = RETRY_FOR,
+        backoff: str | None = BACKOFF,
+        backoff_max: str | None = BACKOFF_MAX,
         statement_timeout: str | None = STATEMENT_TIMEOUT,
     ):
         """Roll back applied migrations with their files in sql/rollbacks/, with the same
@@ -205,11 +220,12 @@ def register(app: typer.Typer) -> None:
         policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
+        wait = _lock_wait(lock_wait)
         with connect(settings, autocommit=True,
                      session=None if dry_run else "dmdb rollback") as conn:
             announce(conn, settings, quiet)
             result = engine.rollback(
-                conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
+                conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=wait,
                 policy=policy, progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
             )
         _print_run(result, as_json, quiet)
