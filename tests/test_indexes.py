@@ -452,5 +452,5 @@ def test_hostile_table_name_is_refused_and_nothing_injected(cli, schema_url):
 def test_build_on_a_database_without_the_schema_is_an_error(cli, empty_url):
     result = cli(["indexes", "build"], url=empty_url)
     assert result.exit_code == 1
-    assert "dmdb up" in result.stderr and "does not exist" in result.stderr
+    assert "dmdb up" in result.stderr and "has no dmdb schema" in result.stderr
     assert "Nothing to do" not in result.stdout

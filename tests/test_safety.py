@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -426,3 +428,109 @@ def test_every_duration_option_says_a_bare_number_is_seconds():
     assert len(found) >= 8
     for path, param in found:
         assert "bare number is seconds" in (param.help or ""), (path, param.opts)
+
+
+# -- 10. smaller slips -------------------------------------------------------------------------
+
+
+def test_indexes_report_lists_each_index_once(cli, schema_url):
+    done = cli(["indexes", "report", "--json"], url=schema_url)
+    assert done.exit_code == 0, done.stderr
+    names = [(i["schema"], i["index"]) for i in json.loads(done.stdout)["indexes"]]
+    assert len(names) == len(set(names))
+    assert ("public", "concepts_pkey") in names and ("public", "content_pkey") in names
+
+
+@pytest.mark.parametrize("args", [
+    ["partitions", "create"], ["indexes", "build"], ["seed", "--users", "2"],
+    ["reset", "--yes", "--users", "2"], ["models", "report"], ["models", "fit"],
+    ["maintenance", "refresh"], ["drift"],
+])
+def test_schema_not_applied_is_one_code_and_one_message(cli, empty_url, args):
+    done = cli(args, url=empty_url)
+    assert done.exit_code == 1, (done.stdout, done.stderr)
+    line = one_error(done)
+    assert "has no dmdb schema" in line and "`dmdb up`" in line
+
+
+def test_lint_names_a_missing_or_empty_rollback(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t1", T1)
+    sql_tree.migration("0002_t2", T2, "-- later\n")
+    done = cli(["--sql-dir", sql_tree.root, "lint", "--no-trace", "--json"], url=empty_url)
+    assert done.exit_code == 1, done.stderr
+    rules = {(f["file"], f["rule"]) for f in json.loads(done.stdout)["findings"]}
+    assert {("0001_t1", "missing-rollback"), ("0002_t2", "empty-rollback")} <= rules
+
+
+def test_models_fit_warns_about_a_parameter_pinned_at_its_bound(cli, schema_url):
+    from datetime import datetime, timedelta, timezone
+
+    from dmdb.learning import seed, simulation
+
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        ids, _ = seed.load_reference(conn, seed.load_catalogue())
+        # unknowing learners answer right 3 times in 4: the fit wants guess 0.75, kept at 0.5
+        simulation.simulate(conn, {ids["signs"]: simulation.Truth(0.1, 0.05, 0.75, 0.05)},
+                            learners=120, answers=10,
+                            start=datetime(2026, 11, 1, tzinfo=timezone.utc),
+                            span=timedelta(days=5))
+    done = cli(["models", "fit", "--json"], url=schema_url)
+    assert done.exit_code == 0, done.stderr
+    signs = [c for c in json.loads(done.stdout)["concepts"] if c["concept_code"] == "signs"][0]
+    assert signs["guess"] > 0.499
+    assert any("pinned at its bound 0.5" in w and w.startswith("guess")
+               for w in signs["warnings"])
+    assert re.search(r"^dmdb: warning: signs \(fitted\): guess 0\.49\d* pinned at its bound 0\.5",
+                     done.stderr, re.MULTILINE)
+
+
+def test_a_full_rollback_forgets_the_function_files(cli, empty_url, sql_tree):
+    sql_tree.migration("0001_t1", T1, "DROP TABLE t1;\n")
+    sql_tree.function("count_t1", "CREATE OR REPLACE FUNCTION count_t1() RETURNS bigint "
+                      "LANGUAGE sql AS $$ SELECT count(*) FROM t1 $$;\n")
+    assert cli(["--sql-dir", sql_tree.root, "up"], url=empty_url).exit_code == 0
+    back = cli(["--sql-dir", sql_tree.root, "rollback"], url=empty_url)
+    assert back.exit_code == 0, back.stderr
+    assert "Forgot function file count_t1" in back.stdout
+    status = json.loads(cli(["--sql-dir", sql_tree.root, "status", "--json"],
+                            url=empty_url).stdout)
+    assert status["functions"][0]["state"] == "pending"
+    again = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
+    assert "Applied function file count_t1" in again.stdout
+
+
+def test_backup_never_overwrites_without_force(cli, schema_url, tmp_path):
+    out = tmp_path / "nightly.dump"
+    out.write_text("yesterday's dump")
+    refused = cli(["backup", "--out", out], url=schema_url)
+    assert refused.exit_code == 2 and "--force" in one_error(refused)
+    assert out.read_text() == "yesterday's dump"
+    forced = cli(["backup", "--out", out, "--force"], url=schema_url)
+    assert forced.exit_code == 0, forced.stderr
+    assert out.stat().st_size > 1000
+
+
+def test_a_declined_reset_says_nothing_was_changed(schema_url):
+    import pty
+
+    main, child = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DMDB_"))}
+    env["DATABASE_URL"] = schema_url
+    proc = subprocess.Popen([sys.executable, "-m", "dmdb", "reset"], stdin=child,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    os.close(child)
+    os.write(main, b"n\n")
+    out, err = proc.communicate(timeout=60)
+    os.close(main)
+    assert proc.returncode == 1, (out, err)
+    assert "Aborted" not in out + err
+    assert err.strip().splitlines()[-1] == ("dmdb: error: reset not confirmed; nothing was "
+                                            "changed (pass --yes to skip the question)")
+    assert f"database {urlsplit(schema_url).path.lstrip('/')}" in out  # the prompt names it
+
+
+def test_baseline_with_nothing_to_record_answers_from_the_ledger(cli, schema_url):
+    done = cli(["baseline", "--to", "0012", "--json"], url=schema_url)
+    assert done.exit_code == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["marked"] == [] and data["drift"] is None  # no scratch replay, no dumps

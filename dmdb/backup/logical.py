@@ -76,7 +76,7 @@ def _server_version(conn) -> tuple[str, int]:
     return text, num // 10000
 
 
-def backup(settings: Settings, out: Path | None = None) -> BackupResult:
+def backup(settings: Settings, out: Path | None = None, *, force: bool = False) -> BackupResult:
     # pg_dump sets session parameters (search_path, ...) that would stay on a pooled
     # server connection: a dump goes to DMDB_DIRECT_URL, or is refused through a pooler.
     settings = resolve(settings.session())
@@ -88,6 +88,9 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
         raise ConfigError(f"--out {out} is a directory; give a file name")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ConfigError(f"--out {out} already exists; pass --force to replace it (only once "
+                          "the new dump is complete), or choose another file")
     partial = out.with_name(out.name + ".partial")
     tool = tools.find("pg_dump", major, settings=settings)
     started = datetime.now(timezone.utc)

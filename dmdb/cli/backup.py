@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE",
                                            help="Dump file (default dmdb-<db>-<UTC time>.dump)."),
+        force: bool = typer.Option(False, "--force",
+                                   help="Replace an existing --out file (once the new dump is "
+                                   "complete); refused without it."),
         as_json: bool = JSON,
     ):
         """Write a pg_dump custom-format backup of the database.
@@ -25,7 +28,7 @@ def register(app: typer.Typer) -> None:
         """
         from dmdb.backup.logical import backup
 
-        result = backup(ctx.obj.settings(), out)
+        result = backup(ctx.obj.settings(), out, force=force)
         if as_json:
             print_json(result.to_dict())
         else:

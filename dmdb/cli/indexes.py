@@ -111,6 +111,11 @@ def build_cmd(
             result = indexes.build(conn, declared, table=table_name, dry_run=dry_run,
                                    lock_timeout=lock_timeout)
     missing = [plan for plan in result.indexes if plan.status == "table_missing"]
+    if missing and len(missing) == len(result.indexes):
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(settings.dbname, "dmdb indexes build (the declared indexes' "
+                             "tables)")
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DmdbError(f"{missing[0].index}: its table {missing[0].table} does not exist{more}; "

@@ -128,7 +128,11 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     for file_id in result.migrations:
         out.print(f"{verb} {file_id}")
     for file_id in result.functions:
-        out.print(f"Applied function file {file_id}")
+        if result.action == "up":
+            out.print(f"Applied function file {file_id}")
+        else:
+            out.print(f"Forgot function file {file_id} (no migration is applied: `dmdb up` "
+                      "applies it again)")
     for name in result.invalid_indexes_dropped:
         out.print(f"Dropped the INVALID index {name} left by an earlier failed build, and built it again")
     # What the files said (e.g. a step skipped for want of privilege), as Flyway and

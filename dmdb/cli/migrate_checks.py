@@ -129,10 +129,7 @@ def register(app: typer.Typer) -> None:
         else:
             out = console()
             _print_drift(result, out)
-            if result.ok and result.through is None:
-                out.print("No drift: no migration is applied, and the schema holds nothing "
-                          "the migrations would make.")
-            elif result.ok:
+            if result.ok:
                 out.print(f"No drift: the schema matches migrations through {result.through}.")
         if not result.ok:
             error_line(f"schema drift: {len(result.differences)} object(s) differ from the "

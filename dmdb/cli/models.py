@@ -157,6 +157,13 @@ def fit_cmd(
         print_json(result.to_dict())
     else:
         _render_fit(result)
+    from dmdb.render import warning_line
+
+    for c in result.concepts:
+        for warning in c.warnings:
+            verb = ("applied" if c.concept_id in result.applied
+                    else "would be applied" if c.apply and apply else "fitted")
+            warning_line(f"{c.concept_code or c.concept_id} ({verb}): {warning}")
     if apply and not any(c.apply for c in result.concepts):
         from dmdb.errors import DmdbError
 

@@ -104,11 +104,21 @@ def _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dr
     if not yes and not dry_run:
         import sys
 
-        if not sys.stdin.isatty():
-            from dmdb.errors import ConfigError
+        from dmdb.errors import ConfigError, DmdbError
 
+        if not sys.stdin.isatty():
             raise ConfigError("reset deletes every row; pass --yes to confirm")
-        typer.confirm("Delete every learner, event and catalogue row, then reseed?", abort=True)
+        settings = ctx.obj.settings()
+        where = (f"the embedded server at {settings.home}" if settings.embedded
+                 else f"{settings.host}:{settings.port}")
+        try:
+            confirmed = typer.confirm(f"Empty dmdb's tables in database {settings.dbname} on "
+                                      f"{where} and seed again?")
+        except (typer.Abort, EOFError, KeyboardInterrupt):
+            confirmed = False
+        if not confirmed:
+            raise DmdbError("reset not confirmed; nothing was changed (pass --yes to skip "
+                            "the question)")
     _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run,
          also_empty=tuple(also_empty or ()))
 

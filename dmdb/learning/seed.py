@@ -235,6 +235,10 @@ def check_schema(conn, project) -> None:
     from dmdb.migrate import engine
 
     state = engine.status(conn, project)
+    if not any(m.state == "applied" for m in state.migrations):
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(conn.info.dbname, "dmdb seed / reset")
     pending = [m.id for m in state.migrations if m.state != "applied"]
     functions = [f.id for f in state.functions if f.state != "applied"]
     if pending or functions or state.problems:

@@ -191,6 +191,11 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
     settings = resolve(settings.session())
     with connect(settings, autocommit=True, session="dmdb drift") as conn:
         state = status(conn, project)
+    if to is None and not any(m.state == "applied" for m in state.migrations):
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(settings.dbname, "dmdb drift (it compares the live schema with "
+                             "the applied migrations)")
     # The replay runs on the live server, or on `scratch` (a monitoring login may read the
     # live schema but not create databases there): of the same major, since pg_dump prints
     # what the server's catalog functions return, and those change between majors.
@@ -244,17 +249,22 @@ class BaselineResult:
     to: str
     marked: list[str]
     dry_run: bool
-    drift: DriftResult
+    drift: DriftResult | None  # None: nothing to record, so no schema was compared
 
     def to_dict(self) -> dict:
         return {"to": self.to, "marked": self.marked, "dry_run": self.dry_run,
-                "drift": self.drift.to_dict()}
+                "drift": self.drift.to_dict() if self.drift is not None else None}
 
 
 def baseline(settings: Settings, project: Project, to: str, *, dry_run: bool = False,
              lock_wait: float = 60.0) -> BaselineResult:
     """Record the migrations through `to` as applied, if the live schema is exactly theirs."""
     target = project.migration(to, "--to")
+    # Already recorded: the ledger says so at once, without the scratch replay and dumps
+    # of the comparison (seconds).
+    with connect(resolve(settings), autocommit=True) as conn:
+        if not _unrecorded(conn, project, target):
+            return BaselineResult(target.id, [], dry_run, None)
     result = drift(settings, project, to=target.id, functions_applied=False)
     if not result.ok:
         first = result.differences[0]

@@ -666,6 +666,12 @@ def rollback(
                 except MigrationError as exc:
                     raise MigrationError(_after_rollback_failure(exc, m, result.migrations)) from exc
                 result.migrations.append(m.id)
+        if todo and not any(s.state == "applied" for s in status(conn, project).migrations):
+            # Nothing applied any more: the function files' records describe a schema that
+            # is gone, so `up` must apply them again (they were left "applied").
+            with conn.transaction():
+                result.functions = [r[0] for r in conn.execute(
+                    resources.query("ledger_forget_functions")).fetchall()]
     finally:
         release_lock(conn)
     return result

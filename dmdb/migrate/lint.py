@@ -495,6 +495,30 @@ def _plan(conn: psycopg.Connection, project: Project, files: list[Path] | None
     return plan, chosen
 
 
+def rollback_findings(reported: list[SqlFile]) -> list[Finding]:
+    """A migration without its rollback, or with one that holds no statement (comments
+    only), is refused by `up`: lint says so first (rules `missing-rollback`,
+    `empty-rollback`, errors). A migration is paired with the rollbacks/ beside its
+    migrations/; a file outside any migrations/ folder has no pair to look for."""
+    out = []
+    for sql_file in reported:
+        folder = sql_file.path.resolve().parent
+        if folder.name != "migrations":
+            continue
+        tree = folder.parent
+        rollback = tree / "rollbacks" / sql_file.path.name
+        if not rollback.is_file():
+            out.append(Finding(sql_file.id, 1, "missing-rollback", "error",
+                               f"no rollback file {rollback}: `dmdb up` refuses a migration "
+                               "without its exact inverse; write it", "dmdb-lint"))
+        elif read_sql_file(rollback).is_empty:
+            out.append(Finding(sql_file.id, 1, "empty-rollback", "error",
+                               f"its rollback {rollback} holds no statement (comments only): "
+                               "`dmdb up` refuses it; write the inverse (nothing to undo: say so "
+                               "in a comment and `SELECT 1;`)", "dmdb-lint"))
+    return out
+
+
 def lint(settings: Settings, project: Project, *, files: list[Path] | None = None,
          trace: bool = True, progress: Callable[[str], None] | None = None) -> LintResult:
     settings = resolve(settings.session())
@@ -504,6 +528,7 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
     if not reported:
         result.notes.append("no pending migrations: nothing to lint")
         return result
+    result.findings += rollback_findings(reported)
     result.findings += run_squawk(project, reported)
     if trace:
         with scratch_database(settings, "lint") as scratch:
