@@ -534,3 +534,22 @@ def test_baseline_with_nothing_to_record_answers_from_the_ledger(cli, schema_url
     assert done.exit_code == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["marked"] == [] and data["drift"] is None  # no scratch replay, no dumps
+
+
+# -- 5. repairs agree with the migrations -------------------------------------------------------
+
+
+def test_a_rebuilt_index_has_the_migrations_names_and_drift_passes(cli, schema_url):
+    gin = "learning_events_context_data_gin_idx"
+    query = """SELECT c.relname, i.relname FROM pg_inherits h
+               JOIN pg_class i ON i.oid = h.inhrelid JOIN pg_index x ON x.indexrelid = i.oid
+               JOIN pg_class c ON c.oid = x.indrelid WHERE h.inhparent = %s::regclass"""
+    before = dict(run_sql(schema_url, query, (gin,)))
+    assert before["learning_events_default"] == "learning_events_default_context_data_idx"
+    assert cli(["drift"], url=schema_url).exit_code == 0
+    run_sql(schema_url, f"DROP INDEX {gin}")
+    built = cli(["indexes", "build"], url=schema_url)
+    assert built.exit_code == 0, built.stderr
+    assert dict(run_sql(schema_url, query, (gin,))) == before
+    drift = cli(["drift"], url=schema_url)
+    assert drift.exit_code == 0, drift.stdout + drift.stderr
