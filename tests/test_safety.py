@@ -553,3 +553,77 @@ def test_a_rebuilt_index_has_the_migrations_names_and_drift_passes(cli, schema_u
     assert dict(run_sql(schema_url, query, (gin,))) == before
     drift = cli(["drift"], url=schema_url)
     assert drift.exit_code == 0, drift.stdout + drift.stderr
+
+
+# -- 8. output that survives a pipe and long work --------------------------------------------
+
+
+def test_a_table_to_a_pipe_is_not_cut_at_80_columns(schema_url):
+    env = {"DATABASE_URL": schema_url}
+    assert run_dmdb(["seed", *SMALL_SEED], env).returncode == 0
+    done = run_dmdb(["models", "fit"], env)  # stdout is a pipe, as in `models fit | cat`
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    fitted = json.loads(run_dmdb(["models", "fit", "--json"], env).stdout)["concepts"]
+    codes = [c["concept_code"] for c in fitted]
+    assert codes and all(f"│ {code} " in done.stdout for code in codes)
+    assert "too few answers to fit" in done.stdout
+
+
+def test_monitor_watch_to_a_file_writes_every_frame():
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from dmdb.cli.monitor import watch
+
+    out = io.StringIO()
+    frames = iter(range(1, 10))
+    shown = watch(lambda h, w: Text(f"frame {next(frames)}"), 1.0, iterations=3,
+                  sleep=lambda s: None, console=Console(file=out, width=80))
+    assert shown == 3
+    assert [ln for ln in out.getvalue().splitlines() if ln] == ["frame 1", "frame 2", "frame 3"]
+
+
+def _on_a_terminal(args: list, env: dict) -> tuple[int, str]:
+    """Run dmdb with its stdout on a pseudo-terminal; (exit code, what it wrote there)."""
+    import pty
+
+    main, child = pty.openpty()
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DMDB_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "dmdb", *map(str, args)], stdout=child,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env={**full, **env})
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(main)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def test_long_work_shows_progress_on_a_terminal(schema_url, tmp_path):
+    env = {"DATABASE_URL": schema_url}
+    code, shown = _on_a_terminal(["drift"], env)
+    assert code == 0 and "replaying 00" in shown and "in a scratch database" in shown, shown
+    code, shown = _on_a_terminal(["backup", "--out", tmp_path / "x.dump"], env)
+    assert code == 0 and "pg_dump" in shown, shown
+    code, shown = _on_a_terminal(["models", "fit"], env)
+    assert code == 0 and "fitting BKT per concept" in shown, shown
+
+
+def test_cron_commands_have_quiet(cli, schema_url, tmp_path):
+    backup = cli(["backup", "--out", tmp_path / "q.dump", "--quiet"], url=schema_url)
+    assert backup.exit_code == 0 and backup.stdout == "", backup.stdout
+    record = cli(["monitor", "--record", "--quiet"], url=schema_url)
+    assert record.exit_code == 0 and record.stdout == "", record.stdout + record.stderr
+    assert run_sql(schema_url, "SELECT count(*) FROM dmdb_monitor.snapshots")[0][0] == 1
+    alone = cli(["monitor", "--quiet"], url=schema_url)
+    assert alone.exit_code == 2 and "--record" in one_error(alone)

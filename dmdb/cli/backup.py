@@ -21,14 +21,25 @@ def register(app: typer.Typer) -> None:
                                    help="Replace an existing --out file (once the new dump is "
                                    "complete); refused without it."),
         as_json: bool = JSON,
+        quiet: bool = typer.Option(False, "--quiet", "-q",
+                                   help="Print nothing on success (cron); errors still go "
+                                   "to stderr."),
     ):
-        """Write a pg_dump custom-format backup of the database.
+        """Write a pg_dump custom-format backup of the database (bytes written so far shown
+        on a terminal).
 
-        Example: dmdb backup --out nightly.dump
+        Example: dmdb backup --out nightly.dump --quiet
         """
         from dmdb.backup.logical import backup
+        from dmdb.render import activity, human_bytes, show_progress
 
-        result = backup(ctx.obj.settings(), out, force=force)
+        shown = show_progress(quiet or as_json)
+        with activity("pg_dump …", shown) as status:
+            result = backup(ctx.obj.settings(), out, force=force, progress=(
+                (lambda size: status.update(f"pg_dump: {human_bytes(size)} written"))
+                if shown else None))
+        if quiet and not as_json:
+            return
         if as_json:
             print_json(result.to_dict())
         else:

@@ -123,7 +123,11 @@ def register(app: typer.Typer) -> None:
             from dmdb.config import load_settings
 
             scratch = load_settings({"DATABASE_URL": scratch_url})
-        result = run_drift(state.settings(), state.project(), to=to, scratch=scratch)
+        from dmdb.render import activity
+
+        with activity("drift …", show_progress(as_json)) as shown:
+            result = run_drift(state.settings(), state.project(), to=to, scratch=scratch,
+                               progress=shown.update)
         if as_json:
             print_json(result.to_dict())
         else:

@@ -149,7 +149,11 @@ def fit_cmd(
     models.check_fit_options(holdout=holdout, max_iterations=max_iterations, tolerance=tolerance,
                              min_answers=min_answers, min_learners=min_learners,
                              min_holdout=min_holdout)
-    with connect(ctx.obj.settings(), autocommit=True) as conn:
+    from dmdb.render import activity, show_progress
+
+    with connect(ctx.obj.settings(), autocommit=True) as conn, \
+            activity("fitting BKT per concept by EM, in the database …",
+                     show_progress(as_json)):
         result = models.fit(conn, win, holdout=holdout, max_iterations=max_iterations,
                             tolerance=tolerance, min_answers=min_answers, min_learners=min_learners,
                             min_holdout=min_holdout, apply=apply, dry_run=dry_run)

@@ -119,7 +119,7 @@ def _compare(live: dict[str, list[str]], replay: dict[str, list[str]],
 
 
 def _replay(settings: Settings, scratch: str, migrations: list[Migration], project: Project,
-            state: Status | None) -> tuple[dict, dict, list[str], list[str]]:
+            state: Status | None, progress=None) -> tuple[dict, dict, list[str], list[str]]:
     """Replay migrations in `scratch`; dump; apply the function files; dump again.
 
     Returns (after migrations, after functions, function files that did not apply,
@@ -130,6 +130,8 @@ def _replay(settings: Settings, scratch: str, migrations: list[Migration], proje
         conn.execute("SET client_min_messages = warning")
         runner = Runner(conn, command="dmdb drift")
         for m in migrations:
+            if progress is not None:
+                progress(f"replaying {m.id} in a scratch database")
             m, skipped = for_scratch_replay(m)
             left_out += [f"not replayed (cluster-wide: the scratch database shares the live "
                          f"server): {where}" for where in skipped if where.startswith("migrations/")]
@@ -182,7 +184,7 @@ def _server_major(settings: Settings) -> int:
 
 def drift(settings: Settings, project: Project, *, to: str | None = None,
           functions_applied: bool | None = None,
-          scratch: Settings | None = None) -> DriftResult:
+          scratch: Settings | None = None, progress=None) -> DriftResult:
     """Compare the live schema with the applied migrations (or those through `to`).
 
     `functions_applied=False` leaves every function file's objects out (baseline: `up`
@@ -216,8 +218,10 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
     with scratch_database(replay_on, "drift") as scratch:
         base, with_functions, notes, left_out = _replay(replay_on, scratch, chosen, project,
-                                                        state)
+                                                        state, progress)
         result.notes.extend(left_out + notes)
+        if progress is not None:
+            progress(f"dumping the live schema of {settings.dbname}")
         live = dump_objects(settings, settings.dbname)
         not_ours = _extensions_not_creatable(replay_on, scratch,
                                              [k for k in live if k.startswith("EXTENSION ")
