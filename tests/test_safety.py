@@ -627,3 +627,46 @@ def test_cron_commands_have_quiet(cli, schema_url, tmp_path):
     assert run_sql(schema_url, "SELECT count(*) FROM dmdb_monitor.snapshots")[0][0] == 1
     alone = cli(["monitor", "--quiet"], url=schema_url)
     assert alone.exit_code == 2 and "--record" in one_error(alone)
+
+
+# -- 6. dmdb's own checks don't disturb the server ------------------------------------------------
+
+
+def _checkpoints_requested(url: str) -> int:
+    if run_sql(url, "SELECT current_setting('server_version_num')::int")[0][0] >= 170000:
+        return run_sql(url, "SELECT num_requested FROM pg_stat_checkpointer")[0][0]
+    return run_sql(url, "SELECT checkpoints_req FROM pg_stat_bgwriter")[0][0]
+
+
+def test_replaying_checks_force_no_checkpoint_on_the_live_server(cli, schema_url, tmp_path):
+    from dmdb.server.embedded import embedded_major
+
+    major = run_sql(schema_url, "SELECT current_setting('server_version_num')::int / 10000")[0][0]
+    if embedded_major() != major:
+        pytest.skip("no throw-away cluster of the server's major at hand")
+    change = tmp_path / "0013_note.sql"
+    change.write_text("ALTER TABLE users ADD COLUMN note text;\n")
+    databases_before = run_sql(schema_url, "SELECT count(*) FROM pg_database")[0][0]
+    for args in (["drift"], ["verify"], ["lint", change], ["baseline", "--to", "0011"]):
+        before = _checkpoints_requested(schema_url)
+        done = cli(args, url=schema_url)
+        assert done.exit_code in (0, 1), (args, done.stdout, done.stderr)  # lint: findings
+        assert "Traceback" not in done.stderr
+        assert _checkpoints_requested(schema_url) == before, args  # a DROP DATABASE forced one
+    assert run_sql(schema_url, "SELECT count(*) FROM pg_database")[0][0] == databases_before
+
+
+def test_on_the_live_server_the_replay_says_it_forced_a_checkpoint(cli, schema_url):
+    done = cli(["drift", "--json"], url=schema_url, env={"DMDB_SCRATCH": "server"})
+    assert done.exit_code == 0, done.stderr
+    assert any("forces a checkpoint" in n for n in json.loads(done.stdout)["notes"])
+
+
+def test_lint_of_an_applied_migration_runs_against_the_schema_before_it(cli, schema_url):
+    applied = REPO / "sql" / "migrations" / "0009_monitor_history.sql"
+    done = cli(["lint", "--json", applied], url=schema_url)
+    data = json.loads(done.stdout)
+    assert not [f for f in data["findings"] if f["rule"] == "replay-failed"], data["findings"]
+    assert any("0009_monitor_history is applied" in n for n in data["notes"])
+    traced = [f for f in data["files"] if f["id"] == "0009_monitor_history"]
+    assert traced and traced[0]["statements"]  # traced, statement by statement

@@ -336,8 +336,10 @@ def register(app: typer.Typer) -> None:
             for step in result.steps:
                 out.print(f"{'ok  ' if step.ok else 'FAIL'} {step.id}")
             for where in result.not_replayed:
-                out.print(f"note: not replayed (cluster-wide: the scratch database shares the "
-                          f"live server): {where}", markup=False, highlight=False)
+                out.print(f"note: not replayed (cluster-wide: the replay keeps the live "
+                          f"server's roles and settings): {where}", markup=False, highlight=False)
+            for note in result.notes:
+                out.print(f"note: {note}", markup=False, highlight=False)
         failure = result.first_failure
         if failure is not None:
             if not as_json:

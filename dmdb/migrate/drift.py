@@ -133,8 +133,9 @@ def _replay(settings: Settings, scratch: str, migrations: list[Migration], proje
             if progress is not None:
                 progress(f"replaying {m.id} in a scratch database")
             m, skipped = for_scratch_replay(m)
-            left_out += [f"not replayed (cluster-wide: the scratch database shares the live "
-                         f"server): {where}" for where in skipped if where.startswith("migrations/")]
+            left_out += [f"not replayed (cluster-wide: the replay keeps the live server's "
+                         f"roles and settings): {where}" for where in skipped
+                         if where.startswith("migrations/")]
             try:
                 apply_migration(conn, m, record=False, runner=runner)
             except MigrationError as exc:
@@ -216,14 +217,14 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         applied = {m.id for m in state.migrations if m.state == "applied"}
         chosen = [m for m in project.migrations() if m.id in applied]
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
-    with scratch_database(replay_on, "drift") as scratch:
-        base, with_functions, notes, left_out = _replay(replay_on, scratch, chosen, project,
-                                                        state, progress)
-        result.notes.extend(left_out + notes)
+    with scratch_database(replay_on, "drift", cluster=scratch is None) as where:
+        base, with_functions, notes, left_out = _replay(where.settings, where.name, chosen,
+                                                        project, state, progress)
+        result.notes.extend(left_out + notes + ([where.note] if where.note else []))
         if progress is not None:
             progress(f"dumping the live schema of {settings.dbname}")
         live = dump_objects(settings, settings.dbname)
-        not_ours = _extensions_not_creatable(replay_on, scratch,
+        not_ours = _extensions_not_creatable(where.settings, where.name,
                                              [k for k in live if k.startswith("EXTENSION ")
                                               and k not in with_functions])
     function_keys = {k for k in with_functions if base.get(k) != with_functions[k]}
