@@ -65,7 +65,11 @@ def resolve(settings: Settings) -> Settings:
     # Only the default database is created implicitly: a mistyped DB_NAME must be an
     # error, not a new empty database (`dmdb server start` creates a named one on purpose).
     info = ensure_embedded(settings.home, create=settings.create_embedded, dbname=DEFAULT_DBNAME)
-    return replace(settings, host=info.socket_dir, port=info.port, user=SUPERUSER)
+    # The owner's OS user may connect as any role (peer, the ident map): DB_USER / --user
+    # are honoured, so grants can be tried locally (a login role in dm_readonly, say);
+    # without one, the superuser.
+    return replace(settings, host=info.socket_dir, port=info.port,
+                   user=settings.user or SUPERUSER)
 
 
 def redact(text: str, settings: Settings | None = None) -> str:

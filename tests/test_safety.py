@@ -670,3 +670,50 @@ def test_lint_of_an_applied_migration_runs_against_the_schema_before_it(cli, sch
     assert any("0009_monitor_history is applied" in n for n in data["notes"])
     traced = [f for f in data["files"] if f["id"] == "0009_monitor_history"]
     assert traced and traced[0]["statements"]  # traced, statement by statement
+
+
+# -- 7. roles as designed: the embedded server honours --user / DB_USER ------------------------
+
+
+def test_the_embedded_server_honours_user(schema_db, pg_settings, embedded_only, tmp_path):
+    name, url = schema_db
+    role = f"dmdb_reader_{os.getpid()}"
+    run_sql(url, f"CREATE ROLE {role} LOGIN IN ROLE dm_readonly")
+    try:
+        env = {"DMDB_HOME": str(pg_settings.home), "DB_NAME": name}
+        who = run_dmdb(["--user", role, "psql", "--", "-Atc", "SELECT current_user"], env,
+                       cwd=tmp_path)
+        assert who.returncode == 0 and who.stdout.strip() == role, (who.stdout, who.stderr)
+        via_env = run_dmdb(["psql", "--", "-Atc", "SELECT current_user"],
+                           {**env, "DB_USER": role}, cwd=tmp_path)
+        assert via_env.stdout.strip() == role, via_env.stderr
+        # the shipped read-only role runs status (its grants, tried locally) ...
+        status = run_dmdb(["--user", role, "status", "--check"], env, cwd=tmp_path)
+        assert status.returncode == 0, status.stdout + status.stderr
+        # ... and may not write
+        write = run_dmdb(["--user", role, "psql", "--", "-c", "DELETE FROM users"], env,
+                         cwd=tmp_path)
+        assert "permission denied" in write.stderr
+        url_of = run_dmdb(["--user", role, "server", "url"], env, cwd=tmp_path)
+        assert f"postgresql://{role}@" in url_of.stdout
+        unknown = run_dmdb(["--user", "nobody_here", "status"], env, cwd=tmp_path)
+        assert unknown.returncode == 1 and "DB_USER" in unknown.stderr
+    finally:
+        run_sql(url, f"DROP ROLE IF EXISTS {role}")
+
+
+def test_the_read_only_role_runs_drift_on_the_embedded_server(schema_db, pg_settings,
+                                                              embedded_only, tmp_path):
+    from dmdb.server.embedded import embedded_major
+
+    if embedded_major() is None:
+        pytest.skip("no embedded package")
+    name, url = schema_db
+    role = f"dmdb_watch_{os.getpid()}"
+    run_sql(url, f"CREATE ROLE {role} LOGIN IN ROLE dm_readonly")
+    try:
+        env = {"DMDB_HOME": str(pg_settings.home), "DB_NAME": name, "DB_USER": role}
+        drift = run_dmdb(["drift"], env, cwd=tmp_path)  # it may not CREATE DATABASE there
+        assert drift.returncode == 0, drift.stdout + drift.stderr
+    finally:
+        run_sql(url, f"DROP ROLE IF EXISTS {role}")

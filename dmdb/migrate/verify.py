@@ -166,26 +166,28 @@ class Scratch:
 
 
 def _server_facts(settings: Settings) -> dict:
-    """What a scratch cluster mirrors of the live server: major version, the login role
-    and its attributes and memberships, the database's owner, the other roles, and the
+    """What a scratch cluster mirrors of the live server: major version, the database's
+    owner (the role that runs migrations, whoever logs in to check them: a monitoring
+    login may only read) with its attributes and memberships, the other roles, and the
     extensions of the database."""
     with connect(settings, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT current_setting('server_version_num')::int / 10000, current_user,"
-            " r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolinherit, r.rolbypassrls,"
-            " pg_get_userbyid(d.datdba)"
-            " FROM pg_roles r, pg_database d"
-            " WHERE r.rolname = current_user AND d.datname = current_database()").fetchone()
+            "SELECT current_setting('server_version_num')::int / 10000, r.rolname,"
+            " r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolinherit, r.rolbypassrls"
+            " FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
+            " WHERE d.datname = current_database()").fetchone()
         roles = [r[0] for r in conn.execute(
             "SELECT rolname FROM pg_roles WHERE rolname !~ '^pg_' AND oid >= 16384")]
         member_of = [r[0] for r in conn.execute(
             "SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid "
-            "WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = current_user)")]
+            "WHERE m.member = (SELECT datdba FROM pg_database "
+            "                  WHERE datname = current_database())")]
         extensions = [r[0] for r in conn.execute("SELECT extname FROM pg_extension")]
-    keys = ("major", "user", "superuser", "createrole", "createdb", "inherit", "bypassrls",
-            "owner")
-    return {**dict(zip(keys, row)), "roles": roles, "member_of": member_of,
-            "extensions": extensions}
+    keys = ("major", "user", "superuser", "createrole", "createdb", "inherit", "bypassrls")
+    facts = {**dict(zip(keys, row)), "roles": roles, "member_of": member_of,
+             "extensions": extensions}
+    facts["owner"] = facts["user"]
+    return facts
 
 
 def _mirror(admin, facts: dict) -> None:
