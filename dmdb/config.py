@@ -67,35 +67,62 @@ _OWN_PARAMS = {
 }
 
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-# The one reader of PostgreSQL-style durations; a bare number is milliseconds, as in
-# `SET lock_timeout = 500`.
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h)?\s*")
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "": 1.0, "s": 1000.0, "min": 60_000.0, "h": 3_600_000.0}
+# The one reader of durations, for every flag, environment variable and project-file
+# key that takes one: a number with a unit (us, ms, s, min, h, d, as PostgreSQL writes
+# them), and a bare number means SECONDS everywhere (PostgreSQL's own `SET lock_timeout
+# = 500` would read it as milliseconds: dmdb passes the value on with its unit).
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*")
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "": 1000.0, "s": 1000.0, "min": 60_000.0,
+             "h": 3_600_000.0, "d": 86_400_000.0}
+DURATION_HELP = "a duration: 2s, 500ms, 1min, 2h; a bare number is seconds"
 
 
 def duration_ms(value: str, name: str, *, example: str = "2s") -> float:
-    """Milliseconds of a PostgreSQL duration (2s, 500ms, 1min; a bare number is ms)."""
-    match = _DURATION.fullmatch(str(value or ""))
+    """Milliseconds of a duration (2s, 500ms, 1min; a bare number is seconds)."""
+    match = _DURATION.fullmatch(str(value if value is not None else ""))
     if not match:
-        raise ConfigError(f"{name} {value!r} is not a duration; write e.g. {example} or 500ms")
+        raise ConfigError(f"{name} {value!r} is not a duration; write e.g. {example} or 500ms "
+                          "(a bare number is seconds)")
     return float(match.group(1)) * _UNITS_MS[match.group(2) or ""]
 
 
+def duration_seconds(value, name: str, *, example: str = "2s") -> float:
+    """Seconds of a duration (a number given by Python code is seconds too)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return duration_ms(value, name, example=example) / 1000.0
+
+
 def check_duration(value: str, name: str) -> str:
-    """A PostgreSQL duration such as 2s, 500ms or 1min (a bare number is milliseconds)."""
+    """A duration as PostgreSQL reads it, its unit always written: `2` (seconds) -> `2s`,
+    `500ms` stays."""
+    match = _DURATION.fullmatch(str(value if value is not None else ""))
     duration_ms(value, name)
-    return value.strip()
+    number, unit = match.group(1), match.group(2)
+    return f"{number}{unit or 's'}"
 
 
 def check_lock_timeout(value: str, name: str) -> str:
     """A lock_timeout that is a real limit: 0 means "wait forever" to PostgreSQL, and a
-    DDL waiting for its lock queues every later query of its table behind it."""
-    value = check_duration(value, name)
-    if not re.search(r"[1-9]", value):
+    DDL waiting for its lock queues every later query of its table behind it. A bare
+    number of 1000 or more is refused: written for milliseconds (as this setting once
+    read it, and PostgreSQL still does), it would wait 17 minutes or more."""
+    checked = check_duration(value, name)
+    if duration_ms(checked, name) <= 0:
         raise ConfigError(f"{name} {value!r} removes the lock wait limit (0 = wait forever, "
                           "and the table's queries queue behind the waiting DDL); set a "
                           "bounded duration such as 2s")
-    return value
+    bare_too_long(value, name)
+    return checked
+
+
+def bare_too_long(value, name: str) -> None:
+    """Refuse a bare number of 1000 or more for a lock wait: meant as milliseconds?"""
+    match = _DURATION.fullmatch(str(value))
+    if match and not match.group(2) and float(match.group(1)) >= 1000:
+        raise ConfigError(f"{name} {value!r}: a bare number is seconds, so this would wait "
+                          f"{float(match.group(1)) / 60:.0f} minutes; write the unit: "
+                          f"{match.group(1)}ms, or {match.group(1)}s if you mean it")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import weakref
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 from dmdb.config import Settings
@@ -36,25 +36,26 @@ def ensure_embedded(home, *, create: bool, dbname: str | None = None) -> ServerI
     only when `create` (commands that change the database). Logs what it did, once."""
     from pathlib import Path
 
-    from dmdb.server.embedded import DEFAULT_DBNAME, EmbeddedServer
+    from dmdb.server.embedded import DEFAULT_DBNAME, ClusterMissing, EmbeddedServer
 
     server = EmbeddedServer(Path(home))
-    existed = (server.data_dir / "PG_VERSION").exists()
-    if not existed and not create:
+    try:
+        # Whether a cluster exists is decided under the server's lock, after the clean-up
+        # of deleted homes' clusters, and a home linked to another home's cluster (a
+        # copied project) or to a deleted one is refused there: never an initdb.
+        info = server.start(dbname=dbname or DEFAULT_DBNAME, create=create)
+    except ClusterMissing:
         raise NoEmbeddedServer(
             f"no embedded server at {server.home}; run `dmdb up` or set DATABASE_URL"
-        )
-    was_running = existed and server.info().running
-    try:
-        info = server.start(dbname=dbname or DEFAULT_DBNAME)
+        ) from None
     except ConnectError:
         raise
     except DmdbError as exc:  # whatever kept it from starting: the server is unreachable
         from dmdb.server.postmaster import ServerStartError
 
         raise ServerStartError(str(exc), exit_code=exc.exit_code) from None
-    if not was_running:
-        done = "started" if existed else "initialised and started a new"
+    if server.started:
+        done = "initialised and started a new" if server.initialised else "started"
         log.info("%s embedded PostgreSQL %s at %s (pid %s); stop it with `dmdb server stop`",
                  done, info.version, server.home, info.pid)
     return info
@@ -70,7 +71,11 @@ def resolve(settings: Settings) -> Settings:
     # Only the default database is created implicitly: a mistyped DB_NAME must be an
     # error, not a new empty database (`dmdb server start` creates a named one on purpose).
     info = ensure_embedded(settings.home, create=settings.create_embedded, dbname=DEFAULT_DBNAME)
-    return replace(settings, host=info.socket_dir, port=info.port, user=SUPERUSER)
+    # The owner's OS user may connect as any role (peer, the ident map): DB_USER / --user
+    # are honoured, so grants can be tried locally (a login role in dm_readonly, say);
+    # without one, the superuser.
+    return replace(settings, host=info.socket_dir, port=info.port,
+                   user=settings.user or SUPERUSER)
 
 
 def redact(text: str, settings: Settings | None = None) -> str:
@@ -89,6 +94,39 @@ def describe_target(settings: Settings, *, replica: bool = False) -> str:
     host = settings.read_replica_host if replica else settings.host
     port = (settings.read_replica_port or settings.port) if replica else settings.port
     return f"{host}:{port}/{settings.dbname}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The database a command works on, as the connection found it (never the password):
+    commands that change a database name it first, as Flyway does."""
+
+    server: str  # host:port (or socket directory:port); the embedded server's home
+    database: str
+    role: str
+    version: str  # server_version, e.g. "18.1"
+    embedded: bool = False
+
+    def describe(self) -> str:
+        where = (f"the embedded server at {self.server}" if self.embedded else self.server)
+        return (f"database {self.database} on {where} as {self.role} "
+                f"(PostgreSQL {self.version})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def target(conn: psycopg.Connection, settings: Settings | None = None) -> Target:
+    """What `conn` is connected to: server, database, login role and server version (from
+    the connection itself, so DMDB_DIRECT_URL and multi-host URLs show where it went)."""
+    info = conn.info
+    version = info.parameter_status("server_version") or b""
+    version = version.decode() if isinstance(version, bytes) else str(version)
+    embedded = settings is not None and settings.embedded
+    server = (str(settings.home) if embedded
+              else f"{info.host}:{info.port}")
+    return Target(server=server, database=info.dbname, role=info.user,
+                  version=version.split()[0] if version else "?", embedded=embedded)
 
 
 # Whether a connection goes through a transaction pooler, found once per connection.

@@ -40,3 +40,14 @@ class MigrationError(DmdbError):
 
 class LockNotAvailable(DmdbError):
     """Another dmdb run holds the lock and did not finish within --lock-timeout."""
+
+
+class SchemaMissing(DmdbError):
+    """The database has no dmdb schema (no migration applied): every command that needs it
+    says so the same way, exit 1 (the operation cannot run; `dmdb up` is the fix)."""
+
+
+def schema_missing(database: str, what: str) -> SchemaMissing:
+    return SchemaMissing(
+        f"database {database} has no dmdb schema (no migration applied), which {what} needs; "
+        "run `dmdb up` first, or check DB_NAME / DATABASE_URL")

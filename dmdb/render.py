@@ -32,11 +32,36 @@ def print_json(data: Any) -> None:
     sys.stdout.write(to_json(data) + "\n")
 
 
+# Widest a table printed to a pipe or file may grow (its natural width, up to this).
+PIPE_MAX_WIDTH = 1000
+
+
 def console(stderr: bool = False):
+    """A rich console. On a terminal, its width; to a pipe or a file, rich would assume 80
+    columns and cut the cells of a wider table (`models fit | cat`: concept names of 4
+    characters, `0.67…`): there a table is printed at its natural width instead (COLUMNS,
+    when set, is the width of everything else, as rich reads it)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
-                   soft_wrap=True)
+    class _Console(Console):
+        def print(self, *objects, **kwargs):
+            if not self.is_terminal and objects:
+                from rich.table import Table
+
+                wide = self.options.update_width(PIPE_MAX_WIDTH)
+                wanted = max((self.measure(o, options=wide).maximum for o in objects
+                              if isinstance(o, Table)), default=0)
+                if wanted > self.width:
+                    kept = self._width
+                    self.width = wanted  # print(width=) may only narrow
+                    try:
+                        return super().print(*objects, **kwargs)
+                    finally:
+                        self._width = kept
+            return super().print(*objects, **kwargs)
+
+    return _Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")), highlight=False,
+                    soft_wrap=True)
 
 
 def error_line(message: str) -> None:
@@ -77,6 +102,34 @@ def table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any
 def show_progress(quiet: bool = False) -> bool:
     """Progress bars only for a person at a terminal."""
     return not quiet and sys.stdout.isatty()
+
+
+class activity:
+    """A spinner with the elapsed time and a line saying what runs, on a terminal only
+    (`enabled`, normally show_progress(...)), gone when done: for work of seconds that has
+    no steps to count (one long statement, pg_dump). `update(text)` changes the line."""
+
+    def __init__(self, text: str, enabled: bool):
+        self.text, self.enabled, self._progress, self._task = text, enabled, None, None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                      TimeElapsedColumn(), console=console(), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.text, total=None)
+        return self
+
+    def update(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=text)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
 
 
 def plain_table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> str:

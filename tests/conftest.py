@@ -256,6 +256,13 @@ def popen_dmdb(args, env: dict, cwd: Path | None = None) -> subprocess.Popen:
     )
 
 
+def without_target(stderr: str) -> str:
+    """stderr without the line naming the target, which commands that change a database
+    print first (issue #28)."""
+    return "".join(line for line in stderr.splitlines(keepends=True)
+                   if not line.startswith("dmdb: target: "))
+
+
 def run_sql(url: str, query: str, params=None) -> list[tuple]:
     """One statement on its own autocommit connection; its rows ([] when it returns none)."""
     with psycopg.connect(url, autocommit=True) as conn:

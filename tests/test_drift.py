@@ -94,7 +94,9 @@ def test_baseline_records_a_matching_schema_and_refuses_drift(cli, schema_url):
 
 
 def test_drift_on_a_database_without_migrations_says_so(cli, empty_url):
+    # Nothing to compare is the wrong database or one never migrated: exit 1, as every
+    # command that needs the schema (#28), not a passing check.
     result = cli(["drift"], url=empty_url)
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr
     assert "None" not in result.stdout
-    assert "no migration is applied" in result.stdout
+    assert "has no dmdb schema (no migration applied)" in result.stderr

@@ -12,7 +12,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import PASSWORD, PASSWORD_ROLE, popen_dmdb, run_dmdb, run_sql
+from conftest import PASSWORD, PASSWORD_ROLE, popen_dmdb, run_dmdb, run_sql, without_target
 
 T1 = "-- first table\nCREATE TABLE t1 (id int PRIMARY KEY, note text);\n"
 T1_BACK = "DROP TABLE t1;\n"
@@ -106,7 +106,7 @@ def test_bad_sql_leaves_database_unchanged_and_names_file_and_line(cli, empty_ur
     )
     result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
+    lines = without_target(result.stderr).strip().splitlines()
     assert len(lines) == 1
     assert "0002_bad.sql:5:" in lines[0]
     assert 'column "nope" does not exist' in lines[0]
@@ -623,7 +623,7 @@ def test_detail_and_hint_are_shown_on_one_line(cli, empty_url, sql_tree):
                                    "INSERT INTO d VALUES (1), (1);\n", "DROP TABLE d;")
     result = cli(["--sql-dir", sql_tree.root, "up"], url=empty_url)
     assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
+    lines = without_target(result.stderr).strip().splitlines()
     assert len(lines) == 1
     assert "0001_dup.sql:2:" in lines[0] and "Key (id)=(1) already exists" in lines[0]
     assert "fix it and run `dmdb up` again" in lines[0]

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import popen_dmdb, run_dmdb, run_sql
+from conftest import popen_dmdb, run_dmdb, run_sql, without_target
 from dmdb.partitions import (
     PARTITION_LOCK_KEY,
     add_months,
@@ -702,7 +702,8 @@ def test_lock_timeout_is_retried_then_fails_without_half_applying(cli, schema_ur
 def test_usage_errors_exit_2(cli, schema_url, args):
     result = cli(["partitions", *args], url=schema_url)
     assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stderr.startswith("dmdb: error: ") and len(result.stderr.splitlines()) == 1
+    stderr = without_target(result.stderr)
+    assert stderr.startswith("dmdb: error: ") and len(stderr.splitlines()) == 1
 
 
 def test_cron_renders_crontab_and_systemd_units(cli, tmp_path):

@@ -171,7 +171,7 @@ def test_seeding_twice_and_reset_without_yes_are_refused(cli, schema_url):
 def test_out_of_date_schema_is_a_clear_error(cli, empty_url):
     result = cli(["seed", *SMALL], url=empty_url)
     assert result.exit_code == 1
-    assert "not up to date" in result.stderr and "dmdb up" in result.stderr
+    assert "has no dmdb schema" in result.stderr and "dmdb up" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -79,7 +79,10 @@ def _server_version(conn) -> tuple[str, int]:
     return text, num // 10000
 
 
-def backup(settings: Settings, out: Path | None = None) -> BackupResult:
+def backup(settings: Settings, out: Path | None = None, *, force: bool = False,
+           progress=None) -> BackupResult:
+    """`pg_dump -Fc` of the database into `out`. `progress(bytes written so far)` is
+    called about five times a second while pg_dump runs."""
     # pg_dump sets session parameters (search_path, ...) that would stay on a pooled
     # server connection: a dump goes to DMDB_DIRECT_URL, or is refused through a pooler.
     settings = resolve(settings.session())
@@ -91,15 +94,18 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
         raise ConfigError(f"--out {out} is a directory; give a file name")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    if (out.exists() or out.is_symlink()) and not force:
+        raise ConfigError(f"--out {out} already exists; pass --force to replace it (only once "
+                          "the new dump is complete), or choose another file")
     partial = out.with_name(out.name + ".partial")
     tool = tools.find("pg_dump", major, settings=settings)
     started = datetime.now(timezone.utc)
     # A left-over .partial may be someone else's or a link: start from a fresh 0600 file.
     partial.unlink(missing_ok=True)
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-    done = subprocess.run([tool.path, "--format=custom", "--file", str(partial)],
-                          capture_output=True, text=True, env=tool_env(settings, settings.dbname),
-                          umask=0o077)
+    done = _run_watching([tool.path, "--format=custom", "--file", str(partial)],
+                         env=tool_env(settings, settings.dbname), watch=partial,
+                         progress=progress)
     if done.returncode != 0:
         partial.unlink(missing_ok=True)
         raise _fail("pg_dump", done, settings)
@@ -107,6 +113,33 @@ def backup(settings: Settings, out: Path | None = None) -> BackupResult:
     return BackupResult(str(out), settings.dbname, out.stat().st_size,
                         round((datetime.now(timezone.utc) - started).total_seconds(), 2),
                         server_version, tool.version)
+
+
+def _run_watching(args: list[str], *, env: dict, watch: Path, progress
+                  ) -> subprocess.CompletedProcess:
+    """subprocess.run(args) under umask 077, calling `progress(size of watch)` while it
+    runs (without progress: subprocess.run itself)."""
+    if progress is None:
+        return subprocess.run(args, capture_output=True, text=True, env=env, umask=0o077)
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile("w+") as err, tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env, umask=0o077)
+        try:
+            while proc.poll() is None:
+                try:
+                    progress(watch.stat().st_size)
+                except OSError:
+                    pass
+                time.sleep(0.2)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(args, proc.returncode, out.read(), err.read())
 
 
 def _archive_entries(tool: str, file: Path, settings: Settings) -> list[str]:
@@ -142,13 +175,14 @@ def _creatable(conn, extensions: set[str]) -> set[str]:
 
 
 def restore(settings: Settings, file: Path, into: str | None = None, *,
-            dry_run: bool = False, no_owner: bool = False) -> RestoreResult:
+            dry_run: bool = False, no_owner: bool = False, on_target=None) -> RestoreResult:
     """Restore a `dmdb backup` file into an empty or new database, in one transaction.
 
     `no_owner` restores every object as the connected role (pg_restore --no-owner): for a
     dump taken on another server, whose owner role does not exist here or is not ours."""
     from psycopg import sql
 
+    named = settings
     settings = resolve(settings.session())
     file = Path(file)
     if not file.is_file():
@@ -158,6 +192,12 @@ def restore(settings: Settings, file: Path, into: str | None = None, *,
     started = datetime.now(timezone.utc)
     with connect(settings, autocommit=True, dbname="postgres",
                  session=None if dry_run else "dmdb restore") as admin:
+        if on_target is not None:
+            from dataclasses import replace
+
+            from dmdb.db import target as target_of
+
+            on_target(replace(target_of(admin, named), database=target))
         _, major = _server_version(admin)
         # Found before anything is created: no pg_restore, no new database.
         restore_tool = tools.find("pg_restore", major, exact=True, settings=settings).path

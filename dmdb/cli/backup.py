@@ -63,23 +63,37 @@ def backup_cmd(
     ctx: typer.Context,
     out: Path | None = typer.Option(None, "--out", "-o", metavar="FILE",
                                        help="Dump file (default dmdb-<db>-<UTC time>.dump)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Replace an existing --out file (once the new dump is "
+                               "complete); refused without it."),
     as_json: bool = JSON,
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="Print nothing on success (cron); errors still go to "
+                               "stderr."),
 ):
-    """Write a pg_dump custom-format backup of the database, or (subcommands) keep physical
-    backups and archived WAL for point-in-time restores.
+    """Write a pg_dump custom-format backup of the database (bytes written so far shown on
+    a terminal), or (subcommands) keep physical backups and archived WAL for
+    point-in-time restores.
 
-    Example: dmdb backup --out nightly.dump
+    Example: dmdb backup --out nightly.dump --quiet
     """
     if ctx.invoked_subcommand is not None:
-        if out is not None or as_json:
+        if out is not None or as_json or force or quiet:
             from dmdb.errors import ConfigError
 
-            raise ConfigError(f"--out/--json before `{ctx.invoked_subcommand}` belong to the "
-                              "logical dump; put the subcommand's options after it")
+            raise ConfigError(f"--out/--json/--force/--quiet before `{ctx.invoked_subcommand}` "
+                              "belong to the logical dump; put the subcommand's options after it")
         return
     from dmdb.backup.logical import backup
+    from dmdb.render import activity, human_bytes
 
-    result = backup(ctx.obj.settings(), out)
+    shown = show_progress(quiet or as_json)
+    with activity("pg_dump …", shown) as status:
+        result = backup(ctx.obj.settings(), out, force=force, progress=(
+            (lambda size: status.update(f"pg_dump: {human_bytes(size)} written"))
+            if shown else None))
+    if quiet and not as_json:
+        return
     if as_json:
         print_json(result.to_dict())
     else:
@@ -488,9 +502,11 @@ def restore_cmd(
         raise ConfigError("give a dump FILE (logical restore), --to with --into-dir "
                           "(point in time), or --check")
     from dmdb.backup.logical import restore
+    from dmdb.cli.common import target_callback
     from dmdb.render import warning_line
 
-    result = restore(ctx.obj.settings(), file, into, dry_run=dry_run, no_owner=no_owner)
+    result = restore(ctx.obj.settings(), file, into, dry_run=dry_run, no_owner=no_owner,
+                     on_target=target_callback())
     for note in result.left_out:
         warning_line(f"left out: {note}")
     if result.erasures_reapplied:

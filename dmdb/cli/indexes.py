@@ -72,8 +72,9 @@ def build_cmd(
         None, "--table", metavar="TABLE", help="Only the declared indexes of this table."),
     lock_timeout: str = typer.Option(
         "1s", "--lock-timeout", metavar="DURATION",
-        help="lock_timeout of the brief steps that lock writers out (ON ONLY, ATTACH); "
-        "retried with backoff. CONCURRENTLY steps never block writers and wait as needed."),
+        help="lock_timeout of the brief steps that lock writers out (ON ONLY, ATTACH), "
+        "e.g. 1s or 500ms, a bare number is seconds; retried with backoff. CONCURRENTLY "
+        "steps never block writers and wait as needed."),
     as_json: bool = JSON,
     quiet: bool = QUIET,
 ):
@@ -97,6 +98,9 @@ def build_cmd(
     bar = _BuildBar() if show_progress(quiet or as_json) and not dry_run else None
     with connect(settings, autocommit=True,
                  session=None if dry_run else "dmdb indexes build") as conn:
+        from dmdb.cli.common import announce
+
+        announce(conn, settings, quiet)
         monitor = ((lambda: connect(settings.session(), autocommit=True)) if bar is not None
                    else None)
         if bar is not None:
@@ -107,6 +111,11 @@ def build_cmd(
             result = indexes.build(conn, declared, table=table_name, dry_run=dry_run,
                                    lock_timeout=lock_timeout)
     missing = [plan for plan in result.indexes if plan.status == "table_missing"]
+    if missing and len(missing) == len(result.indexes):
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(settings.dbname, "dmdb indexes build (the declared indexes' "
+                             "tables)")
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DmdbError(f"{missing[0].index}: its table {missing[0].table} does not exist{more}; "

@@ -7,37 +7,41 @@ import sys
 
 import typer
 
+from dmdb.cli.common import announce
 from dmdb.render import console, plain_table, print_json, show_progress
 
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in README).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and its SQL; change nothing.")
 LOCK_WAIT = typer.Option(
-    60.0, "--lock-timeout", metavar="SECONDS",
-    help="How long to wait for another dmdb run's migration lock before failing.",
+    "60s", "--lock-timeout", metavar="DURATION",
+    help="How long to wait for another dmdb run's migration lock before failing; "
+    "a duration: 2s, 500ms, 1min; a bare number is seconds.",
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing on success.")
 ATTEMPT_TIMEOUT = typer.Option(
     None, "--attempt-timeout", metavar="DURATION",
     help="lock_timeout of each attempt of a migration's transaction (default 1s, or "
     "DMDB_LOCK_TIMEOUT when lower; env DMDB_MIGRATE_LOCK_TIMEOUT). Other sessions' queries on "
-    "a table queue behind a waiting DDL at most this long at a time. 0 is refused.",
+    "a table queue behind a waiting DDL at most this long at a time. 0 is refused. "
+    "A duration: 2s, 500ms; a bare number is seconds.",
 )
 ATTEMPTS = typer.Option(None, "--attempts", metavar="N",
                         help="Attempts per migration before giving up (default 40; "
                         "DMDB_MIGRATE_ATTEMPTS).")
-RETRY_FOR = typer.Option(None, "--retry-for", metavar="SECONDS",
-                         help="Time budget of all attempts of one migration (default 300; "
-                         "DMDB_MIGRATE_RETRY_FOR).")
-BACKOFF = typer.Option(None, "--backoff", metavar="SECONDS",
+RETRY_FOR = typer.Option(None, "--retry-for", metavar="DURATION",
+                         help="Time budget of all attempts of one migration (default 5min; "
+                         "DMDB_MIGRATE_RETRY_FOR); a bare number is seconds.")
+BACKOFF = typer.Option(None, "--backoff", metavar="DURATION",
                        help="First pause between attempts, doubled each time, jittered "
-                       "(default 0.5; DMDB_MIGRATE_BACKOFF).")
-BACKOFF_MAX = typer.Option(None, "--backoff-max", metavar="SECONDS",
-                           help="Longest pause between attempts (default 10; "
-                           "DMDB_MIGRATE_BACKOFF_MAX).")
+                       "(default 500ms; DMDB_MIGRATE_BACKOFF); a bare number is seconds.")
+BACKOFF_MAX = typer.Option(None, "--backoff-max", metavar="DURATION",
+                           help="Longest pause between attempts (default 10s; "
+                           "DMDB_MIGRATE_BACKOFF_MAX); a bare number is seconds.")
 STATEMENT_TIMEOUT = typer.Option(
     None, "--statement-timeout", metavar="DURATION",
     help="statement_timeout of `-- transactional: false` statements, and lock_timeout of "
-    "their CONCURRENTLY ones (default 2h; DMDB_MIGRATE_STATEMENT_TIMEOUT).",
+    "their CONCURRENTLY ones (default 2h; DMDB_MIGRATE_STATEMENT_TIMEOUT); a bare number "
+    "is seconds.",
 )
 
 
@@ -47,6 +51,17 @@ def _policy(settings, **flags):
     explicit = settings.sources.get("lock_timeout", "default") != "default"
     return RetryPolicy.build(session_lock_timeout=settings.lock_timeout if explicit else None,
                              **flags)
+
+
+def _lock_wait(value: str) -> float:
+    from dmdb.config import duration_seconds
+
+    seconds = duration_seconds(value, "--lock-timeout", example="60s")
+    if seconds <= 0:
+        from dmdb.errors import ConfigError
+
+        raise ConfigError(f"--lock-timeout {value!r}: give a positive duration such as 60s")
+    return seconds
 
 
 def _on_wait(quiet: bool):
@@ -70,8 +85,13 @@ def _progress(quiet: bool):
 
 
 def _nothing_to_do(result) -> str:
-    return ("Nothing to do: the database is up to date." if result.action == "up"
-            else "Nothing to roll back: no migration is applied.")
+    if result.action == "up":
+        if result.to:
+            return f"Nothing to do: {result.to} and every migration before it are applied."
+        return "Nothing to do: the database is up to date."
+    if result.to:
+        return f"Nothing to roll back: no migration is applied after {result.to}."
+    return "Nothing to roll back: no migration is applied."
 
 
 class _Plain:
@@ -84,6 +104,11 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
         print_json(result.to_dict())
         return
     out = _Plain()
+    for old, new in result.renamed:
+        verb = "would record" if result.dry_run else "recorded"
+        if not quiet or result.dry_run:
+            out.print(f"{new} is {old} renamed (same content, by its checksum): {verb} it "
+                      "under its new name, not run again")
     if result.dry_run:
         if not result.sql:
             out.print(_nothing_to_do(result))
@@ -96,13 +121,18 @@ def _print_run(result, as_json: bool, quiet: bool) -> None:
     if quiet:
         return
     if not result.migrations and not result.functions:
-        out.print(_nothing_to_do(result))
+        if not result.renamed:
+            out.print(_nothing_to_do(result))
         return
     verb = "Applied" if result.action == "up" else "Rolled back"
     for file_id in result.migrations:
         out.print(f"{verb} {file_id}")
     for file_id in result.functions:
-        out.print(f"Applied function file {file_id}")
+        if result.action == "up":
+            out.print(f"Applied function file {file_id}")
+        else:
+            out.print(f"Forgot function file {file_id} (no migration is applied: `dmdb up` "
+                      "applies it again)")
     for name in result.invalid_indexes_dropped:
         out.print(f"Dropped the INVALID index {name} left by an earlier failed build, and built it again")
     # What the files said (e.g. a step skipped for want of privilege), as Flyway and
@@ -119,18 +149,23 @@ def register(app: typer.Typer) -> None:
                                          help="Apply up to and including this migration id."),
         dry_run: bool = DRY_RUN,
         as_json: bool = JSON,
-        lock_wait: float = LOCK_WAIT,
+        lock_wait: str = LOCK_WAIT,
         quiet: bool = QUIET,
         attempt_timeout: str | None = ATTEMPT_TIMEOUT,
         attempts: int | None = ATTEMPTS,
-        retry_for: float | None = RETRY_FOR,
-        backoff: float | None = BACKOFF,
-        backoff_max: float | None = BACKOFF_MAX,
+        retry_for: str | None = RETRY_FOR,
+        backoff: str | None = BACKOFF,
+        backoff_max: str | None = BACKOFF_MAX,
         statement_timeout: str | None = STATEMENT_TIMEOUT,
+        allow_foreign_ledger: bool = typer.Option(
+            False, "--allow-foreign-ledger",
+            help="Apply even though the database's ledger records migrations this project "
+            "does not have (another project's database, or a newer checkout's); refused "
+            "without it."),
     ):
         """Apply pending migrations, each with its ledger entry in one transaction, then
         re-apply changed function files. Safe to run concurrently: runs serialise on an
-        advisory lock.
+        advisory lock. The target (server, database, role) is named first, on stderr.
 
         On a busy table each attempt waits for locks at most --attempt-timeout, then the
         whole transaction is retried after a jittered pause (--attempts, --retry-for),
@@ -147,10 +182,13 @@ def register(app: typer.Typer) -> None:
         policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
+        wait = _lock_wait(lock_wait)
         with connect(settings, autocommit=True, session=None if dry_run else "dmdb up") as conn:
+            announce(conn, settings, quiet)
             result = engine.up(
-                conn, project, to=to, dry_run=dry_run, lock_wait=lock_wait, policy=policy,
+                conn, project, to=to, dry_run=dry_run, lock_wait=wait, policy=policy,
                 progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
+                allow_foreign_ledger=allow_foreign_ledger,
             )
         _print_run(result, as_json, quiet)
 
@@ -163,13 +201,13 @@ def register(app: typer.Typer) -> None:
                                          help="Roll back every migration applied after ID."),
         dry_run: bool = DRY_RUN,
         as_json: bool = JSON,
-        lock_wait: float = LOCK_WAIT,
+        lock_wait: str = LOCK_WAIT,
         quiet: bool = QUIET,
         attempt_timeout: str | None = ATTEMPT_TIMEOUT,
         attempts: int | None = ATTEMPTS,
-        retry_for: float | None = RETRY_FOR,
-        backoff: float | None = BACKOFF,
-        backoff_max: float | None = BACKOFF_MAX,
+        retry_for: str | None = RETRY_FOR,
+        backoff: str | None = BACKOFF,
+        backoff_max: str | None = BACKOFF_MAX,
         statement_timeout: str | None = STATEMENT_TIMEOUT,
     ):
         """Roll back applied migrations with their files in sql/rollbacks/, with the same
@@ -186,10 +224,12 @@ def register(app: typer.Typer) -> None:
         policy = _policy(settings, lock_timeout=attempt_timeout, attempts=attempts,
                          retry_for=retry_for, backoff=backoff, backoff_max=backoff_max,
                          statement_timeout=statement_timeout)
+        wait = _lock_wait(lock_wait)
         with connect(settings, autocommit=True,
                      session=None if dry_run else "dmdb rollback") as conn:
+            announce(conn, settings, quiet)
             result = engine.rollback(
-                conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=lock_wait,
+                conn, project, steps=steps, to=to, dry_run=dry_run, lock_wait=wait,
                 policy=policy, progress=_progress(quiet or as_json), on_wait=_on_wait(quiet),
             )
         _print_run(result, as_json, quiet)
@@ -260,14 +300,20 @@ def register(app: typer.Typer) -> None:
         from dmdb.migrate.new import new_migration
 
         settings = ctx.obj.settings()
-        if settings.sql_dir is None:
+        sql_dir = settings.sql_dir
+        if sql_dir is None and settings.project_file is not None:
+            sql_dir = settings.project_file.parent / "sql"  # a new project's first migration
+        if sql_dir is None:
             raise ConfigError(
                 "no project SQL tree to write to (outside a project dmdb reads the shipped "
                 "one); run `dmdb new` inside a project (dmdb.toml or [tool.dmdb] in "
                 "pyproject.toml, with sql_dir) or pass --sql-dir DIR"
             )
-        created = new_migration(settings.sql_dir, name)
-        console().print(f"Created {created.migration}\nCreated {created.rollback}")
+        created = new_migration(sql_dir, name)
+        out = console()
+        if created.tree_created:
+            out.print(f"Created the SQL tree {sql_dir} (migrations/, rollbacks/)", markup=False)
+        out.print(f"Created {created.migration}\nCreated {created.rollback}", markup=False)
 
     @app.command()
     def verify(ctx: typer.Context, as_json: bool = JSON):
@@ -293,8 +339,10 @@ def register(app: typer.Typer) -> None:
             for step in result.steps:
                 out.print(f"{'ok  ' if step.ok else 'FAIL'} {step.id}")
             for where in result.not_replayed:
-                out.print(f"note: not replayed (cluster-wide: the scratch database shares the "
-                          f"live server): {where}", markup=False, highlight=False)
+                out.print(f"note: not replayed (cluster-wide: the replay keeps the live "
+                          f"server's roles and settings): {where}", markup=False, highlight=False)
+            for note in result.notes:
+                out.print(f"note: {note}", markup=False, highlight=False)
         failure = result.first_failure
         if failure is not None:
             if not as_json:
@@ -327,8 +375,10 @@ def register(app: typer.Typer) -> None:
 
         state = ctx.obj
         project = state.project()
-        with connect(state.settings(), autocommit=True,
+        settings = state.settings()
+        with connect(settings, autocommit=True,
                      session=None if dry_run else "dmdb repair") as conn:
+            announce(conn, settings)
             accepted = engine.repair(conn, project, ids or None, dry_run=dry_run)
         if as_json:
             print_json({"accepted": accepted, "dry_run": dry_run})

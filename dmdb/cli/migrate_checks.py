@@ -154,16 +154,17 @@ def register(app: typer.Typer) -> None:
             from dmdb.config import load_settings
 
             scratch = load_settings({"DATABASE_URL": scratch_url})
-        result = run_drift(state.settings(), state.project(), to=to, scratch=scratch)
+        from dmdb.render import activity
+
+        with activity("drift …", show_progress(as_json)) as shown:
+            result = run_drift(state.settings(), state.project(), to=to, scratch=scratch,
+                               progress=shown.update)
         if as_json:
             print_json(result.to_dict())
         else:
             out = console()
             _print_drift(result, out)
-            if result.ok and result.through is None:
-                out.print("No drift: no migration is applied, and the schema holds nothing "
-                          "the migrations would make.")
-            elif result.ok:
+            if result.ok:
                 out.print(f"No drift: the schema matches migrations through {result.through}.")
         if not result.ok:
             error_line(f"schema drift: {len(result.differences)} object(s) differ from the "

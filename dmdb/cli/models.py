@@ -149,7 +149,11 @@ def fit_cmd(
     models.check_fit_options(holdout=holdout, max_iterations=max_iterations, tolerance=tolerance,
                              min_answers=min_answers, min_learners=min_learners,
                              min_holdout=min_holdout)
-    with connect(ctx.obj.settings(), autocommit=True) as conn:
+    from dmdb.render import activity, show_progress
+
+    with connect(ctx.obj.settings(), autocommit=True) as conn, \
+            activity("fitting BKT per concept by EM, in the database …",
+                     show_progress(as_json)):
         result = models.fit(conn, win, holdout=holdout, max_iterations=max_iterations,
                             tolerance=tolerance, min_answers=min_answers, min_learners=min_learners,
                             min_holdout=min_holdout, apply=apply, dry_run=dry_run)
@@ -157,6 +161,13 @@ def fit_cmd(
         print_json(result.to_dict())
     else:
         _render_fit(result)
+    from dmdb.render import warning_line
+
+    for c in result.concepts:
+        for warning in c.warnings:
+            verb = ("applied" if c.concept_id in result.applied
+                    else "would be applied" if c.apply and apply else "fitted")
+            warning_line(f"{c.concept_code or c.concept_id} ({verb}): {warning}")
     if apply and not any(c.apply for c in result.concepts):
         from dmdb.errors import DmdbError
 

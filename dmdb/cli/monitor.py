@@ -35,6 +35,21 @@ def watch(build: Callable, interval: float, *, iterations: int | None = None,
 
     con = console or make_console()
     shown = 0
+    if not con.is_terminal:
+        # A file or a pipe (`monitor --watch 60 > log`): Live would write only the last
+        # frame, at Ctrl-C. Every frame instead, whole (not cut to a terminal's height),
+        # each flushed as it is made.
+        try:
+            while iterations is None or shown < iterations:
+                if shown:
+                    sleep(interval)
+                con.print(build(None, con.width))
+                con.print("")
+                con.file.flush()
+                shown += 1
+        except KeyboardInterrupt:
+            pass
+        return shown
     try:
         with Live(build(*con.size[::-1]), console=con, auto_refresh=False,
                   vertical_overflow="crop", redirect_stdout=False,
@@ -222,6 +237,9 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(
             False, "--verbose", "-v",
             help="Dashboard: every check's rows and notes (with --only: that check's)."),
+        quiet: bool = typer.Option(
+            False, "--quiet", "-q",
+            help="With --record (cron): print nothing on success; problems still go to stderr."),
         record: bool = typer.Option(
             False, "--record",
             help="Also store a snapshot of the key figures in the dmdb_monitor schema (for "
@@ -318,6 +336,9 @@ def register(app: typer.Typer) -> None:
             if only:
                 raise ConfigError("--record stores the figures of every check; drop --only")
             check_days(retention_days, "--retention-days")
+        if quiet and not record:
+            raise ConfigError("--quiet goes with --record (the cron job); the dashboard, "
+                              "--check and --json print what they are for")
         check_days(trend_days, "--trend-days", zero=True)
         settings = ctx.obj.settings()
         options = {"only": only, "project": ctx.obj.project(), "pgbouncer_url": pgbouncer,
@@ -348,9 +369,11 @@ def register(app: typer.Typer) -> None:
             line = (f"recorded snapshot {done.snapshot_id} ({done.status}, {done.tables} tables);"
                     f" {done.deleted} snapshots older than {retention_days:g} days deleted")
             if fmt == "table" and not check:
-                sys.stdout.write(line + "\n")
+                if not quiet:
+                    sys.stdout.write(line + "\n")
                 return
-            sys.stderr.write(f"dmdb: {line}\n")
+            if not quiet:
+                sys.stderr.write(f"dmdb: {line}\n")
 
         if fmt == "json":
             sys.stdout.write(render.to_json(report) + "\n")

@@ -29,8 +29,9 @@ TABLE = typer.Option("learning_events", "--table", metavar="[SCHEMA.]TABLE",
                      help="The RANGE-partitioned table (monthly, on a timestamptz column).")
 LOCK_TIMEOUT = typer.Option(
     None, "--lock-timeout", metavar="DURATION",
-    help="lock_timeout for every DDL transaction, e.g. 2s or 500ms (default 2s, or "
-    "DMDB_LOCK_TIMEOUT when set); a lock not granted in time is retried with backoff.",
+    help="lock_timeout for every DDL transaction, e.g. 2s or 500ms; a bare number is "
+    "seconds (default 2s, or DMDB_LOCK_TIMEOUT when set); a lock not granted in time is "
+    "retried with backoff.",
 )
 ATTEMPTS = typer.Option(5, "--attempts", metavar="N", min=1, max=50,
                         help="Tries per step when a lock is not granted (backoff 0.5 s, doubling).")
@@ -248,6 +249,9 @@ def _run(ctx, *, action: str, **kwargs):
     request.check()  # usage errors before connecting
     with connect(settings, autocommit=True,
                  session=None if options["dry_run"] else f"dmdb partitions {action}") as conn:
+        from dmdb.cli.common import announce
+
+        announce(conn, settings, quiet)
         result = partitions.run(conn, request, progress=_progress(quiet or as_json), **options)
     if result.skipped and action == "create":
         raise partitions.PartitionError(

@@ -12,8 +12,13 @@ USERS = typer.Option(200, "--users", min=1, help="Learners to simulate.")
 ANSWERS = typer.Option(100, "--answers", min=1, help="Answers per learner.")
 DAYS = typer.Option(120, "--days", min=1, help="Days of history, ending now.")
 RANDOM_SEED = typer.Option(42, "--random-seed", help="Same seed, same data.")
-JOBS = typer.Option(2, "--jobs", min=1, max=16,
-                    help="Connections writing in parallel (learners split by user).")
+JOBS = typer.Option(None, "--jobs", min=1, max=16,
+                    help="Connections writing in parallel (learners split by user; default 2). "
+                    "Not with a reset, which writes in one transaction on one connection.")
+ALSO_EMPTY = typer.Option(
+    None, "--also-empty", metavar="TABLE",
+    help="Reset: also empty this table of your own (repeatable). Reset empties dmdb's tables "
+    "only, and refuses when another table's foreign key references one of them, naming it.")
 JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar, no summary.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Check the database and print the plan; "
@@ -47,7 +52,8 @@ def _summary(result, as_json: bool, quiet: bool) -> None:
         out = console()
         out.print("-- dry run: nothing was changed")
         if result.tables_to_clear:
-            out.print("would delete every row of: " + ", ".join(result.tables_to_clear))
+            out.print("would empty, in the same transaction as the new data: "
+                      + ", ".join(result.tables_to_clear), markup=False)
         out.print(f"would load {result.concepts} concepts and {result.items} items, simulate "
                   f"{result.users} learners and record {result.answers} answers "
                   f"(random seed {result.random_seed})")
@@ -75,42 +81,56 @@ def _parse_now(raw):
 
 
 def _run(ctx: typer.Context, fn, users, answers, days, random_seed, jobs, as_json, quiet, now,
-         dry_run=False):
+         dry_run=False, **extra):
     state = ctx.obj
     when = _parse_now(now)
     project = state.project()
+    from dmdb.cli.common import target_callback
+
     with _bar(show_progress(quiet or as_json or dry_run)) as progress:
         result = fn(state.settings(), project, users=users, answers_per_user=answers,
                     days=days, random_seed=random_seed, jobs=jobs, progress=progress, now=when,
-                    dry_run=dry_run)
+                    dry_run=dry_run, on_target=target_callback(quiet), **extra)
     _summary(result, as_json, quiet)
 
 
 YES = typer.Option(False, "--yes", help="With --reset: do not ask for confirmation.")
 
 
-def _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes):
+def _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes,
+           also_empty=None):
     from dmdb.learning.seed import reset
 
     if not yes and not dry_run:
         import sys
 
-        if not sys.stdin.isatty():
-            from dmdb.errors import ConfigError
+        from dmdb.errors import ConfigError, DmdbError
 
+        if not sys.stdin.isatty():
             raise ConfigError("reset deletes every row; pass --yes to confirm")
-        typer.confirm("Delete every learner, event and catalogue row, then reseed?", abort=True)
-    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
+        settings = ctx.obj.settings()
+        where = (f"the embedded server at {settings.home}" if settings.embedded
+                 else f"{settings.host}:{settings.port}")
+        try:
+            confirmed = typer.confirm(f"Empty dmdb's tables in database {settings.dbname} on "
+                                      f"{where} and seed again?")
+        except (typer.Abort, EOFError, KeyboardInterrupt):
+            confirmed = False
+        if not confirmed:
+            raise DmdbError("reset not confirmed; nothing was changed (pass --yes to skip "
+                            "the question)")
+    _run(ctx, reset, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run,
+         also_empty=tuple(also_empty or ()))
 
 
 def seed_cmd(ctx: typer.Context,
              users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
-             random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
+             random_seed: int = RANDOM_SEED, jobs: int | None = JOBS, as_json: bool = JSON,
              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN,
              reset: bool = typer.Option(False, "--reset",
                                         help="Delete all data first (the schema stays), then "
                                         "seed; asks unless --yes."),
-             yes: bool = YES):
+             yes: bool = YES, also_empty: list[str] | None = ALSO_EMPTY):
     """Load the catalogue and simulate learners into an empty, up-to-date database
     (--reset: delete the data first; same as `dmdb reset`).
 
@@ -124,21 +144,32 @@ def seed_cmd(ctx: typer.Context,
         raise ConfigError(f"unexpected argument {legacy!r}; options go after the command, "
                           "e.g. dmdb seed --users 200 (see `dmdb seed --help`)")
     if reset or legacy == "reset":
-        _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes)
+        _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes,
+               also_empty)
         return
+    if also_empty:
+        from dmdb.errors import ConfigError
+
+        raise ConfigError("--also-empty goes with a reset (`dmdb reset`, `dmdb seed --reset`); "
+                          "a plain seed empties nothing")
     from dmdb.learning.seed import seed
 
     _run(ctx, seed, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run)
 
 
 def reset_cmd(ctx: typer.Context, users: int = USERS, answers: int = ANSWERS, days: int = DAYS,
-              random_seed: int = RANDOM_SEED, jobs: int = JOBS, as_json: bool = JSON,
-              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN, yes: bool = YES):
-    """Delete all data (the schema stays), then seed again; asks unless --yes.
+              random_seed: int = RANDOM_SEED, jobs: int | None = JOBS, as_json: bool = JSON,
+              quiet: bool = QUIET, now: str = NOW, dry_run: bool = DRY_RUN, yes: bool = YES,
+              also_empty: list[str] | None = ALSO_EMPTY):
+    """Empty dmdb's tables (the schema stays) and seed again, in one transaction: an
+    interrupted reset leaves the old data. Asks unless --yes. A table of your own that
+    references users (say badges) is emptied only when named with --also-empty; reset
+    refuses until then. --dry-run lists every table it would empty.
 
-    Example: dmdb reset --yes --users 500
+    Example: dmdb reset --yes --users 500 --also-empty badges
     """
-    _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes)
+    _reset(ctx, users, answers, days, random_seed, jobs, as_json, quiet, now, dry_run, yes,
+           also_empty)
 
 
 def register(main: typer.Typer) -> None:

@@ -19,10 +19,11 @@ def _server(ctx: typer.Context):
     return EmbeddedServer(ctx.obj.settings().home)
 
 
-def _url(info, dbname: str) -> str:
+def _url(info, dbname: str, user: str | None = None) -> str:
     from dmdb.config import Settings
 
-    return Settings(host=info.socket_dir, port=info.port, dbname=dbname, user="postgres").url()
+    return Settings(host=info.socket_dir, port=info.port, dbname=dbname,
+                    user=user or "postgres").url()
 
 
 @app.command()
@@ -90,6 +91,7 @@ def status(ctx: typer.Context, as_json: bool = JSON):
     from dmdb.server.embedded import EmbeddedReplica
 
     server = _server(ctx)
+    server.server_dir  # noqa: B018 - a home linked to another home's cluster is refused
     if not (server.data_dir / "PG_VERSION").exists():
         raise NoEmbeddedServer(f"no embedded server at {server.home}; run `dmdb up` or set "
                                "DATABASE_URL")
@@ -122,7 +124,7 @@ def url(ctx: typer.Context):
 
     settings = ctx.obj.settings()
     info = ensure_embedded(settings.home, create=False)
-    typer.echo(_url(info, settings.dbname))
+    typer.echo(_url(info, settings.dbname, settings.user))
 
 
 def register(main: typer.Typer) -> None:

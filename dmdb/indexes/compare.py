@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dmdb.indexes.catalog import Catalog, read_catalog
-from dmdb.indexes.declared import DeclaredIndex, partition_index_name
+from dmdb.indexes.declared import DeclaredIndex, definition_tail, pg_index_names
 
 if TYPE_CHECKING:
     import psycopg
@@ -51,18 +51,21 @@ def check_catalog(declared: list[DeclaredIndex], cat: Catalog) -> CheckResult:
     for i in cat.indexes:
         if i.kind != "I":
             continue
-        parent_table = cat.table_by_oid.get(i.table_oid)
         for part in cat.children.get(i.table_oid, []):
             if cat.attached(i.oid, part.oid) is not None:
                 continue
-            candidate = partition_index_name(part.name, i.name,
-                                             parent_table.name if parent_table else "")
-            own = cat.index_by_name.get((part.schema, candidate))
+            # The partition's own index of the name PostgreSQL would give it, unattached.
+            own = None
+            for candidate, _ in zip(pg_index_names(part.name, definition_tail(i.definition)),
+                                    range(10)):
+                found = cat.index_by_name.get((part.schema, candidate))
+                if found is not None and found.table_oid == part.oid and found.parent_oid is None:
+                    own = found
+                    break
             result.unattached.append({
                 "parent_index": f"{i.schema}.{i.name}",
                 "partition": f"{part.schema}.{part.name}",
-                "partition_index": f"{own.schema}.{own.name}" if own is not None
-                and own.table_oid == part.oid else None,
+                "partition_index": f"{own.schema}.{own.name}" if own is not None else None,
             })
     return result
 

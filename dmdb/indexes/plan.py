@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from dmdb.errors import DmdbError
 from dmdb.indexes.catalog import Catalog, TableRow
-from dmdb.indexes.declared import DeclaredIndex, partition_index_name
+from dmdb.indexes.declared import DeclaredIndex, pg_index_names
 
 if TYPE_CHECKING:
     pass
@@ -95,9 +95,31 @@ def _attach(parent_schema: str, parent: str, child_schema: str, child: str):
         _ident(parent_schema, parent), _ident(child_schema, child))
 
 
+def _partition_index(d: DeclaredIndex, cat: Catalog, part: TableRow,
+                     planned: set[tuple[str, str]]) -> tuple[str, object]:
+    """The name of `part`'s index for `d`, as PostgreSQL names it when the migrations make
+    it (pg_index_names: <partition>_<columns>_idx, then _idx1, ...), and the index of that
+    name left on `part` by an interrupted build (not attached to anything), if any: a name
+    taken by anything else moves on to the next, as PostgreSQL's does."""
+    for name in pg_index_names(part.name, d.tail):
+        if (part.schema, name) in planned:
+            continue
+        own = cat.index_by_name.get((part.schema, name))
+        if own is not None:
+            if own.table_oid == part.oid and own.parent_oid is None:
+                return name, own
+            continue
+        if (part.schema, name) in cat.table_by_name:
+            continue
+        return name, None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _plan_partitions(d: DeclaredIndex, cat: Catalog, table: TableRow, parent_schema: str,
-                     parent_name: str, parent_root_table: str, steps: list[Step]) -> int:
+                     parent_name: str, steps: list[Step],
+                     planned: set[tuple[str, str]] | None = None) -> int:
     """Steps that give each partition of `table` an index attached to `parent_name`."""
+    planned = set() if planned is None else planned
     parent = cat.index_by_name.get((parent_schema, parent_name))
     built = 0
     for part in cat.children.get(table.oid, []):
@@ -105,7 +127,7 @@ def _plan_partitions(d: DeclaredIndex, cat: Catalog, table: TableRow, parent_sch
         if existing is not None:
             if existing.kind == "I" and not existing.valid:
                 built += _plan_partitions(d, cat, part, existing.schema, existing.name,
-                                          part.name, steps)
+                                          steps, planned)
             elif not existing.valid:
                 # Attached yet invalid (rare: an interrupted REINDEX): rebuild it in place.
                 from psycopg import sql
@@ -116,19 +138,14 @@ def _plan_partitions(d: DeclaredIndex, cat: Catalog, table: TableRow, parent_sch
                                    concurrent=True))
                 built += 1
             continue
-        name = partition_index_name(part.name, parent_name, parent_root_table)
-        own = cat.index_by_name.get((part.schema, name))
-        if own is not None and own.table_oid != part.oid:
-            raise DmdbError(
-                f"cannot name the index of partition {part.schema}.{part.name} {name}: "
-                f"an index of that name exists on another table; rename or drop it"
-            )
+        name, own = _partition_index(d, cat, part, planned)
+        planned.add((part.schema, name))
         if part.kind == "p":
             if own is None:
                 steps.append(_step("create_on_only", part.schema, name, part,
                                    _create(d, part.schema, name, part, only=True,
                                            concurrently=False), concurrent=False))
-            built += _plan_partitions(d, cat, part, part.schema, name, part.name, steps)
+            built += _plan_partitions(d, cat, part, part.schema, name, steps, planned)
         else:
             if own is not None and not own.valid:
                 steps.append(_step("drop_invalid", part.schema, name, part,
@@ -166,8 +183,7 @@ def plan_index(d: DeclaredIndex, cat: Catalog) -> IndexPlan:
             plan.steps.append(_step("create_on_only", d.schema, d.name, table,
                                     _create(d, d.schema, d.name, table, only=True,
                                             concurrently=False), concurrent=False))
-        plan.partitions = _plan_partitions(d, cat, table, d.schema, d.name, table.name,
-                                           plan.steps)
+        plan.partitions = _plan_partitions(d, cat, table, d.schema, d.name, plan.steps)
         return plan
     if existing is not None and existing.valid:
         return plan

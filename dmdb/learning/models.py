@@ -211,6 +211,10 @@ def _require(conn, function: str) -> None:
     _session(conn)
     found = conn.execute("SELECT to_regproc(%s) IS NOT NULL", (function,)).fetchone()[0]
     if not found:
+        if conn.execute("SELECT to_regclass('_yoyo_migration') IS NULL").fetchone()[0]:
+            from dmdb.errors import schema_missing
+
+            raise schema_missing(conn.info.dbname, f"dmdb models ({function}())")
         raise DmdbError(f"the database has no {function}(); run `dmdb up` to apply the function "
                         "files")
 
@@ -294,6 +298,10 @@ class ConceptFit:
     holdout_log_loss_after: float | None
     apply: bool = False
     reasons: list[str] = field(default_factory=list)
+    # A fitted value pinned at a bound the EM keeps it within: the likelihood wanted it
+    # beyond, so the data fit BKT poorly there (an item too easy to guess, mislabelled
+    # answers); applied all the same when it beats the current parameters, but said.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def fitted(self) -> dict[str, float | None]:
@@ -349,6 +357,31 @@ def verdict(c: ConceptFit, *, min_holdout: int = MIN_HOLDOUT) -> list[str]:
     return reasons
 
 
+# The bounds models_bkt_fit's EM keeps each parameter within (sql/functions/models_fit.sql),
+# and how close to one counts as pinned there: guess and slip stop at 0.5 (beyond it a
+# correct answer no longer means knowing), L0 and T at 1e-6 and 1 - 1e-6.
+EM_BOUNDS = {"initial_knowledge": (1e-6, 1 - 1e-6), "learning_rate": (1e-6, 1 - 1e-6),
+             "guess": (1e-6, 0.5), "slip": (1e-6, 0.5)}
+PINNED_WITHIN = {"initial_knowledge": 1e-4, "learning_rate": 1e-4, "guess": 1e-3,
+                 "slip": 1e-3}
+
+
+def pinned(c: ConceptFit) -> list[str]:
+    """The fitted parameters that sit on (within PINNED_WITHIN of) a bound of the EM."""
+    if c.status != "fitted":
+        return []
+    out = []
+    for name, value in c.fitted.items():
+        if value is None or not math.isfinite(value):
+            continue
+        for bound in EM_BOUNDS[name]:
+            if abs(value - bound) <= PINNED_WITHIN[name]:
+                out.append(f"{name} {value:.4g} pinned at its bound {bound:g}: the fit wanted "
+                           "it beyond, so BKT describes this concept's answers poorly; check "
+                           "its items before relying on it")
+    return out
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
@@ -398,6 +431,7 @@ def fit(conn, win: Window, *, holdout: float = HOLDOUT, max_iterations: int = MA
         c = ConceptFit(**dict(zip(cols, row)))
         c.reasons = verdict(c, min_holdout=min_holdout)
         c.apply = not c.reasons
+        c.warnings = pinned(c)
         result.concepts.append(c)
     if apply and not dry_run:
         chosen = [c for c in result.concepts if c.apply]

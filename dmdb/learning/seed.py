@@ -35,6 +35,17 @@ DATA_TABLES = (
     "learning_events", "knowledge_states", "review_schedule", "learning_sessions",
     "bandit_arms", "concept_prerequisites", "content", "concepts", "users",
 )
+# What `reset` empties of dmdb's own schema: the data tables, the fitted parameters of
+# their concepts (0007) and the rollup's watermark (0006). A table of the project's own
+# migrations (say `badges`, referencing users) is emptied only when named (--also-empty):
+# reset refuses, naming it, when one references a table it empties.
+RESET_TABLES = (*DATA_TABLES, "bkt_concept_parameters", "rollup_watermarks")
+
+
+class Interrupted(DmdbError):
+    """Ctrl-C during a reset, with what the database holds now."""
+
+    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,10 @@ def check_schema(conn, project) -> None:
     from dmdb.migrate import engine
 
     state = engine.status(conn, project)
+    if not any(m.state == "applied" for m in state.migrations):
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(conn.info.dbname, "dmdb seed / reset")
     pending = [m.id for m in state.migrations if m.state != "applied"]
     functions = [f.id for f in state.functions if f.state != "applied"]
     if pending or functions or state.problems:
@@ -237,24 +252,59 @@ def existing_users(conn) -> int:
     return conn.execute("SELECT count(*) FROM users").fetchone()[0]
 
 
-def data_tables(conn) -> list[str]:
-    """The data tables this database has: DATA_TABLES, then the rollup's own (watermarks)."""
+def data_tables(conn, names: tuple[str, ...] = DATA_TABLES) -> list[str]:
+    """The tables of `names` this database has (in public), in that order."""
     rows = conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') "
-        "AND (c.relname = ANY(%s) OR c.relname LIKE 'rollup%%')", (list(DATA_TABLES),)
-    ).fetchall()
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)",
+        (list(names),)).fetchall()
     present = {r[0] for r in rows}
-    return [t for t in DATA_TABLES if t in present] + sorted(present - set(DATA_TABLES))
+    return [t for t in names if t in present]
 
 
-def clear(conn) -> None:
-    """Delete the data, keep the schema (and restart the ids, so a reseed is identical)."""
+def tables_to_empty(conn, also_empty: tuple[str, ...] = ()) -> list[str]:
+    """Everything a reset empties: dmdb's RESET_TABLES and the tables named in
+    `also_empty` (as the search path resolves them). A table outside that list whose
+    foreign key references one of them would have to be emptied too (TRUNCATE ...
+    CASCADE did so silently): refused, naming it and --also-empty."""
+    from dmdb.errors import ConfigError
+
+    ours = data_tables(conn, RESET_TABLES)
+    named: list[str] = []
+    for name in also_empty:
+        row = conn.execute("SELECT to_regclass(%s)::text, "
+                           "(SELECT relkind FROM pg_class WHERE oid = to_regclass(%s))",
+                           (name, name)).fetchone()
+        if row[0] is None or row[1] not in ("r", "p"):
+            raise ConfigError(f"--also-empty {name}: no such table in this database; name an "
+                              "existing table (schema-qualified if it is not on the search path)")
+        if row[0] not in ours and row[0] not in named:
+            named.append(row[0])
+    chosen = [*ours, *named]
+    missing = conn.execute(resources.query("seed_referencing"), (chosen,)).fetchall()
+    if missing:
+        table, referenced = missing[0]
+        more = f" (and {len(missing) - 1} more: " + ", ".join(r[0] for r in missing[1:]) + ")" \
+            if len(missing) > 1 else ""
+        raise ConfigError(
+            f"reset would also have to empty {table}, whose foreign key references "
+            f"{referenced}{more}: it is not one of dmdb's tables, so it is emptied only when "
+            f"named: pass --also-empty {table} to empty it too; nothing was changed")
+    return chosen
+
+
+def clear(conn, tables: list[str]) -> None:
+    """Empty `tables` (tables_to_empty's list) and restart their ids, so a reseed is
+    identical; never CASCADE: a table not listed keeps its rows or the TRUNCATE fails.
+    Runs in the caller's transaction when there is one."""
     from psycopg import sql
 
+    names = [conn.execute("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
+                          "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+                          (t,)).fetchone() for t in tables]
     with conn.transaction():
-        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in data_tables(conn))))
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+            sql.SQL(", ").join(sql.Identifier(*n) for n in names)))
 
 
 def load_reference(conn, catalogue: Catalogue) -> tuple[dict[str, int], list[int]]:
@@ -337,7 +387,7 @@ def ensure_partitions(conn, since: datetime, now: datetime, *, dry_run: bool = F
     return result
 
 
-def finish(settings, jobs: int) -> list[str]:
+def finish(settings, jobs: int, *, rollup: bool = True) -> list[str]:
     """After the answers: the rollup, VACUUM (ANALYZE) of the data tables, and the
     learning_events partitions that hold rows. On two connections when jobs > 1: the
     rollup and the small tables on one, learning_events (most of the work) on the other.
@@ -355,7 +405,7 @@ def finish(settings, jobs: int) -> list[str]:
             conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
 
     with connect(settings, autocommit=True) as conn:
-        tables = data_tables(conn)
+        tables = data_tables(conn, RESET_TABLES)
         big = [t for t in tables if t == "learning_events"]
         rest = [t for t in tables if t != "learning_events"]
         errors: list[BaseException] = []
@@ -370,7 +420,8 @@ def finish(settings, jobs: int) -> list[str]:
         helper = threading.Thread(target=other, daemon=True) if jobs > 1 else None
         if helper:
             helper.start()
-        run_rollup(conn)
+        if rollup:
+            run_rollup(conn)
         vacuum(conn, rest if helper else rest + big)
         # A partition holds rows when a scan finds one (each stops at its first row).
         holding = [part.oid for part in read_bounds(conn, read_table(conn))
@@ -427,6 +478,37 @@ def ahead(items: Iterator, depth: int = 2) -> Iterator:
         maker.join()
 
 
+def _batches(catalogue: Catalogue, order: list[str], abilities: list[float],
+             user_ids: list[int], item_ids: list[int], *, random_seed: int,
+             answers_per_user: int, days: int, now: datetime, worker: int = 0,
+             jobs: int = 1) -> Iterator[tuple[int, str]]:
+    """(answers, JSON array) of about BATCH_ANSWERS answers, whole learners each, of the
+    learners of `worker` (every `jobs`-th). The JSON is written directly: a dict per
+    answer and json.dumps cost more."""
+    items_by_concept: dict[str, list[int]] = {}
+    for index, item in enumerate(catalogue.items):
+        items_by_concept.setdefault(item.concept_code, []).append(index)
+    parts: list[str] = []
+    for u in range(worker, len(abilities), jobs):
+        history = simulate_learner(learner_rng(random_seed, u), u, abilities[u], catalogue,
+                                   order, items_by_concept, answers_per_user, days, now)
+        user_id = user_ids[u]
+        parts.extend(
+            f'{{"user_id":{user_id},"content_id":{item_ids[a.item_index]},'
+            f'"is_correct":{"true" if a.is_correct else "false"},'
+            f'"response_time_ms":{a.response_time_ms},"hints_used":{a.hints_used},'
+            f'"answered_at":"{a.answered_at.isoformat()}"}}'
+            for a in history)
+        if len(parts) >= BATCH_ANSWERS:
+            yield len(parts), "[" + ",".join(parts) + "]"
+            parts = []
+    if parts:
+        yield len(parts), "[" + ",".join(parts) + "]"
+
+
+_RECORD = "SELECT count(*) FILTER (WHERE newly_mastered) FROM record_answers(%s::jsonb)"
+
+
 def seed(
     settings,
     project,
@@ -435,94 +517,158 @@ def seed(
     answers_per_user: int = 100,
     days: int = 120,
     random_seed: int = 42,
-    jobs: int = 2,
+    jobs: int | None = None,
     now: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
     dry_run: bool = False,
     reset: bool = False,
+    also_empty: tuple[str, ...] = (),
+    on_target: Callable | None = None,
 ) -> SeedResult:
     """Seed an empty, up-to-date database. `progress(done, total)` reports answers written.
 
-    `reset` first deletes the data (the schema stays). With dry_run: check the database
-    and say what would be written; change nothing."""
+    `reset` first empties the data (the schema stays): dmdb's tables and those named in
+    `also_empty`, and writes the new data in the same transaction, on one connection, so
+    an interrupted reset leaves the old data (and a finished one the whole new data). A
+    plain seed writes with `jobs` connections (default 2). With dry_run: check the
+    database and say what would be emptied and written; change nothing."""
     from dmdb.db import connect
+    from dmdb.errors import ConfigError
 
+    if jobs is not None and reset and jobs > 1:
+        raise ConfigError(
+            "reset writes the new data in one transaction on one connection, so that an "
+            "interrupted reset leaves the old data; --jobs is for `dmdb seed` into an empty "
+            "database: drop --jobs")
+    jobs = jobs if jobs is not None else (1 if reset else 2)
     if users < 1 or answers_per_user < 1 or days < 1 or jobs < 1:
-        from dmdb.errors import ConfigError
-
         raise ConfigError("--users, --answers, --days and --jobs must be 1 or more")
     started = time.monotonic()
     now = now or datetime.now(timezone.utc).replace(microsecond=0)
     catalogue = load_catalogue()
     order = learning_order(catalogue)
+    abilities = plan_learners(random_seed, users)
+    simulation = dict(random_seed=random_seed, answers_per_user=answers_per_user, days=days,
+                      now=now)
+    total = users * answers_per_user
 
     # The seed's writers take the per-learner batches on several sessions at once, with
     # session settings: through a transaction pooler it goes to DMDB_DIRECT_URL or refuses
     # here, before writing anything.
+    named = settings
     settings = settings.session()
     with connect(settings, autocommit=True,
                  session=None if dry_run else ("dmdb reset" if reset else "dmdb seed")) as conn:
+        if on_target is not None:
+            from dmdb.db import target
+
+            on_target(target(conn, named))
         check_schema(conn, project)
         if not reset and existing_users(conn):
             raise DmdbError(
                 "the database already holds users; `dmdb reset --yes` (or `dmdb seed --reset "
                 "--yes`) clears the data and seeds again"
             )
+        emptied = tables_to_empty(conn, also_empty) if reset else []
         if dry_run:
             plan = ensure_partitions(conn, now - timedelta(days=days), now, dry_run=True)
             return SeedResult(
                 users=users, concepts=len(catalogue.concepts), items=len(catalogue.items),
-                events=0, answers=users * answers_per_user, random_seed=random_seed,
+                events=0, answers=total, random_seed=random_seed,
                 dry_run=True, partitions_to_create=[s.partition for s in plan.steps],
-                tables_to_clear=data_tables(conn) if reset else [])
+                tables_to_clear=emptied)
         if reset:
-            clear(conn)
-        _, item_ids = load_reference(conn, catalogue)
-        abilities = plan_learners(random_seed, users)
-        user_ids = create_users(conn, random_seed, abilities)
-        ensure_partitions(conn, now - timedelta(days=days), now)
+            events = _reset(conn, emptied, catalogue, order, abilities, simulation, total,
+                            progress)
+            touched = _finish_reset(settings)
+        else:
+            _, item_ids = load_reference(conn, catalogue)
+            user_ids = create_users(conn, random_seed, abilities)
+            ensure_partitions(conn, now - timedelta(days=days), now)
+    if not reset:
+        events = _write(settings, jobs, catalogue, order, abilities, user_ids, item_ids,
+                        simulation, total, progress)
+        touched = finish(settings, jobs)
+    seconds = time.monotonic() - started
+    return SeedResult(
+        users=users, concepts=len(catalogue.concepts), items=len(catalogue.items), events=events,
+        answers=total, partitions_touched=touched, seconds=round(seconds, 2),
+        events_per_second=round(events / seconds, 1) if seconds else 0.0, random_seed=random_seed,
+        tables_to_clear=emptied,
+    )
 
-    items_by_concept: dict[str, list[int]] = {}
-    for index, item in enumerate(catalogue.items):
-        items_by_concept.setdefault(item.concept_code, []).append(index)
 
-    total = users * answers_per_user
+def _reset(conn, emptied: list[str], catalogue: Catalogue, order: list[str],
+           abilities: list[float], simulation: dict, total: int, progress) -> int:
+    """Empty `emptied` and write the new data in ONE transaction on `conn`: interrupted
+    (Ctrl-C, a killed client, a lost connection), the database keeps its old data. The
+    history's partitions are made first (schema, not data: they stay either way); the
+    rollup runs inside the transaction (it waits for other writers, not for its own)."""
+    from dmdb.db import die_with_client
+    from dmdb.maintenance import run_rollup
+
+    now, days = simulation["now"], simulation["days"]
+    ensure_partitions(conn, now - timedelta(days=days), now)
+    die_with_client(conn)  # a killed reset's statement stops on the server within a second
+    written = events = 0
+    try:
+        with conn.transaction():
+            # sample data: speed over durability (only this transaction's commit)
+            conn.execute("SET LOCAL synchronous_commit = off")
+            clear(conn, emptied)
+            _, item_ids = load_reference(conn, catalogue)
+            user_ids = create_users(conn, simulation["random_seed"], abilities)
+            stream = ahead(_batches(catalogue, order, abilities, user_ids, item_ids,
+                                    **simulation))
+            try:
+                for n, batch in stream:
+                    mastered = conn.execute(_RECORD, (batch,), prepare=True).fetchone()[0]
+                    written += n
+                    events += n + mastered
+                    if progress:
+                        progress(written, total)
+            finally:
+                stream.close()
+            run_rollup(conn)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: the reset was rolled back ({written:,} of {total:,} answers had "
+            "been written, uncommitted); the database holds its data as before") from None
+    return events
+
+
+def _finish_reset(settings) -> list[str]:
+    """After a reset's commit: VACUUM (ANALYZE) as after a seed. Interrupted here, the
+    new data is complete; only the VACUUM was cut short, and the message says so."""
+    try:
+        return finish(settings, 2, rollup=False)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "interrupted after the reset was committed: the new data is complete; only its "
+            "VACUUM (ANALYZE) was cut short: run `dmdb maintenance vacuum --analyze`") from None
+
+
+def _write(settings, jobs: int, catalogue: Catalogue, order: list[str],
+           abilities: list[float], user_ids: list[int], item_ids: list[int],
+           simulation: dict, total: int, progress) -> int:
+    """The answers of a plain seed on `jobs` connections (learners split by user)."""
+    from dmdb.db import connect
+
     written = [0]
     events = [0]  # rows written to learning_events: one per answer, one per mastery
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def batches(worker: int) -> Iterator[tuple[int, str]]:
-        """(answers, JSON array) of about BATCH_ANSWERS answers, whole learners each.
-        The JSON is written directly: a dict per answer and json.dumps cost more."""
-        parts: list[str] = []
-        for u in range(worker, users, jobs):
-            history = simulate_learner(learner_rng(random_seed, u), u, abilities[u], catalogue,
-                                       order, items_by_concept, answers_per_user, days, now)
-            user_id = user_ids[u]
-            parts.extend(
-                f'{{"user_id":{user_id},"content_id":{item_ids[a.item_index]},'
-                f'"is_correct":{"true" if a.is_correct else "false"},'
-                f'"response_time_ms":{a.response_time_ms},"hints_used":{a.hints_used},'
-                f'"answered_at":"{a.answered_at.isoformat()}"}}'
-                for a in history)
-            if len(parts) >= BATCH_ANSWERS:
-                yield len(parts), "[" + ",".join(parts) + "]"
-                parts = []
-        if parts:
-            yield len(parts), "[" + ",".join(parts) + "]"
-
     def work(worker: int) -> None:
-        stream = ahead(batches(worker))
+        stream = ahead(_batches(catalogue, order, abilities, user_ids, item_ids,
+                                worker=worker, jobs=jobs, **simulation))
         try:
             with connect(settings, autocommit=True) as conn:
                 conn.execute("SET synchronous_commit = off")  # sample data: speed over durability
                 for n, batch in stream:
                     if errors:
                         return
-                    mastered = conn.execute(
-                        "SELECT count(*) FILTER (WHERE newly_mastered) "
-                        "FROM record_answers(%s::jsonb)", (batch,), prepare=True).fetchone()[0]
+                    mastered = conn.execute(_RECORD, (batch,), prepare=True).fetchone()[0]
                     with lock:
                         written[0] += n
                         events[0] += n + mastered
@@ -540,14 +686,7 @@ def seed(
         t.join()
     if errors:
         raise errors[0]
-
-    touched = finish(settings, jobs)
-    seconds = time.monotonic() - started
-    return SeedResult(
-        users=users, concepts=len(catalogue.concepts), items=len(catalogue.items), events=events[0],
-        answers=total, partitions_touched=touched, seconds=round(seconds, 2),
-        events_per_second=round(events[0] / seconds, 1) if seconds else 0.0, random_seed=random_seed,
-    )
+    return events[0]
 
 
 def reset(settings, project, **options) -> SeedResult:

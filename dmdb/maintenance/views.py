@@ -120,6 +120,11 @@ def refresh(
             "command": f"SELECT * FROM {ROLLUP_FUNCTION}()",  # a constant name, for --dry-run
             "called": False, "result": None, "error": None, "seconds": None}
     result = RefreshResult(dry_run, views, roll)
+    if not views and not present and schema == SCHEMA and conn.execute(
+            "SELECT to_regclass('_yoyo_migration') IS NULL").fetchone()[0]:
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(conn.info.dbname, "dmdb maintenance refresh (its views and rollup)")
     if dry_run:
         result.seconds = time.monotonic() - started
         return result

@@ -119,7 +119,7 @@ def _compare(live: dict[str, list[str]], replay: dict[str, list[str]],
 
 
 def _replay(settings: Settings, scratch: str, migrations: list[Migration], project: Project,
-            state: Status | None) -> tuple[dict, dict, list[str], list[str]]:
+            state: Status | None, progress=None) -> tuple[dict, dict, list[str], list[str]]:
     """Replay migrations in `scratch`; dump; apply the function files; dump again.
 
     Returns (after migrations, after functions, function files that did not apply,
@@ -130,9 +130,12 @@ def _replay(settings: Settings, scratch: str, migrations: list[Migration], proje
         conn.execute("SET client_min_messages = warning")
         runner = Runner(conn, command="dmdb drift")
         for m in migrations:
+            if progress is not None:
+                progress(f"replaying {m.id} in a scratch database")
             m, skipped = for_scratch_replay(m)
-            left_out += [f"not replayed (cluster-wide: the scratch database shares the live "
-                         f"server): {where}" for where in skipped if where.startswith("migrations/")]
+            left_out += [f"not replayed (cluster-wide: the replay keeps the live server's "
+                         f"roles and settings): {where}" for where in skipped
+                         if where.startswith("migrations/")]
             try:
                 apply_migration(conn, m, record=False, runner=runner)
             except MigrationError as exc:
@@ -182,7 +185,7 @@ def _server_major(settings: Settings) -> int:
 
 def drift(settings: Settings, project: Project, *, to: str | None = None,
           functions_applied: bool | None = None,
-          scratch: Settings | None = None) -> DriftResult:
+          scratch: Settings | None = None, progress=None) -> DriftResult:
     """Compare the live schema with the applied migrations (or those through `to`).
 
     `functions_applied=False` leaves every function file's objects out (baseline: `up`
@@ -191,6 +194,11 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
     settings = resolve(settings.session())
     with connect(settings, autocommit=True, session="dmdb drift") as conn:
         state = status(conn, project)
+    if to is None and not any(m.state == "applied" for m in state.migrations):
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(settings.dbname, "dmdb drift (it compares the live schema with "
+                             "the applied migrations)")
     # The replay runs on the live server, or on `scratch` (a monitoring login may read the
     # live schema but not create databases there): of the same major, since pg_dump prints
     # what the server's catalog functions return, and those change between majors.
@@ -204,19 +212,21 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         raise DmdbError(f"{missing[0]}: applied but its file is missing, so it cannot be replayed; "
                         "restore the file")
     if to is not None:
-        chosen = [m for m in project.migrations() if m.id <= project.migration(to).id]
+        chosen = [m for m in project.migrations() if m.id <= project.migration(to, "--to").id]
     else:
         applied = {m.id for m in state.migrations if m.state == "applied"}
         chosen = [m for m in project.migrations() if m.id in applied]
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
     # A half-applied file explains its drift; re-running it is the fix.
     result.notes.extend(state.interrupted)
-    with scratch_database(replay_on, "drift") as scratch:
-        base, with_functions, notes, left_out = _replay(replay_on, scratch, chosen, project,
-                                                        state)
-        result.notes.extend(left_out + notes)
+    with scratch_database(replay_on, "drift", cluster=scratch is None) as where:
+        base, with_functions, notes, left_out = _replay(where.settings, where.name, chosen,
+                                                        project, state, progress)
+        result.notes.extend(left_out + notes + ([where.note] if where.note else []))
+        if progress is not None:
+            progress(f"dumping the live schema of {settings.dbname}")
         live = dump_objects(settings, settings.dbname)
-        not_ours = _extensions_not_creatable(replay_on, scratch,
+        not_ours = _extensions_not_creatable(where.settings, where.name,
                                              [k for k in live if k.startswith("EXTENSION ")
                                               and k not in with_functions])
     function_keys = {k for k in with_functions if base.get(k) != with_functions[k]}
@@ -246,17 +256,22 @@ class BaselineResult:
     to: str
     marked: list[str]
     dry_run: bool
-    drift: DriftResult
+    drift: DriftResult | None  # None: nothing to record, so no schema was compared
 
     def to_dict(self) -> dict:
         return {"to": self.to, "marked": self.marked, "dry_run": self.dry_run,
-                "drift": self.drift.to_dict()}
+                "drift": self.drift.to_dict() if self.drift is not None else None}
 
 
 def baseline(settings: Settings, project: Project, to: str, *, dry_run: bool = False,
              lock_wait: float = 60.0) -> BaselineResult:
     """Record the migrations through `to` as applied, if the live schema is exactly theirs."""
-    target = project.migration(to)
+    target = project.migration(to, "--to")
+    # Already recorded: the ledger says so at once, without the scratch replay and dumps
+    # of the comparison (seconds).
+    with connect(resolve(settings), autocommit=True) as conn:
+        if not _unrecorded(conn, project, target):
+            return BaselineResult(target.id, [], dry_run, None)
     result = drift(settings, project, to=target.id, functions_applied=False)
     if not result.ok:
         first = result.differences[0]

@@ -62,6 +62,8 @@ class MigrationState:
     # A non-transactional file stopped half-way (its run killed): "apply" or "rollback".
     # Its statements are written to be re-run: the same `up`/`rollback` completes it.
     interrupted: str | None = None
+    # Applied under this id: the file was renamed since (same content, by its checksum).
+    renamed_from: str | None = None
 
 
 @dataclass
@@ -96,6 +98,10 @@ class Status:
         return [f"{m.id}: interrupted half-way through its {m.interrupted} "
                 f"(non-transactional); run `dmdb {'up' if m.interrupted == 'apply' else 'rollback'}`"
                 " again to complete it" for m in self.migrations if m.interrupted]
+    def renames(self) -> list[tuple[str, str]]:
+        """(id in the ledger, id of the file now) of applied migrations whose file was
+        renamed: recognised by their content's checksum."""
+        return [(m.renamed_from, m.id) for m in self.migrations if m.renamed_from]
 
     @property
     def up_to_date(self) -> bool:
@@ -131,6 +137,11 @@ class RunResult:
     sql: list[tuple[str, str]] = field(default_factory=list)  # (file id, SQL) for --dry-run
     waits: list[Wait] = field(default_factory=list)  # lock waits retried
     invalid_indexes_dropped: list[str] = field(default_factory=list)
+    # Applied migrations whose file was renamed (same checksum): (old id, new id); the
+    # ledger now names them by the new id (a dry run only reports them).
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    # --to, as resolved (an id given by its number alone: its whole id).
+    to: str | None = None
     # What the files said while they ran (RAISE NOTICE/WARNING): (file id, severity,
     # message). A migration that skips what the role may not do says so this way.
     notices: list[tuple[str, str, str]] = field(default_factory=list)
@@ -139,6 +150,7 @@ class RunResult:
         data = asdict(self)
         data["sql"] = [{"file": f, "sql": s} for f, s in self.sql]
         data["notices"] = [{"file": f, "severity": s, "message": m} for f, s, m in self.notices]
+        data["renamed"] = [{"from": a, "to": b} for a, b in self.renamed]
         return data
 
 
@@ -267,11 +279,27 @@ def status(conn: psycopg.Connection, project: Project) -> Status:
         states.append(state)
     _mark_interrupted(conn, files, states)
     known = {m.id for m in files}
+    # A ledger row without its file, and a pending file with that row's checksum: the
+    # same migration, renamed (Flyway keys by version, Sqitch by name; the content is
+    # what was applied). Only a one-to-one match counts.
+    by_sha: dict[str, list[MigrationState]] = {}
+    for st, m in zip(states, files):
+        if st.state == "pending":
+            by_sha.setdefault(m.forward.sha256, []).append(st)
+    rollback_sha = {m.id: m.rollback.sha256 if m.rollback else None for m in files}
+    orphans = [row for file_id, row in applied.items() if file_id not in known]
+    orphan_shas = [row.sha256 for row in orphans]
     for file_id, row in applied.items():
-        if file_id not in known:
-            states.append(
-                MigrationState(file_id, "applied", _iso(row.applied_at), missing_file=True)
-            )
+        if file_id in known:
+            continue
+        match = by_sha.get(row.sha256, []) if row.sha256 else []
+        if len(match) == 1 and orphan_shas.count(row.sha256) == 1:
+            st = match[0]
+            st.state, st.applied_at, st.renamed_from = "applied", _iso(row.applied_at), file_id
+            if row.rollback_sha256 and rollback_sha[st.id]:
+                st.rollback_edited = row.rollback_sha256 != rollback_sha[st.id]
+            continue
+        states.append(MigrationState(file_id, "applied", _iso(row.applied_at), missing_file=True))
     states.sort(key=lambda s: s.id)
     functions = []
     for f in project.functions():
@@ -355,6 +383,31 @@ def _record_applied(conn: psycopg.Connection, migration: Migration, operation: s
     _log_row(conn, migration, operation)
 
 
+def _rekey_renamed(conn: psycopg.Connection, project: Project, state: Status) -> list[tuple[str, str]]:
+    """Record renamed migrations (state.renames) under their new ids, in one transaction:
+    yoyo's row (its key is the id's hash), dmdb's checksum row, and the log (unmark the
+    old id, mark the new). The caller holds the migration lock."""
+    renames = state.renames
+    if not renames:
+        return []
+    by_id = {m.id: m for m in project.migrations()}
+    with conn.transaction():
+        for old, new in renames:
+            migration = by_id[new]
+            conn.execute(resources.query("ledger_rename"),
+                         {"old_hash": migration_hash_of(old), "old": old,
+                          "new_hash": migration.hash, "new": new})
+            _log_row(conn, Migration(old, migration.forward, migration.rollback), "unmark")
+            _log_row(conn, migration, "mark")
+    return renames
+
+
+def migration_hash_of(file_id: str) -> str:
+    from dmdb.migrate.files import migration_hash
+
+    return migration_hash(file_id)
+
+
 def _record_rolled_back(conn: psycopg.Connection, migration: Migration) -> None:
     conn.execute(resources.query("ledger_unmark"), {"hash": migration.hash, "id": migration.id})
     _log_row(conn, migration, "rollback")
@@ -416,11 +469,29 @@ def _refuse_problems(state: Status) -> None:
         )
 
 
+def _refuse_foreign_ledger(state: Status, database: str) -> None:
+    """A ledger that records migrations this project does not have belongs to another
+    project (or to a newer checkout of this one): applying ours on top of it would mix two
+    schemas without a word, so `up` stops and names them (as Flyway's validate does with
+    "applied migration not resolved locally")."""
+    unknown = [m.id for m in state.migrations if m.missing_file]
+    if not unknown:
+        return
+    ours = sum(m.state == "applied" and not m.missing_file for m in state.migrations)
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    whose = ("another project's database" if not ours
+             else "another project's database, or one a newer checkout migrated")
+    raise MigrationError(
+        f"the ledger of database {database} records {len(unknown)} applied migration(s) this "
+        f"project does not have ({shown}): it looks like {whose}; check DATABASE_URL / "
+        "--dbname (the target is named above), update this checkout, or pass "
+        "--allow-foreign-ledger to apply this project's migrations anyway")
+
+
 def _pending(project: Project, state: Status, to: str | None) -> list[Migration]:
     files = project.migrations()
-    ids = [m.id for m in files]
-    if to is not None and to not in ids:
-        raise ConfigError(f"--to {to}: no such migration; `dmdb status` lists the ids")
+    if to is not None:
+        to = project.resolve_id(to, "--to")
     applied = {m.id for m in state.migrations if m.state == "applied"}
     pending = []
     for m in files:
@@ -434,7 +505,17 @@ def _pending(project: Project, state: Status, to: str | None) -> list[Migration]
             f"{missing[0].id}: no rollback file {project.sql_dir / 'rollbacks' / missing[0].id}.sql; "
             "write its rollback before applying it"
         )
+    empty = [m for m in pending if m.rollback.is_empty]
+    if empty:
+        raise MigrationError(_empty_rollback(project, empty[0], "before applying it"))
     return pending
+
+
+def _empty_rollback(project: Project, m: Migration, when: str) -> str:
+    return (f"{m.id}: its rollback {project.sql_dir / 'rollbacks' / m.id}.sql has no "
+            "statement (comments only): rolling back would record it as undone and leave its "
+            f"changes; write the inverse {when} (a migration with nothing to undo says so in a "
+            "comment and `SELECT 1;`)")
 
 
 def _functions_to_apply(project: Project, state: Status) -> list[SqlFile]:
@@ -457,8 +538,12 @@ def up(
     functions: bool = True,
     progress: Progress | None = None,
     on_wait: OnWait | None = None,
+    allow_foreign_ledger: bool = False,
 ) -> RunResult:
     """Apply pending migrations (through `to`), then changed function files.
+
+    A ledger recording migrations the project does not have is refused (another
+    project's database) unless `allow_foreign_ledger`.
 
     `conn` must be in autocommit mode; transactions are opened here. Each migration's
     transaction waits for locks at most `policy.lock_timeout` per attempt and is retried
@@ -467,13 +552,18 @@ def up(
     if policy is None:
         policy = RetryPolicy.build({}, lock_timeout=lock_timeout) if lock_timeout else RetryPolicy()
     result = RunResult("up", dry_run=dry_run)
+    if to is not None:
+        to = result.to = project.resolve_id(to, "--to")
     # Refuse bad input (unknown --to, edited files, missing rollbacks) before changing
     # anything, the ledger tables included.
     preflight = status(conn, project)
     _refuse_problems(preflight)
+    if not allow_foreign_ledger:
+        _refuse_foreign_ledger(preflight, conn.info.dbname)
     pending = _pending(project, preflight, to)
     with_functions = functions and to is None
     if dry_run:
+        result.renamed = preflight.renames
         for m in pending:
             result.migrations.append(m.id)
             result.sql.append((m.id, joined(m.forward)))
@@ -482,8 +572,9 @@ def up(
                 result.functions.append(f.id)
                 result.sql.append((f.id, joined(f)))
         return result
-    if not pending and not (with_functions and _functions_to_apply(project, preflight)) \
-            and not _lock_held(conn):
+    if (not pending and not preflight.renames
+            and not (with_functions and _functions_to_apply(project, preflight))
+            and not _lock_held(conn)):
         return result  # up to date, and no run under way: no lock, no second read
     # Work to do, or another run holds the lock (a rollback may be taking migrations away
     # right now): wait for the lock and decide on the ledger as it is then.
@@ -495,6 +586,9 @@ def up(
         # Read the ledger only now: a concurrent run may have applied everything meanwhile.
         state = status(conn, project)
         _refuse_problems(state)
+        if not allow_foreign_ledger:
+            _refuse_foreign_ledger(state, conn.info.dbname)
+        result.renamed = _rekey_renamed(conn, project, state)
         todo = _pending(project, state, to)
         with BlockerWatch(conn) as watch, _notices(conn, result) as running:
             runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait, command="dmdb up",
@@ -553,13 +647,13 @@ def rollback(
     if policy is None:
         policy = RetryPolicy.build({}, lock_timeout=lock_timeout) if lock_timeout else RetryPolicy()
     result = RunResult("rollback", dry_run=dry_run)
+    if to is not None:
+        to = result.to = project.resolve_id(to, "--to")
 
     def plan(state: Status) -> list[Migration]:
         by_id = {m.id: m for m in project.migrations()}
         applied = [m for m in state.migrations if m.state == "applied"]
         if to is not None:
-            if to not in by_id:
-                raise ConfigError(f"--to {to}: no such migration; `dmdb status` lists the ids")
             chosen = [m for m in applied if m.id > to]
         else:
             chosen = applied[-(steps or 1):] if applied else []
@@ -581,11 +675,16 @@ def rollback(
                     f"{m.id}: its rollback was edited after the migration was applied; restore "
                     f"it, or accept the edit with `dmdb repair {m.id}`"
                 )
+            if mig.rollback.is_empty:
+                raise MigrationError(_empty_rollback(project, mig, "and run `dmdb repair "
+                                                     f"{m.id}` to accept it; nothing was rolled back"))
             out.append(mig)
         return out
 
     if dry_run:
-        for m in plan(status(conn, project)):
+        preflight = status(conn, project)
+        result.renamed = preflight.renames
+        for m in plan(preflight):
             result.migrations.append(m.id)
             result.sql.append((m.id, joined(m.rollback)))
         return result
@@ -593,7 +692,9 @@ def rollback(
     prepare_session(conn, policy.lock_timeout)
     result.waited_for_lock = acquire_lock(conn, lock_wait)
     try:
-        todo = plan(status(conn, project))
+        state = status(conn, project)
+        result.renamed = _rekey_renamed(conn, project, state)
+        todo = plan(state)
         with BlockerWatch(conn) as watch, _notices(conn, result) as running:
             runner = Runner(conn, policy=policy, watch=watch, on_wait=on_wait,
                             command="dmdb rollback", waits=result.waits,
@@ -607,6 +708,12 @@ def rollback(
                 except MigrationError as exc:
                     raise MigrationError(_after_rollback_failure(exc, m, result.migrations)) from exc
                 result.migrations.append(m.id)
+        if todo and not any(s.state == "applied" for s in status(conn, project).migrations):
+            # Nothing applied any more: the function files' records describe a schema that
+            # is gone, so `up` must apply them again (they were left "applied").
+            with conn.transaction():
+                result.functions = [r[0] for r in conn.execute(
+                    resources.query("ledger_forget_functions")).fetchall()]
     finally:
         release_lock(conn)
     return result
@@ -627,9 +734,7 @@ def repair(conn: psycopg.Connection, project: Project, ids: list[str] | None = N
 
     With dry_run, only say which would be accepted."""
     by_id = {m.id: m for m in project.migrations()}
-    unknown = [i for i in ids or () if i not in by_id]
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: no such migration; `dmdb status` lists the ids")
+    ids = [project.resolve_id(i) for i in ids] if ids else ids
 
     def edited(state: Status) -> list[Migration]:
         return [by_id[m.id] for m in state.migrations

@@ -130,6 +130,12 @@ class SqlFile:
     def statements(self) -> tuple[Statement, ...]:
         return split_statements(self.text)
 
+    @property
+    def is_empty(self) -> bool:
+        """Nothing but comments and blank space (no parse needed): as a rollback, it would
+        record its migration as rolled back and leave every change in place."""
+        return not _COMMENTS.sub("", self.text).strip()
+
 
 def read_sql_file(path: Path) -> SqlFile:
     """Read a SQL file: content and checksum; directives and statements on demand."""
@@ -214,11 +220,32 @@ class Project:
     def migrations(self) -> list[Migration]:
         return self._migrations
 
-    def migration(self, file_id: str) -> Migration:
-        for m in self._migrations:
-            if m.id == file_id:
-                return m
-        raise ConfigError(f"{file_id}: no such migration; `dmdb status` lists the ids")
+    def migration(self, file_id: str, option: str = "") -> Migration:
+        """The migration `file_id` names: its whole id, or its number alone (`0012` or
+        `12`; numbers are unique). Anything else is a usage error with a did-you-mean."""
+        wanted = self.resolve_id(file_id, option)
+        return next(m for m in self._migrations if m.id == wanted)
+
+    def resolve_id(self, text: str, option: str = "", extra: tuple[str, ...] = ()) -> str:
+        """The id `text` names among the files (and `extra` ids, say the ledger's): the
+        id itself, or the number alone. ConfigError with the closest ids otherwise."""
+        ids = [m.id for m in self._migrations]
+        ids += [i for i in extra if i not in ids]
+        if text in ids:
+            return text
+        if text.isdigit() and len(text) <= 4:
+            by_number = [i for i in ids if i[:4] == text.zfill(4)]
+            if len(by_number) == 1:
+                return by_number[0]
+        import difflib
+
+        close = ([i for i in ids if i.startswith(text)]
+                 or [i for i in ids if i[5:] == text or i[5:].startswith(text)]
+                 or difflib.get_close_matches(text, ids, n=3, cutoff=0.5))
+        near = (f"; did you mean {' or '.join(close[:3])}?" if close
+                else "; `dmdb status` lists the ids")
+        label = f"{option} {text}" if option else text
+        raise ConfigError(f"{label}: no such migration (give its id or its number){near}")
 
     def functions(self) -> list[SqlFile]:
         if self._functions is None:

@@ -51,7 +51,7 @@ from dmdb.migrate.files import (
     without_cluster_wide,
 )
 from dmdb.migrate.retry import extra_detail
-from dmdb.migrate.verify import restore_schema, scratch_database
+from dmdb.migrate.verify import Scratch, restore_schema, scratch_database
 
 if TYPE_CHECKING:
     import psycopg
@@ -507,14 +507,14 @@ def _trace_file(conn: psycopg.Connection, sql_file: SqlFile, live: dict[int, _Re
     return lint_file, findings
 
 
-def _copy_samples(settings: Settings, scratch: str, notes: list[str]) -> None:
+def _copy_samples(settings: Settings, scratch: Scratch, notes: list[str]) -> None:
     """A few rows of each live table into the scratch copy (parents before children;
     a row the copy's constraints refuse is skipped)."""
     import psycopg
     from psycopg import sql
 
     with connect(settings, autocommit=True) as live, \
-            connect(settings, autocommit=True, dbname=scratch) as target:
+            connect(scratch.settings, autocommit=True, dbname=scratch.name) as target:
         live.execute("SET default_transaction_read_only = on")
         live.execute("SET statement_timeout = '5s'")
         tables = live.execute(resources.query("lint_sample_tables")).fetchall()
@@ -547,14 +547,22 @@ def _copy_samples(settings: Settings, scratch: str, notes: list[str]) -> None:
         notes.append(f"lock trace on a scratch copy of the live schema with {copied} sample row(s)")
 
 
-def _plan(conn: psycopg.Connection, project: Project, files: list[Path] | None
-          ) -> tuple[list[tuple[SqlFile, bool]], list[SqlFile]]:
-    """[(file, report it?)] in replay order, and the files to report on."""
+@dataclass
+class _Plan:
+    steps: list[tuple[SqlFile, bool]]  # (file, report it?) in replay order
+    reported: list[SqlFile]
+    # Set when a chosen file is an applied migration: the scratch copy is then built by
+    # replaying the migrations before it, not from the live schema (which has it already).
+    before: str | None = None
+
+
+def _plan(conn: psycopg.Connection, project: Project, files: list[Path] | None) -> _Plan:
+    """What to replay, in order, and what to report on."""
     state = status(conn, project)
     applied = {m.id for m in state.migrations if m.state == "applied"}
     pending = [m.forward for m in project.migrations() if m.id not in applied]
     if not files:
-        return [(f, True) for f in pending], pending
+        return _Plan([(f, True) for f in pending], pending)
     chosen: list[SqlFile] = []
     for path in files:
         if not path.is_file():
@@ -562,13 +570,47 @@ def _plan(conn: psycopg.Connection, project: Project, files: list[Path] | None
                               "pending migrations")
         chosen.append(read_sql_file(path))
     wanted = {str(f.path.resolve()) for f in chosen}
-    plan: list[tuple[SqlFile, bool]] = []
+    in_project = {str(m.forward.path.resolve()): m for m in project.migrations()}
+    earliest = min((in_project[w].id for w in wanted
+                    if w in in_project and in_project[w].id in applied), default=None)
+    if earliest is not None:
+        # An applied migration: against the schema before it, replayed from the files.
+        ordered = [m.forward for m in project.migrations()]
+        last = max(i for i, f in enumerate(ordered) if str(f.path.resolve()) in wanted)
+        steps = [(f, str(f.path.resolve()) in wanted) for f in ordered[:last + 1]]
+        steps += [(f, True) for f in chosen if str(f.path.resolve()) not in in_project]
+        return _Plan(steps, chosen, before=earliest)
+    steps: list[tuple[SqlFile, bool]] = []
     last = max((i for i, f in enumerate(pending) if str(f.path.resolve()) in wanted), default=-1)
     for f in pending[:last + 1]:  # pending migrations before a chosen one run first, unreported
         if str(f.path.resolve()) not in wanted:
-            plan.append((f, False))
-    plan += [(f, True) for f in chosen]
-    return plan, chosen
+            steps.append((f, False))
+    steps += [(f, True) for f in chosen]
+    return _Plan(steps, chosen)
+
+
+def rollback_findings(reported: list[SqlFile]) -> list[Finding]:
+    """A migration without its rollback, or with one that holds no statement (comments
+    only), is refused by `up`: lint says so first (rules `missing-rollback`,
+    `empty-rollback`, errors). A migration is paired with the rollbacks/ beside its
+    migrations/; a file outside any migrations/ folder has no pair to look for."""
+    out = []
+    for sql_file in reported:
+        folder = sql_file.path.resolve().parent
+        if folder.name != "migrations":
+            continue
+        tree = folder.parent
+        rollback = tree / "rollbacks" / sql_file.path.name
+        if not rollback.is_file():
+            out.append(Finding(sql_file.id, 1, "missing-rollback", "error",
+                               f"no rollback file {rollback}: `dmdb up` refuses a migration "
+                               "without its exact inverse; write it", "dmdb-lint"))
+        elif read_sql_file(rollback).is_empty:
+            out.append(Finding(sql_file.id, 1, "empty-rollback", "error",
+                               f"its rollback {rollback} holds no statement (comments only): "
+                               "`dmdb up` refuses it; write the inverse (nothing to undo: say so "
+                               "in a comment and `SELECT 1;`)", "dmdb-lint"))
+    return out
 
 
 def _unclassified(conn: psycopg.Connection, project: Project) -> set[str]:
@@ -591,26 +633,39 @@ def lint(settings: Settings, project: Project, *, files: list[Path] | None = Non
     settings = resolve(settings.session())
     result = LintResult()
     with connect(settings, autocommit=True, session="dmdb lint") as conn:
-        plan, reported = _plan(conn, project, files)
+        planned = _plan(conn, project, files)
+    plan, reported = planned.steps, planned.reported
     if not reported:
         result.notes.append("no pending migrations: nothing to lint")
         return result
+    result.findings += rollback_findings(reported)
     result.findings += run_squawk(project, reported)
     if trace:
         with scratch_database(settings, "lint") as scratch:
-            for name in restore_schema(settings, settings.dbname, scratch):
-                result.notes.append(f"extension {name} left out of the scratch copy: this role "
-                                    "may not create it (the live database has it)")
-            _copy_samples(settings, scratch, result.notes)
-            with connect(settings, autocommit=True, dbname=scratch) as conn:
+            if scratch.note:
+                result.notes.append(scratch.note)
+            if planned.before is not None:
+                result.notes.append(
+                    f"{planned.before} is applied: linted against the schema before it, made "
+                    "by replaying the migrations before it (the live schema has it already)")
+            else:
+                for name in restore_schema(settings, settings.dbname, scratch):
+                    result.notes.append(f"extension {name} left out of the scratch copy: this "
+                                        "role may not create it (the live database has it)")
+                _copy_samples(settings, scratch, result.notes)
+            with connect(scratch.settings, autocommit=True, dbname=scratch.name) as conn:
                 conn.execute("SET client_min_messages = warning")
                 live = _relations(conn)
                 runner = Runner(conn, command="dmdb lint")
                 unclassified = _unclassified(conn, project)
+                sampled = planned.before is None
                 for sql_file, report in plan:
                     if not report:
                         runner.run_file(without_cluster_wide(sql_file))
                         continue
+                    if not sampled:  # the schema before the applied file is made: its rows
+                        _copy_samples(settings, scratch, result.notes)
+                        live, sampled = _relations(conn), True
                     if progress:
                         progress(sql_file.id)
                     lint_file, findings = _trace_file(conn, sql_file, live)

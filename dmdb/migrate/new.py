@@ -17,6 +17,7 @@ class NewMigration:
     id: str
     migration: str
     rollback: str
+    tree_created: bool = False  # migrations/ (and rollbacks/) made for this first one
 
 
 # What a migration name may hold. It is rendered into the first comment line of both
@@ -45,11 +46,14 @@ def slugify(name: str) -> str:
 def new_migration(sql_dir: Path, name: str) -> NewMigration:
     title = check_name(name)
     migrations, rollbacks = sql_dir / "migrations", sql_dir / "rollbacks"
-    if not migrations.is_dir():
-        raise ConfigError(
-            f"{migrations} is not a directory; run `dmdb new` in the project checkout "
-            "or pass --sql-dir"
-        )
+    # The project's tree (--sql-dir, DMDB_SQL_DIR, the project file's or its sql/): made
+    # for its first migration, as `sqitch init` makes its directories.
+    created = not migrations.is_dir()
+    if created:
+        if migrations.exists() or (sql_dir.exists() and not sql_dir.is_dir()):
+            raise ConfigError(f"{migrations} is in the way (not a directory); move it, or pass "
+                              "--sql-dir naming the project's SQL tree")
+        migrations.mkdir(parents=True)
     numbers = [
         int(m.group(1))
         for p in migrations.glob("*.sql")
@@ -68,4 +72,4 @@ def new_migration(sql_dir: Path, name: str) -> NewMigration:
     except BaseException:
         forward.unlink()  # never half a pair
         raise
-    return NewMigration(file_id, str(forward), str(backward))
+    return NewMigration(file_id, str(forward), str(backward), created)

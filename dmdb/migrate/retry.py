@@ -39,17 +39,21 @@ _LOCK_WAIT_WHY = ("0 means wait forever, and every query on the table queues beh
 
 
 def duration_ms(value: str, name: str) -> float:
-    """Milliseconds of a PostgreSQL duration (2s, 500ms, 1min; a bare number is ms)."""
+    """Milliseconds of a duration (2s, 500ms, 1min; a bare number is seconds)."""
     return config.duration_ms(value, name, example="1s")
 
 
 def bounded_duration(value: str, name: str, *, why: str = _LOCK_WAIT_WHY,
-                     example: str = "1s") -> str:
-    """A duration that must be a real limit: 0 means `no limit` to PostgreSQL, refused."""
-    if duration_ms(value, name) < 1:
+                     example: str = "1s", lock: bool = True) -> str:
+    """A duration that must be a real limit: 0 means `no limit` to PostgreSQL, refused.
+    Returned with its unit (a bare number is seconds)."""
+    checked = config.check_duration(value, name)
+    if duration_ms(checked, name) < 1:
         raise ConfigError(f"{name} {value!r} would remove the limit ({why}); set a bounded "
                           f"value such as {example}")
-    return value.strip()
+    if lock:
+        config.bare_too_long(value, name)
+    return checked
 
 
 @dataclass(frozen=True)
@@ -100,13 +104,16 @@ class RetryPolicy:
                 values[attr] = bounded_duration(str(raw), source)
             elif attr == "statement_timeout":
                 values[attr] = bounded_duration(
-                    str(raw), source, example="2h",
+                    str(raw), source, example="2h", lock=False,
                     why="0 means a non-transactional statement may run and wait forever")
             else:
-                try:
-                    number = int(raw) if attr == "attempts" else float(raw)
-                except ValueError:
-                    raise ConfigError(f"{source} {raw!r} is not a number") from None
+                if attr == "attempts":
+                    try:
+                        number = int(raw)
+                    except ValueError:
+                        raise ConfigError(f"{source} {raw!r} is not a whole number") from None
+                else:  # retry_for, backoff, backoff_max: durations (bare = seconds)
+                    number = config.duration_seconds(raw, source)
                 if number <= 0:
                     raise ConfigError(f"{source} must be more than 0 (got {raw})")
                 values[attr] = number

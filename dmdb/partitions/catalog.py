@@ -65,6 +65,11 @@ def _table_info(row: dict) -> TableInfo:
 def read_table(conn: psycopg.Connection, name: str = DEFAULT_TABLE) -> TableInfo:
     """The table `dmdb partitions` manages: RANGE partitioned on one timestamptz column."""
     row = _describe(conn, name=name)
+    if row is None and name == DEFAULT_TABLE and conn.execute(
+            "SELECT to_regclass(%s) IS NULL", (name,)).fetchone()[0]:
+        from dmdb.errors import schema_missing
+
+        raise schema_missing(conn.info.dbname, "dmdb partitions")
     if row is None:
         raise ConfigError(
             f"{name} is not a partitioned table in this database; run `dmdb up` first "

@@ -219,6 +219,18 @@ def _system_home() -> None:
 _HOME_REF = "home"
 
 
+class ClusterMissing(DmdbError):
+    """No cluster under the home, and this command may not create one."""
+
+
+def _home_of(server_dir: Path) -> str | None:
+    """The home a server directory belongs to (its `home` file), None when unreadable."""
+    try:
+        return (server_dir / _HOME_REF).read_text()
+    except OSError:
+        return None
+
+
 def _remove_server_dir(server_dir: Path) -> None:
     """Stop whatever still runs from a root-owned server directory, then delete it."""
     for data in (server_dir / "data", server_dir / "replica"):
@@ -251,12 +263,15 @@ class EmbeddedServer:
     _data_name, _log_name, _run_name, _lock_name = "data", "postgres.log", "run", ".lock"
     _short_run_prefix, _port, _what = "dmdb-", None, "the embedded PostgreSQL"
 
-    def __init__(self, home: Path, *, fast: bool = False):
+    def __init__(self, home: Path, *, fast: bool = False,
+                 template: EmbeddedServer | None = None):
         self.home = Path(home).expanduser().absolute()
         # As the user sees them; as root these are links into server_dir.
         self.data_dir = self.home / self._data_name
         self.log_file = self.home / self._log_name
         self.fast = fast
+        # A cluster made by copying an initialised (never started) one instead of initdb.
+        self.template = template
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -267,10 +282,41 @@ class EmbeddedServer:
             return self.home
         link = self.home / EmbeddedServer._data_name
         if link.is_symlink():
-            return Path(os.readlink(link)).parent
+            return self._linked_server_dir(link)
         if link.is_dir():  # a cluster made in place by an older dmdb stays there
             return self.home
         return SYSTEM_HOME / _sha(str(self.home), 16)
+
+    def _linked_server_dir(self, link: Path) -> Path:
+        """The server directory `link` (the home's `data`) points to, once it is checked
+        to be this home's: a project copied with `cp -a` carries a link to the original's
+        cluster, and following it would change (or stop) the original. A link to a cluster
+        that is gone is an error too, never a reason to initialise an empty one."""
+        target = Path(os.readlink(link))
+        if not target.is_absolute():
+            target = link.parent / target
+        server_dir = target.parent
+        links = f"{link} {self.home / EmbeddedServer._log_name}"
+        if not server_dir.is_dir():
+            raise DmdbError(
+                f"{link} links to {target}, which no longer exists: the cluster of this home "
+                "was deleted (with the project it was copied from?); its data is not here. "
+                f"To start again with a new, empty cluster remove the links (rm {links}) and "
+                "run `dmdb up`; nothing was initialised")
+        owner = _home_of(server_dir)
+        if owner is None and server_dir == SYSTEM_HOME / _sha(str(self.home), 16):
+            return server_dir  # made by an older dmdb, before the `home` file
+        if owner != str(self.home):
+            other = owner or "another home"
+            gone = owner is not None and not Path(owner).exists()
+            adopt = (f"; if this project was moved here from {owner}, adopt its cluster with "
+                     f"`echo -n {self.home} > {server_dir / _HOME_REF}`" if gone else "")
+            raise DmdbError(
+                f"{link} links to {target}, the cluster of {other} (copied with the "
+                f"project?), not this home's: dmdb will not change or stop another home's "
+                f"server. Remove the links (rm {links}) to give this home its own new "
+                f"cluster, or set DMDB_HOME={owner or 'THAT_HOME'} to use that one{adopt}")
+        return server_dir
 
     @property
     def pg_data(self) -> Path:
@@ -305,6 +351,8 @@ class EmbeddedServer:
             pid, port = int(lines[0]), int(lines[3])
         except ValueError:
             return None
+        if not self._same_dir(lines[1]):
+            return None  # copied with the home from another cluster: not this one's server
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -314,6 +362,34 @@ class EmbeddedServer:
         if is_zombie(pid) or runs_in(pid, self.pg_data) is False:
             return None  # killed and never reaped, or the id is another process's now
         return pid, port, lines[4].strip()
+
+    def _same_dir(self, recorded: str) -> bool:
+        try:
+            return Path(recorded).resolve() == self.pg_data.resolve()
+        except OSError:
+            return False
+
+    def _refuse_copied_pidfile(self) -> None:
+        """A home copied (`cp -a`) while its server ran carries that server's
+        postmaster.pid, which names the original data directory: this copy is not a
+        consistent cluster, and PostgreSQL would refuse it with a puzzling message."""
+        try:
+            lines = (self.pg_data / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return
+        if len(lines) < 2 or self._same_dir(lines[1]):
+            return
+        try:
+            os.kill(int(lines[0]), 0)
+        except (ValueError, ProcessLookupError):
+            return  # a stale file from a stopped server: PostgreSQL replaces it
+        except PermissionError:
+            pass
+        raise DmdbError(
+            f"{self.data_dir} was copied from {lines[1]} while its server (pid {lines[0]}) "
+            "ran: a copy of a running cluster is not a consistent one, and dmdb will not "
+            f"touch the original's server. Remove {self.home} and run `dmdb up` for a new "
+            "cluster, or copy the project again after `dmdb server stop` in the original")
 
     def info(self) -> ServerInfo:
         pm = self._postmaster()
@@ -350,11 +426,13 @@ class EmbeddedServer:
         if self.server_dir != self.home:
             _system_home()
             _private_dir(self.server_dir, owner)
-            # Which home this belongs to, so that a deleted home's cluster can be found.
-            fd = os.open(self.server_dir / _HOME_REF,
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(self.home))
+            # Which home this belongs to, so that a deleted home's cluster can be found and
+            # a copied home's link is told from its own (server_dir checked it).
+            if _home_of(self.server_dir) != str(self.home):
+                fd = os.open(self.server_dir / _HOME_REF,
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(str(self.home))
             for link, target in ((self.data_dir, self.pg_data), (self.log_file, self.server_log)):
                 if not link.is_symlink():
                     if link.exists():
@@ -415,17 +493,24 @@ class EmbeddedServer:
         _rewrite(self.pg_data / "pg_ident.conf", ident)
         _rewrite(hba_file, hba)
 
-    def _initdb(self) -> None:
+    def _initdb(self, *, no_sync: bool = False) -> None:
         if self.pg_data.exists() and any(self.pg_data.iterdir()):
             raise DmdbError(
                 f"{self.data_dir} exists but holds no PostgreSQL cluster; "
                 "move it away or set DMDB_HOME to another directory"
             )
         self._prepare()
+        if self.template is not None:
+            # A copy of an initialised cluster (owner and modes kept: as the server's user).
+            self._run(["cp", "-a", str(self.template.pg_data), str(self.pg_data)],
+                      "copying the scratch cluster's template")
+            return
         self._run(
             [self._tool("initdb"), "-D", str(self.pg_data), "-U", SUPERUSER,
              "--auth-local=peer", "--auth-host=reject", "--encoding=UTF8", "--locale=C",
-             "--no-instructions"],
+             "--no-instructions",
+             # a throw-away template: no fsync, and 1 MB WAL segments (16 MB to copy less)
+             *(["--no-sync", "--wal-segsize=1"] if no_sync else [])],
             "initdb",
         )
         settings = dict(SERVER_SETTINGS)
@@ -436,13 +521,25 @@ class EmbeddedServer:
             handle.write(conf)
         self._secure_auth()
 
-    def start(self, *, dbname: str = DEFAULT_DBNAME) -> ServerInfo:
-        """Start the server (initialising it the first time) and make sure `dbname` exists."""
+    # What the last start() did: initialised a new cluster, started a stopped one.
+    initialised = False
+    started = False
+
+    def start(self, *, dbname: str = DEFAULT_DBNAME, create: bool = True) -> ServerInfo:
+        """Start the server (initialising it the first time, when `create`) and make sure
+        `dbname` exists. Without `create`, a home with no cluster raises ClusterMissing."""
         _prune_orphans()
+        self.initialised = self.started = False
+        if not create and not self.home.is_dir():
+            raise ClusterMissing(f"no embedded server at {self.home}")  # and no home made
         with self._lock():
             self._drop_orphan()
             if not (self.pg_data / "PG_VERSION").exists():
+                if not create:
+                    raise ClusterMissing(f"no embedded server at {self.home}")
                 self._initdb()
+                self.initialised = True
+            self.started = self._postmaster() is None
             info = self._start_postmaster()
             self._ensure_database(info, dbname)
             return info
@@ -452,6 +549,7 @@ class EmbeddedServer:
         raises ServerStartError with the server log's own reason and the fix."""
         self._log_from = log_size(self.server_log)
         if self._postmaster() is None:
+            self._refuse_copied_pidfile()
             self._prepare()
             self._secure_auth()
             clear_stale_pid(self.pg_data)
@@ -527,7 +625,9 @@ class EmbeddedServer:
                     pass
 
     def stop(self) -> bool:
-        """Stop the server; False when it was not running."""
+        """Stop the server; False when it was not running. Never another home's server
+        (a copied link is refused by server_dir)."""
+        self.server_dir  # noqa: B018 - checks the home's link before anything is read
         if not (self.data_dir / "PG_VERSION").exists():
             return False  # no cluster: nothing to stop, and no home to create for the lock
         with self._lock():
@@ -550,16 +650,80 @@ class EmbeddedServer:
             _remove_server_dir(self.server_dir)
 
     def destroy(self) -> None:
-        """Stop and delete the cluster, and its replica if any (tests)."""
+        """Stop and delete the cluster, and its replica if any (tests). A home linked to
+        another home's cluster (or to one that is gone) loses only its own files."""
+        try:
+            server_dir, socket_dir = self.server_dir, self.socket_dir
+        except DmdbError:
+            shutil.rmtree(self.home, ignore_errors=True)
+            return
         if type(self) is EmbeddedServer and (self.home / "replica" / "PG_VERSION").exists():
             EmbeddedReplica(self.home).stop()
         self.stop()
-        server_dir, socket_dir = self.server_dir, self.socket_dir
         shutil.rmtree(self.home, ignore_errors=True)
         if server_dir != self.home:
             shutil.rmtree(server_dir, ignore_errors=True)
         if socket_dir.parent != server_dir:
             shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+# -- throw-away clusters ------------------------------------------------------------------
+#
+# dmdb's own checks (verify, drift, baseline, lint) replay migrations in a scratch
+# database. On the live server its DROP DATABASE forces a checkpoint every time (20 drift
+# runs in CI and `monitor` warns "raise max_wal_size"), so they replay in a cluster of
+# their own when the embedded package is of the live server's major version: a copy of an
+# initialised template (made once, with initdb --no-sync: ~1 s), started on a private
+# socket with durability off, stopped and deleted after the run (~0.5 s in all).
+
+
+@functools.cache
+def embedded_major() -> int | None:
+    """The major version of the embedded package's PostgreSQL; None without it."""
+    import re
+
+    try:
+        done = subprocess.run([str(pg_tool("initdb")), "--version"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, DmdbError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"\b(\d+)(?:\.\d+)?", done.stdout)
+    return int(match.group(1)) if match and done.returncode == 0 else None
+
+
+def _template_home() -> Path:
+    """Where the scratch clusters' template lives: root's under SYSTEM_HOME, a user's in
+    the per-user data directory (XDG; never a shared temporary directory)."""
+    from dmdb.config import user_home
+
+    key = _sha(f"{bin_dir()}:1")  # :1 the template's layout (1 MB WAL segments)
+    if os.geteuid() == 0:
+        _system_home()
+        return SYSTEM_HOME / f"scratch-template-{key}"
+    return user_home(dict(os.environ)) / f"scratch-template-{key}"
+
+
+def scratch_template() -> EmbeddedServer:
+    """The initialised (never started) cluster every scratch cluster is copied from."""
+    server = EmbeddedServer(_template_home(), fast=True)
+    with server._lock():
+        if not (server.pg_data / "PG_VERSION").exists():
+            server._initdb(no_sync=True)
+    return server
+
+
+@contextmanager
+def scratch_cluster():
+    """A throw-away cluster of the embedded package's version, running for the `with`
+    block (ServerInfo), then stopped and deleted."""
+    template = scratch_template()
+    home = Path(tempfile.mkdtemp(prefix="dmdb-scratch-"))
+    server = EmbeddedServer(home, fast=True, template=template)
+    try:
+        yield server.start(dbname="postgres")
+    finally:
+        server.destroy()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 REPLICA_PORT = 5433

@@ -31,7 +31,10 @@ JOIN pg_class ic ON ic.oid = x.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
 JOIN pg_class tc ON tc.oid = x.indrelid
 JOIN pg_am am ON am.oid = ic.relam
+-- The constraint the index implements (primary key, unique, exclusion); a foreign key of
+-- the table referencing itself (concepts.parent_id) names the index too, and is not one.
 LEFT JOIN pg_constraint con ON con.conindid = ic.oid AND con.conrelid = tc.oid
+                           AND con.contype IN ('p', 'u', 'x')
 CROSS JOIN LATERAL (
     SELECT coalesce(sum(pg_relation_size(t.relid)), 0) AS size_bytes,
            coalesce(sum(s.idx_scan), 0)                AS scans,
