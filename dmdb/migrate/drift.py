@@ -119,7 +119,8 @@ def _compare(live: dict[str, list[str]], replay: dict[str, list[str]],
 
 
 def _replay(settings: Settings, scratch: str, migrations: list[Migration], project: Project,
-            state: Status | None, progress=None) -> tuple[dict, dict, list[str], list[str]]:
+            state: Status | None, progress=None,
+            hidden: tuple[str, ...] = ()) -> tuple[dict, dict, list[str], list[str]]:
     """Replay migrations in `scratch`; dump; apply the function files; dump again.
 
     Returns (after migrations, after functions, function files that did not apply,
@@ -141,14 +142,14 @@ def _replay(settings: Settings, scratch: str, migrations: list[Migration], proje
             except MigrationError as exc:
                 raise DmdbError(f"replaying the migrations in a scratch database failed: {exc}; "
                                 "fix the migration (`dmdb verify` checks them)") from None
-        base = dump_objects(settings, scratch)
+        base = dump_objects(settings, scratch, exclude_schemas=hidden)
         for f in project.functions():
             try:
                 runner.run_file(f)
             except MigrationError as exc:
                 notes.append(f"function file {f.id} does not apply on these migrations ({exc}); "
                              "its objects are not compared")
-    return base, dump_objects(settings, scratch), notes, left_out
+    return base, dump_objects(settings, scratch, exclude_schemas=hidden), notes, left_out
 
 
 def _extensions_not_creatable(settings: Settings, scratch: str, keys: list[str]) -> list[str]:
@@ -194,6 +195,12 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
     settings = resolve(settings.session())
     with connect(settings, autocommit=True, session="dmdb drift") as conn:
         state = status(conn, project)
+        # A monitoring login may not use every schema (dmdb_privacy is the owner's):
+        # those are left out of both sides, and said, rather than failing the dump.
+        hidden = tuple(r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
+            "AND nspname <> 'information_schema' AND NOT has_schema_privilege(oid, 'USAGE') "
+            "ORDER BY 1").fetchall())
     if to is None and not any(m.state == "applied" for m in state.migrations):
         from dmdb.errors import schema_missing
 
@@ -217,15 +224,17 @@ def drift(settings: Settings, project: Project, *, to: str | None = None,
         applied = {m.id for m in state.migrations if m.state == "applied"}
         chosen = [m for m in project.migrations() if m.id in applied]
     result = DriftResult(settings.dbname, chosen[-1].id if chosen else None, [m.id for m in chosen])
+    result.notes.extend(f"schema {name}: role {settings.user or 'of this login'} may not use "
+                        "it; not compared" for name in hidden)
     # A half-applied file explains its drift; re-running it is the fix.
     result.notes.extend(state.interrupted)
     with scratch_database(replay_on, "drift", cluster=scratch is None) as where:
         base, with_functions, notes, left_out = _replay(where.settings, where.name, chosen,
-                                                        project, state, progress)
+                                                        project, state, progress, hidden)
         result.notes.extend(left_out + notes + ([where.note] if where.note else []))
         if progress is not None:
             progress(f"dumping the live schema of {settings.dbname}")
-        live = dump_objects(settings, settings.dbname)
+        live = dump_objects(settings, settings.dbname, exclude_schemas=hidden)
         not_ours = _extensions_not_creatable(where.settings, where.name,
                                              [k for k in live if k.startswith("EXTENSION ")
                                               and k not in with_functions])

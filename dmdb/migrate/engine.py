@@ -98,6 +98,8 @@ class Status:
         return [f"{m.id}: interrupted half-way through its {m.interrupted} "
                 f"(non-transactional); run `dmdb {'up' if m.interrupted == 'apply' else 'rollback'}`"
                 " again to complete it" for m in self.migrations if m.interrupted]
+
+    @property
     def renames(self) -> list[tuple[str, str]]:
         """(id in the ledger, id of the file now) of applied migrations whose file was
         renamed: recognised by their content's checksum."""

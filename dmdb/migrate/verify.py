@@ -104,10 +104,12 @@ def dump_schema(settings: Settings, dbname: str) -> list[str]:
 _HEADER = re.compile(r"^-- Name: (?P<name>.*?); Type: (?P<type>[^;]+); Schema: (?P<schema>[^;]*);")
 
 
-def dump_objects(settings: Settings, dbname: str, *, privileges: bool = True) -> dict[str, list[str]]:
+def dump_objects(settings: Settings, dbname: str, *, privileges: bool = True,
+                 exclude_schemas: tuple[str, ...] = ()) -> dict[str, list[str]]:
     """The schema as pg_dump objects: {"TYPE schema.name": its SQL lines}, ownership left
-    out (who ran the DDL is not the schema)."""
+    out (who ran the DDL is not the schema); `exclude_schemas` left out whole."""
     extra = ["--no-owner"] + ([] if privileges else ["--no-privileges"])
+    extra += [f"--exclude-schema={name}" for name in exclude_schemas]
     objects: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in _pg_dump(settings, dbname, *extra).splitlines():
