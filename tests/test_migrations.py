@@ -402,9 +402,11 @@ def test_a_killed_non_transactional_migration_is_shown_half_applied(empty_url, s
             "CREATE TABLE IF NOT EXISTS first_half (id int);\n"
             "SELECT pg_sleep(60) WHERE to_regclass('go_on') IS NULL;\n"
             "CREATE TABLE IF NOT EXISTS second_half (id int);\n")
-    sql_tree.migration("0001_half", half, "DROP TABLE IF EXISTS second_half;\n"
-                       "DROP TABLE IF EXISTS first_half;")
+    sql_tree.migration("0001_first", "CREATE TABLE first (id int);", "DROP TABLE first;")
     env = _sql_env(empty_url, sql_tree)
+    assert run_dmdb(["up"], env, cwd=tmp_path).returncode == 0
+    sql_tree.migration("0002_half", half, "DROP TABLE IF EXISTS second_half;\n"
+                       "DROP TABLE IF EXISTS first_half;")
     proc = popen_dmdb(["up"], env, cwd=tmp_path)
     try:
         with psycopg.connect(empty_url, autocommit=True) as watch:
@@ -422,12 +424,12 @@ def test_a_killed_non_transactional_migration_is_shown_half_applied(empty_url, s
 
     done = run_dmdb(["status"], env, cwd=tmp_path)
     assert "INTERRUPTED apply" in done.stdout
-    assert "interrupted: 0001_half: interrupted half-way through its apply" in done.stdout
+    assert "interrupted: 0002_half: interrupted half-way through its apply" in done.stdout
     assert "run `dmdb up` again" in done.stdout
     data = json.loads(run_dmdb(["status", "--json"], env, cwd=tmp_path).stdout)
     assert data["summary"]["interrupted"] == 1 and not data["summary"]["up_to_date"]
     done = run_dmdb(["drift"], env, cwd=tmp_path)
-    assert "0001_half: interrupted half-way" in done.stdout + done.stderr
+    assert "0002_half: interrupted half-way" in done.stdout + done.stderr
 
     assert run_dmdb(["up"], env, cwd=tmp_path).returncode == 0
     data = json.loads(run_dmdb(["status", "--json"], env, cwd=tmp_path).stdout)

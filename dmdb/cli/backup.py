@@ -315,7 +315,8 @@ def wal_on_cmd(
     archive_timeout: str = typer.Option(
         "60s", "--archive-timeout", metavar="DURATION",
         help="Longest a committed change waits to be archived (a segment is switched out "
-        "after this much time with activity): what a lost disk can take with it."),
+        "after this much time with activity): what a lost disk can take with it; "
+        "a duration: 30s, 2min; a bare number is seconds."),
     repo: Path | None = REPO, as_json: bool = JSON, dry_run: bool = DRY_RUN,
 ):
     """Archive the embedded server's WAL into the repository (basic_archive); restarts the
