@@ -1,0 +1,189 @@
+"""dmdb optimize (the by-hand tuning, as findings with their fix) and dmdb optimize indexes
+(index advice from the workload, tried on a scratch copy)."""
+
+from __future__ import annotations
+
+import typer
+
+from dmdb.render import console, human_bytes, print_json, show_progress
+
+JSON = typer.Option(False, "--json", help="Print machine-readable JSON (keys in docs/optimize.md).")
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress; print only the advice.")
+EXIT = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
+
+
+def _ms(value: float | None, digits: int = 3) -> str:
+    return "?" if value is None else f"{value:.{digits}f}"
+
+
+def _short(text: str, limit: int = 110) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= limit else one[: limit - 3] + "..."
+
+
+def _progress(quiet: bool, as_json: bool):
+    """A one-line status on stderr for a person at a terminal, else nothing."""
+    if as_json or not show_progress(quiet):
+        return None, None
+    status = console(stderr=True).status("dmdb optimize indexes")
+
+    def update(text: str) -> None:
+        status.update(f"dmdb optimize indexes: {text}")
+
+    return status, update
+
+
+def render_index_advice(advice) -> None:
+    out = console()
+
+    def say(text: str = "") -> None:
+        out.print(text, markup=False, highlight=False)
+
+    since = advice.stats_reset.isoformat(timespec="seconds") if advice.stats_reset else "?"
+    say(f"Workload: {advice.statements} statement(s) of {advice.target} in "
+        f"pg_stat_statements since {since}, read as {advice.role}; "
+        f"{len(advice.considered)} searched a table and were considered")
+    for note in advice.notes:
+        say(f"note: {note}")
+    kept = advice.suggestions
+    say()
+    if not kept:
+        say("No index to add: no candidate served a statement enough to pay for its writes.")
+    else:
+        say(f"Suggested indexes ({len(kept)}), best first:")
+    for i, d in enumerate(kept, 1):
+        say(f"{i}. {d.definition.replace('CREATE INDEX', 'CREATE INDEX CONCURRENTLY', 1)}")
+        say(f"   {d.reason}; size {human_bytes(d.size_bytes)}, built in "
+            f"{_ms(d.build_ms, 0)} ms on the copy; insert {_ms(d.insert_ms_per_row_before, 4)}"
+            f" -> {_ms(d.insert_ms_per_row_after, 4)} ms/row")
+        for e in d.evidence:
+            if not e.served:
+                continue
+            say(f"   {e.calls} calls, cost {_ms(e.cost_before, 1)} -> {_ms(e.cost_after, 1)}, "
+                f"{_ms(e.ms_before)} -> {_ms(e.ms_after)} ms: {_short(e.query)}")
+            say(f"     before: {_short(e.plan_before or '?', 150)}")
+            say(f"     after:  {_short(e.plan_after or '?', 150)}")
+    dropped = [d for d in advice.decisions if not d.kept]
+    if dropped:
+        say()
+        say(f"Tried and dropped ({len(dropped)}):")
+        for d in dropped:
+            where = f" WHERE {d.where}" if d.where else ""
+            say(f"- {d.table} ({', '.join(d.columns)}){where}: {d.reason}")
+    if advice.skipped:
+        say()
+        say(f"Not tried ({len(advice.skipped)}):")
+        for s in advice.skipped:
+            where = f" WHERE {s['where']}" if s["where"] else ""
+            say(f"- {s['table']} ({', '.join(s['columns'])}){where}: {s['reason']}")
+    if advice.unused or advice.duplicates:
+        say()
+        say("Indexes to drop (dmdb indexes report):")
+        for r in advice.unused:
+            say(f"- {r['schema']}.{r['index']} on {r['table']}: unused, "
+                f"{human_bytes(r['size_bytes'])}")
+        for r in advice.duplicates:
+            say(f"- {r['schema']}.{r['index']} on {r['table']}: covered by {r['covered_by']}, "
+                f"{human_bytes(r['size_bytes'])}")
+    if advice.copied:
+        rows = sum(c.rows for c in advice.copied)
+        say()
+        say(f"Trial on scratch database {advice.scratch} ({len(advice.copied)} table(s), "
+            f"{rows:,} rows, {human_bytes(sum(c.size_bytes for c in advice.copied))}; "
+            "dropped again). The live database was only read.")
+    if advice.cleaned:
+        say(f"Dropped {len(advice.cleaned)} scratch database(s) a killed run left: "
+            f"{', '.join(advice.cleaned)}")
+    for label, written in (("Wrote", advice.migration), ("Wrote", advice.drop_migration)):
+        if written is not None:
+            say(f"{label} {written.migration}\n{label} {written.rollback}\n"
+                "  review them, then `dmdb lint` and `dmdb up`")
+    if kept and advice.migration is None:
+        say("Write them as a migration: dmdb optimize indexes --write-migration")
+    if (advice.unused or advice.duplicates) and advice.drop_migration is None:
+        say("Drop the unused and duplicate ones: dmdb optimize indexes --write-drop-migration")
+    say(f"({advice.seconds:.1f}s)")
+
+
+def register(app: typer.Typer) -> None:
+    optimize_app = typer.Typer(
+        help="The tuning an operator does by hand, as findings with their evidence and the "
+        "command that fixes each; `dmdb optimize indexes`: index advice from the workload "
+        "(pg_stat_statements), each candidate tried on a scratch copy.",
+        no_args_is_help=True,
+    )
+
+    @optimize_app.command("indexes")
+    def indexes_cmd(
+        ctx: typer.Context,
+        top: int = typer.Option(50, "--top", min=1, help="Statements (by total time) whose "
+                                "scans make candidates."),
+        min_calls: int = typer.Option(2, "--min-calls", min=1,
+                                      help="Ignore statements called fewer times."),
+        min_rows: int = typer.Option(1000, "--min-rows", min=0,
+                                     help="Tables with fewer rows get no index."),
+        schema: list[str] = typer.Option(["public"], "--schema",
+                                         help="Schema of the tables to advise on (repeatable)."),
+        max_per_table: int = typer.Option(3, "--max-per-table", min=1,
+                                          help="At most this many new indexes per table."),
+        candidates_per_table: int = typer.Option(8, "--candidates-per-table", min=1,
+                                                 help="Candidates tried per table."),
+        samples: int = typer.Option(5, "--samples", min=1,
+                                    help="Sampled parameter values per timed statement."),
+        write_rows: int = typer.Option(200, "--write-rows", min=1,
+                                       help="Rows of the write sample (insert cost)."),
+        statement_timeout: str = typer.Option("30s", "--statement-timeout",
+                                              help="Bound of each timed run on the copy."),
+        unused_min_size_mb: float = typer.Option(
+            10.0, "--unused-min-size-mb", min=0,
+            help="Unused indexes smaller than this are not offered for dropping."),
+        write_migration: bool = typer.Option(
+            False, "--write-migration",
+            help="Write the suggested indexes as a migration pair (CREATE INDEX CONCURRENTLY) "
+            "in the project's SQL tree."),
+        write_drop_migration: bool = typer.Option(
+            False, "--write-drop-migration",
+            help="Write the unused and duplicate indexes' drop as a migration pair."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ):
+        """Index advice from the real workload: pg_stat_statements' statements parsed with
+        PostgreSQL's parser into per-table scans, candidate indexes built for real on a
+        scratch copy of the searched tables (a database on the same server, dropped at the
+        end), each statement explained and timed before and after, kept when the time it
+        saves pays for its writes. The live database is only read. Needs a session
+        (DMDB_DIRECT_URL through a pooler) and CREATEDB.
+
+        Exit codes: 0 nothing to change, 1 indexes to add or drop, 3 statements of other
+        roles hidden (grant pg_read_all_stats); errors 1 (or 2, usage).
+
+        Example: dmdb optimize indexes --write-migration
+        """
+        from dmdb.errors import ConfigError
+        from dmdb.optimize import advise_indexes
+
+        settings = ctx.obj.settings()
+        if (write_migration or write_drop_migration) and settings.sql_dir is None:
+            raise ConfigError(
+                "no project SQL tree to write the migration to (outside a project dmdb reads "
+                "the shipped one); run it inside a project or pass --sql-dir DIR")
+        status, update = _progress(quiet, as_json)
+        kwargs = dict(top=top, min_calls=min_calls, min_rows=min_rows, schemas=tuple(schema),
+                      max_per_table=max_per_table, candidates_per_table=candidates_per_table,
+                      samples=samples, write_rows=write_rows,
+                      statement_timeout=statement_timeout,
+                      unused_min_size_mb=unused_min_size_mb, sql_dir=settings.sql_dir,
+                      write_migration=write_migration,
+                      write_drop_migration=write_drop_migration, progress=update)
+        if status is not None:
+            with status:
+                advice = advise_indexes(settings, **kwargs)
+        else:
+            advice = advise_indexes(settings, **kwargs)
+        if as_json:
+            print_json(advice.to_dict())
+        else:
+            render_index_advice(advice)
+        raise typer.Exit(EXIT[advice.status])
+
+    app.add_typer(optimize_app, name="optimize")
