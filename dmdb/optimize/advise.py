@@ -116,6 +116,26 @@ def _existing(report_rows: list[dict]) -> list[cands.ExistingIndex]:
     return out
 
 
+def _derived(catalog, table: str):
+    """name -> the names `dmdb indexes build` gives the partitions' indexes of an index
+    `name` on `table` (none for a plain table)."""
+    from dmdb.indexes import partition_index_name
+
+    schema, rel = table.split(".", 1)
+    row = catalog.table_by_name.get((schema, rel))
+
+    def names(table_oid: int, index: str, parent: str) -> list[str]:
+        out = []
+        for child in catalog.children.get(table_oid, []):
+            n = partition_index_name(child.name, index, parent)
+            out.append(n)
+            if child.kind == "p":
+                out += names(child.oid, n, child.name)
+        return out
+
+    return lambda name: names(row.oid, name, rel) if row is not None else []
+
+
 def _row_counts(stats) -> dict[str, float]:
     """Rows of each top-level table: its own, or its leaves' (partitioned)."""
     by_oid = {t.oid: t for t in stats}
@@ -211,7 +231,7 @@ def advise_indexes(settings: Settings, *, top: int = TOP, min_calls: int = MIN_C
             taken = {i.name for i in catalog.indexes} | {t.name for t in catalog.tables}
             trials: dict[str, TableTrial] = {}
             for c in found.tried:
-                name = index_name(c, taken)
+                name = index_name(c, taken, _derived(catalog, c.table))
                 trials.setdefault(c.table, TableTrial(c.table)).candidates.append(
                     CandidateTrial(c, name, create_sql(c, name)))
             live_tables: list[LiveTable] = [tables[t] for t in trials]

@@ -140,9 +140,10 @@ def generate(scans: list[Weighted], types: dict[str, dict[str, str]],
                       sorted(skipped.items(), key=lambda kv: kv[0].label))
 
 
-def index_name(c: Candidate, taken: set[str]) -> str:
+def index_name(c: Candidate, taken: set[str], derived=lambda name: []) -> str:
     """`<table>_<columns>[_<predicate>]_idx`, at most 63 bytes (cut, with 8 hex digits of
-    a hash of the full name), not one of `taken`."""
+    a hash of the full name), neither it nor the names `derived(name)` gives (its
+    partitions' indexes) one of `taken`."""
     table = c.table.split(".", 1)[1]
     parts = [table, *c.columns]
     if c.where:
@@ -154,11 +155,13 @@ def index_name(c: Candidate, taken: set[str]) -> str:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = name.encode()[: MAX_IDENTIFIER_BYTES - 9].decode(errors="ignore") + "_" + digest
     n = 2
-    while name in taken:
+    first = name
+    while name in taken or taken & set(derived(name)):
         suffix = f"_{n}"
-        name = name.encode()[: MAX_IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore") + suffix
+        name = first.encode()[: MAX_IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore") + suffix
         n += 1
     taken.add(name)
+    taken.update(derived(name))
     return name
 
 

@@ -6,8 +6,10 @@ the index and its cost falls to at most half (dexter's rule). Over the workload'
 (pg_stat_statements since its reset):
 
 - benefit = Σ over the served statements of calls × the time each call saves: the
-  statement's mean time in the workload × (1 − measured time after / before) (the costs'
-  ratio when a statement could not be timed);
+  statement's mean time in the workload × (1 − measured time after / before), when every
+  parameter of the timed runs came from a sampled row; else (a parameter no column tells
+  about, such as `now() - $2`, got a stand-in value, or the statement could not be run)
+  × (1 − cost after / before), the planner's estimate for any parameter;
 - write cost = the rows the workload inserted into the table × the measured extra time
   per inserted row (the trial's write sample with and without the index), plus for
   updated rows: an UPDATE that sets a column of the index is no longer HOT, and then
@@ -44,6 +46,7 @@ class Evidence:
     cost_after: float | None
     ms_before: float | None
     ms_after: float | None
+    saving_from: str  # "time" (measured, sampled values) | "cost" (the generic plans)
     plan_before: str | None
     plan_after: str | None
     uses_index: bool
@@ -104,14 +107,14 @@ def _evidence(stmt: Statement, before: Measure, after: Measure) -> Evidence:
         ratio = after.cost / before.cost
     uses = bool(after.indexes)
     served = uses and ratio is not None and ratio <= COST_RATIO
-    if before.ms and after.ms is not None:
-        time_ratio = after.ms / before.ms
+    if before.ms and after.ms is not None and before.sampled and after.sampled:
+        time_ratio, source = after.ms / before.ms, "time"
     else:
-        time_ratio = ratio if ratio is not None else 1.0
+        time_ratio, source = (ratio if ratio is not None else 1.0), "cost"
     saved = stmt.calls * stmt.mean_ms * max(0.0, 1.0 - time_ratio) if served else 0.0
     return Evidence(stmt.queryid, _short(stmt.query), stmt.calls, stmt.mean_ms,
-                    before.cost, after.cost, before.ms, after.ms, before.plan, after.plan,
-                    uses, served, saved, after.error or before.error)
+                    before.cost, after.cost, before.ms, after.ms, source, before.plan,
+                    after.plan, uses, served, saved, after.error or before.error)
 
 
 def write_cost(ct: CandidateTrial, tt: TableTrial, writes: TableWrites,

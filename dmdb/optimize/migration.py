@@ -16,7 +16,7 @@ a directive or a statement.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,22 +122,28 @@ def create_blocks(decisions: list[Decision], catalog: Catalog) -> tuple[list[Blo
     return forward, backward
 
 
-def _without(catalog: Catalog, schema: str, name: str) -> Catalog:
-    """The catalog as if index `schema.name` (and its partitions' indexes) did not exist."""
-    from dmdb.indexes.catalog import Catalog as Cat
+def _recreate(catalog: Catalog, index_oid: int, tail: str, unique: bool) -> list[Step]:
+    """The steps that build index `index_oid` again exactly as it is: the same names on
+    every partition. A plain one CONCURRENTLY; a partitioned one ON ONLY, then each
+    partition's (recursively), attached."""
+    from psycopg import sql
 
-    root = catalog.index_by_name.get((schema, name))
-    if root is None:
-        return catalog
-    gone = {root.oid}
-    changed = True
-    while changed:
-        changed = False
-        for i in catalog.indexes:
-            if i.parent_oid in gone and i.oid not in gone:
-                gone.add(i.oid)
-                changed = True
-    return Cat([i for i in catalog.indexes if i.oid not in gone], catalog.tables)
+    row = catalog.index_by_oid[index_oid]
+    table = catalog.table_by_oid[row.table_oid]
+    concurrently = row.kind != "I"
+    create = sql.SQL("CREATE {unique}INDEX {conc}IF NOT EXISTS {name} ON {only}{table} {tail}").format(
+        unique=sql.SQL("UNIQUE " if unique else ""),
+        conc=sql.SQL("CONCURRENTLY " if concurrently else ""), name=sql.Identifier(row.name),
+        only=sql.SQL("" if concurrently else "ONLY "),
+        table=sql.Identifier(table.schema, table.name), tail=sql.SQL(tail)).as_string()
+    steps = [Step(create, [] if concurrently else list(ON_ONLY_IGNORES))]
+    for child in sorted((i for i in catalog.indexes if i.parent_oid == index_oid),
+                        key=lambda i: (i.schema, i.name)):
+        steps += _recreate(catalog, child.oid, tail, unique)
+        steps.append(Step(sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+            sql.Identifier(row.schema, row.name),
+            sql.Identifier(child.schema, child.name)).as_string()))
+    return steps
 
 
 def drop_blocks(rows: list[dict], catalog: Catalog) -> tuple[list[Block], list[Block]]:
@@ -164,10 +170,7 @@ def drop_blocks(rows: list[dict], catalog: Catalog) -> tuple[list[Block], list[B
         declared = parse_declared([("", r["definition"])])
         if not declared:
             continue
-        d = replace(declared[0], only=False)
-        table = next(t for t in catalog.tables if t.oid == row.table_oid)
-        steps = _plan(d.schema, d.name, f"{table.schema}.{table.name}", d.tail,
-                      _without(catalog, *key))
+        steps = _recreate(catalog, row.oid, declared[0].tail, declared[0].unique)
         backward.insert(0, Block(r["index"], steps, [one_line(r["definition"])]))
     return forward, backward
 

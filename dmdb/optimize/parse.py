@@ -158,6 +158,9 @@ class _Analysis:
     def __init__(self, tables: Tables):
         self.tables = tables
         self.variables: list[tuple[int, int]] = []  # (byte location, fields)
+        # `interval $2`: a typed literal pg_stat_statements normalized, which PostgreSQL's
+        # grammar does not take (pglast's does): (type's byte location, parameter's)
+        self.prefix_casts: list[tuple[int, int]] = []
         self.levels: list[tuple[dict, list[_Rel], list[list[_Rel]]]] = []  # statement, rels, outer
         self.ctes: list[dict[str, set[str] | None]] = []
 
@@ -278,6 +281,11 @@ class _Analysis:
             self.visit(conflict.get("whereClause"), inner)
             self.visit(s.get("returningClause"), inner)
             self.ctes.pop()
+        elif "TypeCast" in node and "ParamRef" in node["TypeCast"].get("arg", {}):
+            cast = node["TypeCast"]
+            at, param = cast["typeName"].get("location", -1), cast["arg"]["ParamRef"]["location"]
+            if 0 <= at < param:
+                self.prefix_casts.append((at, param))
         elif "ColumnRef" in node:
             ref = node["ColumnRef"]
             names = _strings(ref["fields"])
@@ -330,14 +338,16 @@ def _char_offsets(text: str) -> dict[int, int]:
     return out
 
 
-def _rewrite(text: str, variables: list[tuple[int, int]]) -> tuple[str, int, dict[int, int]]:
+def _rewrite(text: str, variables: list[tuple[int, int]],
+             prefix_casts: list[tuple[int, int]] = ()) -> tuple[str, int, dict[int, int]]:
     """The text with each variable reference replaced by a parameter (the same name, the
-    same parameter) and every parameter numbered again from $1 in order of appearance.
-    Returns (text, how many parameters, old $n -> new $m)."""
+    same parameter), each `type $n` made `$n::type`, and every parameter numbered again
+    from $1 in order of appearance. Returns (text, how many parameters, old $n -> new $m)."""
     from pglast.parser import scan
 
     chars = _char_offsets(text)
     starts = {chars[loc]: n for loc, n in variables if loc in chars}
+    casts = {chars[t]: chars[p] for t, p in prefix_casts if t in chars and p in chars}
     tokens = scan(text)
     out: list[str] = []
     numbers: dict[str, int] = {}
@@ -346,6 +356,19 @@ def _rewrite(text: str, variables: list[tuple[int, int]]) -> tuple[str, int, dic
     i = 0
     while i < len(tokens):
         tok = tokens[i]
+        if tok.start in casts:
+            j = next((k for k in range(i, len(tokens)) if tokens[k].start == casts[tok.start]
+                      and tokens[k].name == "PARAM"), None)
+            if j is not None:
+                param = tokens[j]
+                old = int(text[param.start + 1:param.end + 1])
+                numbers.setdefault(f"p:{old}", len(numbers) + 1)
+                renumbered[old] = numbers[f"p:{old}"]
+                type_text = text[tok.start:param.start].strip()
+                out.append(text[pos:tok.start] + f"${numbers[f'p:{old}']}::{type_text}")
+                pos = param.end + 1
+                i = j + 1
+                continue
         if tok.start in starts:
             n = starts[tok.start]
             last = tokens[min(i + 2 * n - 2, len(tokens) - 1)]
@@ -569,7 +592,7 @@ def parse_statement(text: str, tables: Tables) -> Parsed:
         return Parsed("other", text)
     first = _Analysis(tables)
     first.visit(stmt, [])
-    rewritten, count, _ = _rewrite(text, first.variables)
+    rewritten, count, _ = _rewrite(text, first.variables, first.prefix_casts)
     try:
         stmt = _tree(rewritten)[0]
     except ParseError as exc:  # pragma: no cover - the rewrite keeps the grammar

@@ -192,11 +192,15 @@ class Measure:
     cost: float | None = None  # EXPLAIN (GENERIC_PLAN) total cost
     plan: str | None = None  # the plan's node types, outermost first, with index names
     ms: float | None = None  # median execution time over the sampled parameter values
+    # every parameter's value came from a sampled row (or is a LIMIT): the timed runs are
+    # the workload's kind; False when a parameter no column tells about got a stand-in
+    sampled: bool = False
     indexes: list[str] = field(default_factory=list)  # indexes the generic plan uses
     error: str | None = None
 
     def to_dict(self) -> dict:
-        return {"cost": self.cost, "plan": self.plan, "ms": self.ms, "error": self.error}
+        return {"cost": self.cost, "plan": self.plan, "ms": self.ms, "sampled": self.sampled,
+                "error": self.error}
 
 
 @dataclass
@@ -297,14 +301,16 @@ class Bench:
         return min(100.0, 100.0 * self.samples * 20 / float(rows))
 
     def _values(self, stmt: Statement, types: list[str], table_columns: dict[str, list[str]]
-                ) -> list[list[str | None]]:
-        """One list of parameter values (text) per sampled row."""
+                ) -> tuple[list[list[str | None]], bool]:
+        """One list of parameter values (text) per sampled row, and whether every value
+        came from a sampled row (or is a LIMIT's)."""
         parsed = stmt.parsed
         by_param: dict[int, tuple[str, str]] = {}
         for scan in parsed.scans:
             for n, col in scan.params.items():
                 by_param.setdefault(n, (scan.table, col))
         runs = []
+        sampled = all(n in parsed.limit_params or n in by_param for n in range(1, len(types) + 1))
         for i in range(self.samples):
             values = []
             for n in range(1, len(types) + 1):
@@ -317,11 +323,13 @@ class Bench:
                 else:
                     values.append(_default_value(types[n - 1]))
             runs.append(values)
-        return runs
+        return runs, sampled
 
-    def time(self, stmt: Statement, table_columns: dict[str, list[str]]) -> float | None:
-        """The median execution time (ms) of `stmt` over the sampled parameter values;
-        each run rolled back. None when it cannot run (the error is raised)."""
+    def time(self, stmt: Statement, table_columns: dict[str, list[str]]
+             ) -> tuple[float | None, bool]:
+        """The median execution time (ms) of `stmt` over the sampled parameter values
+        (each run rolled back), and whether all of them came from sampled rows. An error
+        is raised."""
         from psycopg import sql
 
         name = sql.Identifier(_STATEMENT_NAME)
@@ -332,7 +340,8 @@ class Bench:
                 "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s",
                 (_STATEMENT_NAME,)).fetchone()[0] or []
             times = []
-            for values in self._values(stmt, types, table_columns):
+            runs, sampled = self._values(stmt, types, table_columns)
+            for values in runs:
                 args = sql.SQL(", ").join(
                     sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(t))
                     for v, t in zip(values, types))
@@ -349,7 +358,7 @@ class Bench:
                     return float(out["Execution Time"])
 
                 times.append(self.savepoint(run))
-            return statistics.median(times) if times else None
+            return (statistics.median(times) if times else None), sampled
         finally:
             self.conn.execute(sql.SQL("DEALLOCATE {}").format(name))
 
@@ -363,7 +372,7 @@ class Bench:
             m.error = f"not explained: {first_line(exc)}"
             return m
         try:
-            m.ms = self.time(stmt, table_columns)
+            m.ms, m.sampled = self.time(stmt, table_columns)
         except psycopg.Error as exc:
             m.error = f"not timed: {first_line(exc)}"
         return m

@@ -42,6 +42,7 @@ class Statement:
         data.pop("parsed")
         if self.parsed is not None:
             data["kind"] = self.parsed.kind
+            data["explained"] = self.parsed.text  # what EXPLAIN (GENERIC_PLAN) was given
             data["scans"] = [s.to_dict() for s in self.parsed.scans]
             data["parse_error"] = self.parsed.error
         return data
