@@ -353,3 +353,52 @@ def test_candidates_partial_no_btree_on_jsonb_and_existing_cover():
     reasons = {c.label: why for c, why in found.skipped}
     assert reasons["public.content (media)"].startswith("never a btree on media (jsonb)")
     assert reasons["public.content (concept_id)"] == "already served by content_concept_idx"
+
+
+# -- a managed-style server: TLS, a non-superuser owner, a pooler ---------------------------
+
+
+def test_a_managed_non_superuser_owner_gets_the_same_advice(managed, tmp_path):
+    from managed import ADMIN, OWNER
+    from psycopg import sql
+
+    name = "dmdb_optimize_lane"
+    admin_url = managed.url(ADMIN, managed.passwords[ADMIN], dbname=name)
+    owner_url = managed.url(OWNER, managed.passwords[OWNER], dbname=name)
+    with psycopg.connect(managed.owner_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:  # as the provider does
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+        env = {"DATABASE_URL": owner_url,
+               "PATH": f"{managed.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        up = run_dmdb(["up"], env, cwd=tmp_path, timeout=300)
+        assert up.returncode == 0, up.stderr
+        seed(owner_url, env)
+        qid = run_workload(owner_url, reset=admin_url)
+        before = _live_state(owner_url)
+        done = run_dmdb(["optimize", "indexes", "--json"], env, cwd=tmp_path, timeout=300)
+        assert done.returncode == 1, done.stderr
+        data = json.loads(done.stdout)
+        assert data["role"] == OWNER and data["privileged"]  # pg_monitor: pg_read_all_stats
+        (one,) = data["suggestions"]
+        assert one["table"] == "public.learning_events" and one["columns"][0] == "event_id"
+        assert _serving(data["suggestions"], qid["missing"])
+        assert not _serving(data["suggestions"], qid["served"])
+        assert _live_state(owner_url) == before and _scratch_databases(owner_url) == []
+    finally:
+        with psycopg.connect(managed.owner_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+
+def test_through_a_transaction_pooler_the_trial_needs_a_session(managed, tmp_path):
+    env = {"DATABASE_URL": managed.pooled_owner_url,
+           "PATH": f"{managed.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = run_dmdb(["optimize", "indexes"], env, cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dmdb: error: dmdb optimize indexes needs")
+    assert "transaction pooler" in lines[0] and "DMDB_DIRECT_URL" in lines[0]
+    assert managed.passwords["dm_owner"] not in done.stdout + done.stderr
