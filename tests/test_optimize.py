@@ -402,3 +402,71 @@ def test_through_a_transaction_pooler_the_trial_needs_a_session(managed, tmp_pat
     assert len(lines) == 1 and lines[0].startswith("dmdb: error: dmdb optimize indexes needs")
     assert "transaction pooler" in lines[0] and "DMDB_DIRECT_URL" in lines[0]
     assert managed.passwords["dm_owner"] not in done.stdout + done.stderr
+
+
+# -- the write cost ------------------------------------------------------------------------
+
+
+def test_a_candidate_whose_writes_cost_more_than_it_saves_is_dropped(cli, databases):
+    """The same rare query gets its index while the table takes no writes, and loses it
+    once the workload inserts many rows: the trial's write sample prices each insert."""
+    name = databases.create(schema=False)
+    url = databases.url(name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION pg_stat_statements")
+            conn.execute("CREATE TABLE readings (id bigint PRIMARY KEY, sensor int NOT NULL, "
+                         "value double precision NOT NULL)")
+            conn.execute("INSERT INTO readings SELECT g, g % 5000, random() "
+                         "FROM generate_series(1, 60000) g")
+            conn.execute("VACUUM ANALYZE readings")
+
+        def workload(inserts: int) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                             "WHERE datname = current_database()), 0)")
+                for i in range(3):
+                    conn.execute("SELECT id, value FROM readings WHERE sensor = %s", (i * 11,))
+                for _ in range(inserts):  # counted by pg_stat_statements, rolled back
+                    with conn.transaction(force_rollback=True):
+                        conn.execute("INSERT INTO readings SELECT g, g % 5000, 0 "
+                                     "FROM generate_series(100001, 130000) g")
+
+        workload(0)
+        _, quiet = _advise(cli, url, "--write-rows", "1000")
+        (kept,) = quiet["suggestions"]
+        assert kept["columns"] == ["sensor"] and kept["write_cost_ms"] == 0.0
+        assert kept["insert_ms_per_row_after"] > kept["insert_ms_per_row_before"]
+
+        workload(20)
+        _, busy = _advise(cli, url, "--write-rows", "1000")
+        assert busy["suggestions"] == []
+        (dropped,) = [d for d in busy["dropped"] if d["columns"] == ["sensor"]]
+        assert dropped["rows_inserted"] == 20 * 30000
+        assert dropped["write_cost_ms"] >= dropped["benefit_ms"] > 0
+        assert dropped["reason"].startswith("write cost ")
+    finally:
+        databases.drop(name)
+
+
+def test_write_cost_prices_inserts_and_updates_that_lose_hot():
+    from dmdb.optimize.candidates import Candidate, ExistingIndex
+    from dmdb.optimize.choose import TableWrites, write_cost
+    from dmdb.optimize.trial import CandidateTrial, TableTrial, WriteMeasure
+
+    tt = TableTrial("public.t", write=WriteMeasure(100, 0.010))
+    ct = CandidateTrial(Candidate("public.t", ("a",)), "t_a_idx", "", write=WriteMeasure(100, 0.012))
+    pkey = [ExistingIndex("t_pkey", "public.t", "btree", ("id",), None)]
+    extra = 0.002
+    assert write_cost(ct, tt, TableWrites(inserted=1000), pkey, {"id"}) == pytest.approx(1000 * extra)
+    # An UPDATE of `a` was HOT; with the index it inserts into both indexes.
+    hot = TableWrites(updates=[(["a"], 500)])
+    assert write_cost(ct, tt, hot, pkey, {"id"}) == pytest.approx(500 * extra * 2)
+    # An UPDATE of an indexed column was never HOT: one more index to insert into.
+    cold = TableWrites(updates=[(["id", "b"], 500)])
+    assert write_cost(ct, tt, cold, pkey, {"id"}) == pytest.approx(500 * extra)
+    # An UPDATE of other columns stays HOT: free.
+    assert write_cost(ct, tt, TableWrites(updates=[(["b"], 500)]), pkey, {"id"}) == 0.0
+    # Measured slower without the index (noise): never a negative cost.
+    ct.write = WriteMeasure(100, 0.009)
+    assert write_cost(ct, tt, TableWrites(inserted=1000), pkey, {"id"}) == 0.0
