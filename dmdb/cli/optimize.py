@@ -105,13 +105,125 @@ def render_index_advice(advice) -> None:
     say(f"({advice.seconds:.1f}s)")
 
 
+def render_tuning(report) -> None:
+    out = console()
+
+    def say(text: str = "") -> None:
+        out.print(text, markup=False, highlight=False)
+
+    m = report.machine
+    ram = human_bytes(m.ram_bytes) if m.ram_bytes else "unknown"
+    say(f"dmdb optimize: {report.target} (memory {ram}, storage {m.storage or 'unknown'}: "
+        f"{m.how})")
+    pending = 0
+    for c in report.checks:
+        say(f"{c.status:<8} {c.name:<17} {c.summary}")
+        for f in c.findings:
+            say(f"    - {f.summary}")
+            if f.fix:
+                if f.applied:
+                    state = f"  [applied in {f.seconds:.2f}s]"
+                elif f.error:
+                    state = f"  [failed: {f.error}]"
+                else:
+                    state = "  [safe: --apply runs it]" if f.safe else ""
+                    pending += 1
+                say(f"      fix: {f.fix}{state}")
+    safe = [f for f in report.findings if f.safe and not f.applied and not f.error]
+    say()
+    if report.applied:
+        done = [f for f in report.findings if f.applied]
+        failed = [f for f in report.findings if f.error]
+        say(f"--apply ran {len(done)} safe fix(es)" + (f", {len(failed)} failed" if failed else "")
+            + "; the others are for you to run (settings, fillfactor, migrations).")
+    elif safe:
+        say(f"{len(safe)} safe fix(es) (ANALYZE, REINDEX CONCURRENTLY): dmdb optimize --apply")
+    if pending and not safe:
+        say("The fixes above are yours to run: settings need a reload or restart; "
+            "migrations go through review.")
+    say(f"({report.seconds:.1f}s)")
+
+
 def register(app: typer.Typer) -> None:
     optimize_app = typer.Typer(
         help="The tuning an operator does by hand, as findings with their evidence and the "
         "command that fixes each; `dmdb optimize indexes`: index advice from the workload "
         "(pg_stat_statements), each candidate tried on a scratch copy.",
-        no_args_is_help=True,
+        invoke_without_command=True,
     )
+
+    @optimize_app.callback()
+    def optimize_all(
+        ctx: typer.Context,
+        apply: bool = typer.Option(
+            False, "--apply", help="Run the safe, online fixes (ANALYZE, REINDEX "
+            "CONCURRENTLY) and say what was done; the others are printed."),
+        only: str | None = typer.Option(
+            None, "--only", metavar="CHECKS", help="Comma-separated checks: stale_statistics, "
+            "index_bloat, hot_updates, default_rows, shared_buffers, work_mem, max_wal_size, "
+            "random_page_cost, indexes."),
+        no_indexes: bool = typer.Option(False, "--no-indexes",
+                                        help="Skip the index advice (its trial on a scratch copy)."),
+        schema: list[str] = typer.Option(["public"], "--schema",
+                                         help="Schema of the tables to look at (repeatable)."),
+        ram_gb: float | None = typer.Option(
+            None, "--ram-gb", min=0.01,
+            help="The server machine's memory, when the server is not on this machine."),
+        storage: str | None = typer.Option(
+            None, "--storage", metavar="ssd|hdd",
+            help="The server's storage, when the server is not on this machine."),
+        bloat_ratio: float = typer.Option(2.0, "--bloat-ratio", min=1.0,
+                                          help="Index bloat: estimated size / needed size."),
+        bloat_min_size_mb: float = typer.Option(100.0, "--bloat-min-size-mb", min=0,
+                                                help="Index bloat: at least this much wasted."),
+        hot_min_updates: int = typer.Option(1000, "--hot-min-updates", min=1,
+                                            help="HOT: tables with at least this many updates."),
+        as_json: bool = JSON,
+        quiet: bool = QUIET,
+    ):
+        """Find what an operator would tune by hand, each finding with its evidence and the
+        command that fixes it: stale statistics (ANALYZE), bloated indexes (REINDEX
+        CONCURRENTLY), updates that are not HOT (fillfactor), rows in a DEFAULT partition,
+        shared_buffers, work_mem, max_wal_size and random_page_cost out of line with the
+        machine and the workload, and the index advice of `dmdb optimize indexes`.
+
+        Exit codes (the monitor's): 0 nothing to tune, 1 findings, 3 a check could not
+        see what it needs (UNKNOWN); errors 1 (or 2, usage).
+
+        Examples: dmdb optimize --no-indexes; dmdb optimize --apply
+        """
+        if ctx.invoked_subcommand is not None:
+            return
+        from dmdb.errors import ConfigError
+        from dmdb.optimize.tuning import CHECKS, optimize
+
+        chosen = None
+        if only:
+            chosen = [c.strip() for c in only.split(",") if c.strip()]
+            unknown = [c for c in chosen if c not in CHECKS]
+            if unknown:
+                raise ConfigError(f"--only {','.join(unknown)}: no such check; choose from "
+                                  f"{', '.join(CHECKS)}")
+        if no_indexes:
+            chosen = [c for c in (chosen or CHECKS) if c != "indexes"]
+        if storage is not None and storage not in ("ssd", "hdd"):
+            raise ConfigError(f"--storage {storage!r}: write ssd or hdd")
+        settings = ctx.obj.settings()
+        status, update = _progress(quiet, as_json)
+        kwargs = dict(schemas=tuple(schema), only=chosen, apply=apply,
+                      ram_bytes=int(ram_gb * 1024**3) if ram_gb else None, storage=storage,
+                      bloat_ratio=bloat_ratio, bloat_min_bytes=int(bloat_min_size_mb * 1024**2),
+                      hot_min_updates=hot_min_updates, progress=update)
+        if status is not None:
+            with status:
+                report = optimize(settings, **kwargs)
+        else:
+            report = optimize(settings, **kwargs)
+        if as_json:
+            print_json(report.to_dict())
+        else:
+            render_tuning(report)
+        raise typer.Exit(EXIT[report.status])
 
     @optimize_app.command("indexes")
     def indexes_cmd(
