@@ -141,6 +141,23 @@ def test_the_missing_pattern_gets_one_index_and_the_served_one_none(cli, seeded)
                                                      "public.review_schedule"}
     assert _live_state(url) == before
     assert _scratch_databases(url) == []
+    drift = cli(["drift"], url=url)
+    assert drift.exit_code == 0 and "No drift" in drift.stdout
+
+
+def test_a_role_that_cannot_read_other_roles_statements_is_told_so(cli, seeded, databases):
+    url, _ = seeded
+    role = "dmdb_optimize_nostats"
+    run_sql(url, f"DROP ROLE IF EXISTS {role}")
+    run_sql(url, f"CREATE ROLE {role} LOGIN")
+    try:
+        result = cli(["optimize", "indexes", "--json", "--user", role], url=url)
+        assert result.exit_code == 3, result.stdout + result.stderr  # UNKNOWN
+        data = json.loads(result.stdout)
+        assert not data["privileged"] and data["hidden"] >= 2 and data["suggestions"] == []
+        assert any(f"GRANT pg_read_all_stats TO {role}" in n for n in data["notes"])
+    finally:
+        run_sql(url, f"DROP ROLE IF EXISTS {role}")
 
 
 def test_plain_output_ranks_the_suggestion_with_its_evidence(cli, seeded):

@@ -100,8 +100,9 @@ def read_workload(conn: psycopg.Connection) -> Workload:
         ).fetchone()
         info = cur.execute(sql.SQL("SELECT stats_reset FROM {}.pg_stat_statements_info").format(
             sql.Identifier(schema))).fetchone()
-    hidden = sum(1 for r in rows if r["queryid"] is None)
-    statements = [Statement(**r) for r in rows if r["queryid"] is not None]
+    hidden = sum(r["entries"] for r in rows if r["queryid"] is None)
+    statements = [Statement(**{k: v for k, v in r.items() if k != "entries"})
+                  for r in rows if r["queryid"] is not None]
     return Workload(statements, hidden, bool(who["seen"]),
                     info["stats_reset"] if info else None, who["role"])
 

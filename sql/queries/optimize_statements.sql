@@ -3,8 +3,10 @@
 -- nesting levels: statements inside functions are there when pg_stat_statements.track =
 -- all), heaviest first. {schema} is the extension's schema (psycopg.sql.Identifier).
 -- Times in ms. A row whose text this role may not read (another role's, without
--- pg_read_all_stats) has no queryid and its text hidden: such rows are counted as one.
+-- pg_read_all_stats) has no queryid and its text hidden: such rows come as one, with
+-- how many they are (entries).
 SELECT s.queryid::text AS queryid,
+       count(*)::int AS entries,
        min(s.query) AS query,
        bool_and(NOT s.toplevel) AS nested,
        sum(s.calls)::bigint AS calls,
