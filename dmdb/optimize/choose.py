@@ -11,7 +11,9 @@ the index and its cost falls to at most half (dexter's rule). Over the workload'
   about, such as `now() - $2`, got a stand-in value, or the statement could not be run)
   × (1 − cost after / before), the planner's estimate for any parameter;
 - write cost = the rows the workload inserted into the table × the measured extra time
-  per inserted row (the trial's write sample with and without the index), plus for
+  per inserted row (the trial's write sample with and without the index; when noise
+  makes it come out at zero or less, the insert time per row shared among the table's
+  indexes and its heap is taken instead: an index is never free), plus for
   updated rows: an UPDATE that sets a column of the index is no longer HOT, and then
   inserts into every index of the table (the extra time × (indexes + 1) per row); an
   UPDATE that was not HOT already inserts into the new index too (the extra time);
@@ -72,6 +74,7 @@ class Decision:
     insert_ms_per_row_after: float | None = None
     rows_inserted: int = 0
     rows_updated: int = 0
+    write_cost_from: str = "measured"  # measured | estimated (see extra_ms_per_row)
     evidence: list[Evidence] = field(default_factory=list)
 
     @property
@@ -117,11 +120,22 @@ def _evidence(stmt: Statement, before: Measure, after: Measure) -> Evidence:
                     after.plan, uses, served, saved, after.error or before.error)
 
 
+def extra_ms_per_row(ct: CandidateTrial, tt: TableTrial,
+                     existing: list[ExistingIndex]) -> tuple[float, str]:
+    """(ms the index adds to each inserted row, "measured" | "estimated"): the write
+    samples' difference; when it is not positive (noise), the insert time per row over
+    the heap and the table's indexes, the new one included."""
+    if ct.write.ms_per_row is None or tt.write.ms_per_row is None:
+        return 0.0, "estimated"
+    extra = ct.write.ms_per_row - tt.write.ms_per_row
+    if extra > 0:
+        return extra, "measured"
+    return tt.write.ms_per_row / (len(existing) + 2), "estimated"
+
+
 def write_cost(ct: CandidateTrial, tt: TableTrial, writes: TableWrites,
                existing: list[ExistingIndex], hot_columns: set[str]) -> float:
-    if ct.write.ms_per_row is None or tt.write.ms_per_row is None:
-        return 0.0
-    extra = max(0.0, ct.write.ms_per_row - tt.write.ms_per_row)
+    extra, _ = extra_ms_per_row(ct, tt, existing)
     cols = set(ct.candidate.columns)
     if ct.candidate.where:
         cols.add(ct.candidate.where.removeprefix("NOT ").split(" IS ")[0])
@@ -161,6 +175,7 @@ def decide(trials: list[TableTrial], statements: dict[str, Statement],
             d.benefit_ms = sum(e.saved_ms for e in d.evidence)
             d.write_cost_ms = write_cost(ct, tt, w, existing.get(tt.table, []),
                                          hot_columns.get(tt.table, set()))
+            d.write_cost_from = extra_ms_per_row(ct, tt, existing.get(tt.table, []))[1]
             used = [e for e in d.evidence if e.uses_index]
             size = table_sizes.get(tt.table) or 0
             if not used:

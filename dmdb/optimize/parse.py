@@ -85,8 +85,13 @@ class Parsed:
     """One statement: its kind, the explainable text, and what it does to which table."""
 
     kind: str  # select | insert | update | delete | other
-    text: str  # variables as parameters, parameters numbered from 1
+    # What EXPLAIN (GENERIC_PLAN) and PREPARE are given: the statement with variables as
+    # parameters, numbered from 1; an UPDATE or DELETE as the SELECT of the rows it changes
+    # (what an index changes for it; its SET list may hold parameters no context types,
+    # `x + CASE WHEN $4 THEN $5 ELSE $6 END`, and running it would change rows)
+    text: str
     parameters: int = 0
+    statement: str = ""  # the whole statement, variables as parameters
     scans: list[Scan] = field(default_factory=list)
     writes: list[Write] = field(default_factory=list)
     limit_params: list[int] = field(default_factory=list)
@@ -599,7 +604,7 @@ def parse_statement(text: str, tables: Tables) -> Parsed:
         return Parsed(kind, text, error=f"rewritten text not parsed: {exc}")
     analysis = _Analysis(tables)
     analysis.visit(stmt, [])
-    parsed = Parsed(kind, rewritten, count, limit_params=_limit_params(stmt))
+    parsed = Parsed(kind, rewritten, count, rewritten, limit_params=_limit_params(stmt))
     for node, rels, outer in analysis.levels:
         if "InsertStmt" in node:
             if rels[0].table is not None:
@@ -621,7 +626,32 @@ def parse_statement(text: str, tables: Tables) -> Parsed:
                         if "ResTarget" in t and "name" in t["ResTarget"]]
                 parsed.writes.append(Write(target.table.qualified, wkind, cols))
         parsed.scans += [s for s in level.scans.values() if s.searched or s.predicates]
+    if kind in ("update", "delete"):
+        probe = _rows_changed(rewritten)
+        if probe is not None:
+            parsed.text, parsed.parameters, renumbered = _rewrite(probe, [])
+            for scan in parsed.scans:
+                scan.params = {renumbered[n]: c for n, c in scan.params.items() if n in renumbered}
+            parsed.limit_params = []
     return parsed
+
+
+def _rows_changed(text: str) -> str | None:
+    """An UPDATE or DELETE as `SELECT 1 FROM <its tables> WHERE <its condition>` (its
+    WITH clause kept), deparsed by pglast; None for what has no such form (WHERE CURRENT
+    OF a cursor)."""
+    from pglast import ast, parse_sql
+    from pglast.stream import RawStream
+
+    raw = parse_sql(text)[0].stmt
+    if isinstance(raw.whereClause, ast.CurrentOfExpr):
+        return None
+    extra = raw.fromClause if isinstance(raw, ast.UpdateStmt) else raw.usingClause
+    select = ast.SelectStmt(
+        targetList=(ast.ResTarget(val=ast.A_Const(val=ast.Integer(1))),),
+        fromClause=(raw.relation, *(extra or ())), whereClause=raw.whereClause,
+        withClause=raw.withClause)
+    return RawStream()(select)
 
 
 def index_columns(definition: str) -> tuple[str, str, list[str | None], str | None]:
