@@ -164,10 +164,10 @@ def register(app: typer.Typer) -> None:
             "random_page_cost, indexes."),
         no_indexes: bool = typer.Option(False, "--no-indexes",
                                         help="Skip the index advice (its trial on a scratch copy)."),
-        schema: list[str] = typer.Option(["public"], "--schema",
+        schema: list[str] = typer.Option(["public"], "--schema", metavar="SCHEMA",
                                          help="Schema of the tables to look at (repeatable)."),
         ram_gb: float | None = typer.Option(
-            None, "--ram-gb", min=0.01,
+            None, "--ram-gb", min=0.01, metavar="GB",
             help="The server machine's memory, when the server is not on this machine."),
         storage: str | None = typer.Option(
             None, "--storage", metavar="ssd|hdd",
@@ -234,7 +234,7 @@ def register(app: typer.Typer) -> None:
                                       help="Ignore statements called fewer times."),
         min_rows: int = typer.Option(1000, "--min-rows", min=0,
                                      help="Tables with fewer rows get no index."),
-        schema: list[str] = typer.Option(["public"], "--schema",
+        schema: list[str] = typer.Option(["public"], "--schema", metavar="SCHEMA",
                                          help="Schema of the tables to advise on (repeatable)."),
         max_per_table: int = typer.Option(3, "--max-per-table", min=1,
                                           help="At most this many new indexes per table."),
@@ -271,9 +271,14 @@ def register(app: typer.Typer) -> None:
 
         Example: dmdb optimize indexes --write-migration
         """
+        import re
+
         from dmdb.errors import ConfigError
         from dmdb.optimize import advise_indexes
 
+        if not re.fullmatch(r"[1-9][0-9]*\s*(ms|s|min)?", statement_timeout.strip()):
+            raise ConfigError(f"--statement-timeout {statement_timeout!r}: write it as 500ms, "
+                              "30s or 2min (0, unlimited, is refused)")
         settings = ctx.obj.settings()
         if (write_migration or write_drop_migration) and settings.sql_dir is None:
             raise ConfigError(
