@@ -234,7 +234,13 @@ def advise_indexes(settings: Settings, *, top: int = TOP, min_calls: int = MIN_C
                 name = index_name(c, taken, _derived(catalog, c.table))
                 trials.setdefault(c.table, TableTrial(c.table)).candidates.append(
                     CandidateTrial(c, name, create_sql(c, name)))
-            live_tables: list[LiveTable] = [tables[t] for t in trials]
+            # The tried tables, and every table their statements also read (a join's
+            # other side, however small): plans over an empty copy of it would mislead.
+            wanted = set(trials)
+            for t in trials:
+                for qid in table_of.get(t, []):
+                    wanted |= by_id[qid].parsed.tables & set(tables)
+            live_tables: list[LiveTable] = [tables[t] for t in sorted(wanted)]
             with scratch_database(settings, live) as scratch:
                 advice.scratch = scratch
                 if progress:

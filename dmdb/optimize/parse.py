@@ -96,10 +96,11 @@ class Parsed:
     writes: list[Write] = field(default_factory=list)
     limit_params: list[int] = field(default_factory=list)
     error: str | None = None
+    relations: set[str] = field(default_factory=set)  # every known table it names
 
     @property
     def tables(self) -> set[str]:
-        return {s.table for s in self.scans} | {w.table for w in self.writes}
+        return {s.table for s in self.scans} | {w.table for w in self.writes} | self.relations
 
 
 # -- the tree --------------------------------------------------------------------------
@@ -606,6 +607,7 @@ def parse_statement(text: str, tables: Tables) -> Parsed:
     analysis.visit(stmt, [])
     parsed = Parsed(kind, rewritten, count, rewritten, limit_params=_limit_params(stmt))
     for node, rels, outer in analysis.levels:
+        parsed.relations |= {r.table.qualified for r in rels if r.table is not None}
         if "InsertStmt" in node:
             if rels[0].table is not None:
                 parsed.writes.append(Write(rels[0].table.qualified, "insert"))

@@ -4,7 +4,8 @@ statements explained and timed before and after.
 Without HypoPG the planner sizes a relation from its real file, so candidates are judged
 on a copy holding the real volume: a scratch database on the same server, named
 `dmdb_optimize_<live database oid>_<random>`, with the live schema (pg_dump, no data) and
-every row of the tables the workload searches (COPY, binary). The copy loses the foreign
+every row of the tables the workload searches and of those their statements join (COPY,
+binary). The copy loses the foreign
 keys and user triggers of those tables (the rows of the tables they reference are not
 copied; the trial measures index maintenance, not triggers), then is vacuumed and
 analyzed as production tables are.
