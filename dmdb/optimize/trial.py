@@ -110,7 +110,10 @@ def scratch_database(settings: Settings, live: psycopg.Connection) -> Iterator[s
     try:
         with connect(settings, autocommit=True) as admin:
             try:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                # template0: nobody is ever connected to it (a session on template1 would
+                # make CREATE DATABASE fail)
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(
+                    sql.Identifier(name)))
             except psycopg.errors.InsufficientPrivilege:
                 raise DmdbError(
                     f"dmdb optimize indexes tries candidates on a scratch copy and "
@@ -139,6 +142,7 @@ class Copied:
 def prepare_scratch(settings: Settings, scratch: str, tables: list[LiveTable],
                     notes: list[str]) -> list[Copied]:
     """The live schema, then every row of `tables`, into `scratch`; vacuumed, analyzed."""
+    import psycopg
     from psycopg import sql
 
     from dmdb.migrate.verify import restore_schema
@@ -168,14 +172,12 @@ def prepare_scratch(settings: Settings, scratch: str, tables: list[LiveTable],
                     "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
                     "AND attgenerated = ''", (ident.as_string(target),)).fetchone()[0]
                 col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-                with live.cursor().copy(sql.SQL(
-                        "COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)").format(
-                            col_list, ident)) as src, \
-                        target.cursor().copy(sql.SQL(
-                            "COPY {} ({}) FROM STDIN (FORMAT binary)").format(
-                                ident, col_list)) as dst:
-                    for chunk in src:
-                        dst.write(chunk)
+                try:
+                    _copy(live, target, ident, col_list, "binary")
+                except psycopg.Error:
+                    # Binary rows carry type oids (arrays, composites), which differ
+                    # between databases for types of the schema: the same rows as text.
+                    _copy(live, target, ident, col_list, "text")
                 target.execute(sql.SQL("VACUUM (ANALYZE) {}").format(ident))
                 rows = target.execute(sql.SQL("SELECT count(*) FROM {}").format(ident)).fetchone()[0]
                 size = relation_size(target, ident.as_string(target))
@@ -430,6 +432,19 @@ def _default_value(type_name: str) -> str | None:
     if type_name.endswith("[]"):
         return "{}"
     return _DEFAULTS.get(type_name)
+
+
+def _copy(live, target, ident, col_list, fmt: str) -> None:
+    """The rows of `ident` from the live database into the copy, streamed; a failed COPY
+    loads nothing (one statement, autocommit)."""
+    from psycopg import sql
+
+    with live.cursor().copy(sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT (FORMAT {})").format(
+            col_list, ident, sql.SQL(fmt))) as src, \
+            target.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+                ident, col_list, sql.SQL(fmt))) as dst:
+        for chunk in src:
+            dst.write(chunk)
 
 
 def relation_size(conn: psycopg.Connection, rel: str) -> int:
