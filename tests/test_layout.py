@@ -27,7 +27,7 @@ LAYERS = {
     "migrate": 4,
     "partitions": 5, "indexes": 5, "citus": 5,
     "maintenance": 6, "backup": 6,
-    "monitor": 7, "learning": 7,
+    "monitor": 7, "learning": 7, "optimize": 7,
     "cli": 8,
     "__main__": 9,
 }
