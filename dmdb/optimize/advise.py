@@ -117,23 +117,11 @@ def _existing(report_rows: list[dict]) -> list[cands.ExistingIndex]:
 
 
 def _derived(catalog, table: str):
-    """name -> the names `dmdb indexes build` gives the partitions' indexes of an index
-    `name` on `table` (none for a plain table)."""
-    from dmdb.indexes import partition_index_name
-
-    schema, rel = table.split(".", 1)
-    row = catalog.table_by_name.get((schema, rel))
-
-    def names(table_oid: int, index: str, parent: str) -> list[str]:
-        out = []
-        for child in catalog.children.get(table_oid, []):
-            n = partition_index_name(child.name, index, parent)
-            out.append(n)
-            if child.kind == "p":
-                out += names(child.oid, n, child.name)
-        return out
-
-    return lambda name: names(row.oid, name, rel) if row is not None else []
+    """name -> the partitions' index names that depend on `name`: none. `dmdb indexes
+    build` names a partition's index as PostgreSQL does, from the partition and the
+    index's columns (the first of <partition>_<columns>_idx, ..._idx1, ... not taken),
+    whatever the parent index is called, so a parent name never collides through them."""
+    return lambda name: []
 
 
 def _row_counts(stats) -> dict[str, float]:

@@ -145,9 +145,10 @@ def prepare_scratch(settings: Settings, scratch: str, tables: list[LiveTable],
     import psycopg
     from psycopg import sql
 
-    from dmdb.migrate.verify import restore_schema
+    from dmdb.migrate.verify import Scratch, restore_schema
 
-    for ext in restore_schema(settings, settings.dbname, scratch):
+    target_db = Scratch(settings, scratch, "the live server")
+    for ext in restore_schema(settings, settings.dbname, target_db):
         notes.append(f"extension {ext} left out of the scratch copy: this role may not "
                      "create it")
     names = [sql.Identifier(t.table.schema, t.table.name) for t in tables]
