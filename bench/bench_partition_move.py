@@ -18,8 +18,8 @@ of the current month; then `dmdb.partitions.run(create)` for that month while
   watcher   pg_locks every 20 ms: the longest wait (now() - waitstart) of any other
             session on a lock, whatever it was.
 
-"Before" runs the `dmdb` package of --before-ref (default: the commit before the swap,
-found by its message; `git archive` into a temporary directory) in a subprocess;
+"Before" runs the `dmdb` package of --before-ref (default: the parent of the commit
+that brought the swap, found by its message; `git archive` into a temporary directory) in a subprocess;
 "now" runs this checkout's. Without DATABASE_URL a throw-away embedded server is
 started (durable settings; --fast turns fsync off for the load). Every figure comes
 with the load average: on a shared machine compare before/now of the same run.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,9 +63,12 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn:
 def before_code(ref: str | None) -> tuple[Path, str]:
     """The dmdb package (and sql/) of `ref`, extracted into a temporary directory."""
     if ref is None:
+        # The oldest commit of the change (later ones mention it too).
         found = subprocess.run(
-            ["git", "-C", str(REPO), "log", "-1", "--format=%H", "--grep",
-             "#32 item 3"], capture_output=True, text=True, check=True).stdout.strip()
+            ["git", "-C", str(REPO), "log", "--format=%H", "--fixed-strings", "--grep",
+             "a month filling DEFAULT takes DEFAULT as its partition"],
+            capture_output=True, text=True, check=True).stdout.split()
+        found = found[-1] if found else ""
         if not found:
             raise SystemExit("bench: no commit of #32 item 3 in this history; pass --before-ref")
         ref = found + "~1"
@@ -239,6 +243,8 @@ def main() -> int:
     parser.add_argument("--only-now", action="store_true", help="skip the code before")
     parser.add_argument("--fast", action="store_true", help="embedded server without fsync")
     args = parser.parse_args()
+    # A TERM stops the runs and still drops the scratch databases and the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from bench_record_answer import start_bench_server, stop_bench_server
 
