@@ -377,10 +377,15 @@ def main() -> int:
             settings = dict(conn.execute(
                 "SELECT name, setting FROM pg_settings WHERE name IN "
                 "('fsync', 'synchronous_commit', 'server_version')").fetchall())
+            # The events feed (another branch) adds users.feed_tx; the floors here do
+            # not write its columns.
+            feed = conn.execute("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = "
+                                "'users'::regclass AND attname = 'feed_tx')").fetchone()[0]
         load = os.getloadavg()
         print(f"server {settings.get('server_version')}, fsync={settings.get('fsync')}, "
               f"synchronous_commit={settings.get('synchronous_commit')}; {len(setup['users'])} "
-              f"learners x {POOL_ITEMS} items, every pair answered once first; {args.runs} "
+              f"learners x {POOL_ITEMS} items, every pair answered once first; events feed "
+              f"{'present' if feed else 'absent'}; {args.runs} "
               f"rounds of {args.seconds:g} s; load average at start "
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs", flush=True)
         logdir = scripts / "logs"
