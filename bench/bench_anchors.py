@@ -1,7 +1,7 @@
 """record_answer(s) against the anchors of #32: the same writes without dmdb's work,
 and the application's own way, measured in the same run.
 
-    python bench/bench_anchors.py [URL] [--seconds 10] [--runs 3] [--users 2000]
+    python bench/bench_anchors.py [URL] [--seconds 6] [--runs 5] [--users 2000]
 
 Single answers (pgbench -M prepared, 2 connections, one answer per transaction; each
 round runs the four in a rotated order, so no variant always runs first):
@@ -35,12 +35,15 @@ connection its own learners):
   record_answers SELECT count(*) FROM record_answers(the 1,000 answers as jsonb)
 
 For each: answers/s per round and the median, the same-run ratios (record_answer to
-each single-answer anchor, record_answers to the bulk floor), WAL bytes and server CPU
-per answer (all the server's processes, from /proc, embedded server only), and latency
-p50/p99 (pgbench's per-transaction log; per call for batches). Without URL an embedded
-PostgreSQL 18 is started with dmdb's settings (fsync and synchronous_commit on) and
-removed afterwards; --fast turns them off (CPU cost only). Report `uptime` with every
-figure: on a shared machine compare ratios and CPU per answer, not rates.
+each single-answer anchor, record_answers to the bulk floor; beside them the same ratio
+from server CPU per answer, the anchor's over dmdb's: what the rate ratio tends to when
+the server is CPU-bound, and far steadier than rates when other work on the machine
+competes for the disk's fsyncs), WAL bytes and server CPU per answer (all the server's
+processes, from /proc, embedded server only), and latency p50/p99 (pgbench's
+per-transaction log; per call for batches). Without URL an embedded PostgreSQL 18 is
+started with dmdb's settings (fsync and synchronous_commit on) and removed afterwards;
+--fast turns them off (CPU cost only). Report `uptime` with every figure: on a shared
+machine compare ratios and CPU per answer, not rates.
 """
 
 from __future__ import annotations
@@ -312,7 +315,8 @@ def prepare(url: str, n_users: int) -> dict:
                 ids=dict(umin=umin, umax=umax, imin=imin, imax=imin + POOL_ITEMS - 1, cmin=cmin))
 
 
-def render(rows: list[Measure], ratios: dict[str, list[float]], goals: dict[str, str]) -> str:
+def render(rows: list[Measure], ratios: dict[str, list[float]], goals: dict[str, str],
+           cpu_ratios: dict[str, list[float]]) -> str:
     runs = max(len(r.rates) for r in rows)
     head = (["variant"] + [f"run {k + 1}" for k in range(runs)]
             + ["median", "WAL B/answer", "server CPU µs/answer", "p50 ms", "p99 ms"])
@@ -324,10 +328,13 @@ def render(rows: list[Measure], ratios: dict[str, list[float]], goals: dict[str,
                         f"{statistics.median(r.cpu):,.0f}" if r.cpu else "-",
                         f"{statistics.median(r.p50):.2f}", f"{statistics.median(r.p99):.2f}"])
     out = _table(lines)
-    rlines = [["same-run ratio"] + [f"run {k + 1}" for k in range(runs)] + ["median", "goal"]]
+    rlines = [["same-run ratio (rates)"] + [f"run {k + 1}" for k in range(runs)]
+              + ["median", "by server CPU per answer (median)", "goal"]]
     for label, values in ratios.items():
+        cpu = cpu_ratios.get(label) or []
         rlines.append([label] + [f"{v:.2f}" for v in values] + [""] * (runs - len(values))
-                      + [f"{statistics.median(values):.2f}", goals.get(label, "")])
+                      + [f"{statistics.median(values):.2f}",
+                         f"{statistics.median(cpu):.2f}" if cpu else "-", goals.get(label, "")])
     return out + "\n\n" + _table(rlines)
 
 
@@ -344,8 +351,8 @@ def _table(lines: list[list[str]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", nargs="?", help="database URL (default: embedded server)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each run")
-    parser.add_argument("--runs", type=int, default=3, help="rounds")
+    parser.add_argument("--seconds", type=float, default=6.0, help="duration of each run")
+    parser.add_argument("--runs", type=int, default=5, help="rounds")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--no-batches", action="store_true", help="single answers only")
     parser.add_argument("--fast", action="store_true",
@@ -398,6 +405,7 @@ def main() -> int:
             "record_answer / floor4fn": [], "record_answer / floor4": [],
             "record_answer / app": []}
         goals = {"record_answer / floor4fn": ">= 0.80", "record_answer / app": ">= 2.00"}
+        cpu_ratios: dict[str, list[float]] = {}
         order = list(variants)
         for k in range(args.runs):
             rates = {}
@@ -405,7 +413,11 @@ def main() -> int:
                 rates[name] = measured(url, rows[name], lambda p=variants[name]: pgbench(
                     pgbench_bin, url, p, args.seconds, logdir), postmaster)
             for anchor in ("floor4fn", "floor4", "app"):
-                ratios[f"record_answer / {anchor}"].append(rates["record_answer"] / rates[anchor])
+                key = f"record_answer / {anchor}"
+                ratios[key].append(rates["record_answer"] / rates[anchor])
+                if rows[anchor].cpu:  # the anchor's CPU per answer over record_answer's
+                    cpu_ratios.setdefault(key, []).append(
+                        rows[anchor].cpu[-1] / rows["record_answer"].cpu[-1])
             print(f"  round {k + 1}: " + ", ".join(f"{n} {r:,.0f}/s" for n, r in rates.items())
                   + f"; load {os.getloadavg()[0]:.2f}", flush=True)
         out_rows = [rows[n] for n in order]
@@ -435,10 +447,12 @@ def main() -> int:
                         rates[bulk] = measured(url, row, lambda w=work, b=bulk: batch_run(
                             url, w, args.seconds, b), postmaster)
                     ratios[key].append(rates[False] / rates[True])
+                    if floor.cpu:
+                        cpu_ratios.setdefault(key, []).append(floor.cpu[-1] / batch.cpu[-1])
                 out_rows += [floor, batch]
                 print(f"  batches on {n_conn} conn done; load {os.getloadavg()[0]:.2f}",
                       flush=True)
-        print(render(out_rows, ratios, goals))
+        print(render(out_rows, ratios, goals, cpu_ratios))
         load = os.getloadavg()
         print(f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:

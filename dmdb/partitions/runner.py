@@ -235,6 +235,8 @@ def _swap_month(pure: PurePlan, table: TableInfo, default_months: list[DefaultMo
     (its month created too, or taken by retention as a late row). None otherwise."""
     if table.default_ident is None or table.default is None or not default_months:
         return None
+    if table.default_schema not in (None, table.schema):
+        return None  # the month's partition would be left in DEFAULT's schema
     leaving = {t.month for t in pure.to_create}
     if late:
         leaving |= {m.month for m in pure.late}
