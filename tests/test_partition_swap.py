@@ -369,3 +369,67 @@ def test_a_run_killed_during_validation_leaves_data_whole_and_the_next_completes
     assert json.loads(rerun.stdout)["created"][0]["swapped"] is True
     assert run_sql(schema_url, "SELECT count(*) FROM pg_constraint WHERE conname = %s",
                    (DEFAULT_CHECK_NAME,)) == [(0,)]
+
+
+# -- the decision, without a database ------------------------------------------------
+
+
+def _table(**kw):
+    from dmdb.partitions import TableInfo
+
+    base = dict(schema="public", name="learning_events", key="occurred_at",
+                columns=("event_id", "occurred_at"), default="learning_events_default",
+                default_schema="public",
+                default_indexes=("learning_events_default_pkey", "my_own_idx"),
+                default_grants=(("dm_app", "INSERT", False), ("PUBLIC", "SELECT", True)))
+    base.update(kw)
+    return TableInfo(**base)
+
+
+def _plan(default_months, *, table=None, ahead=0, start=None, min_rows=10_000, retain=None,
+          fill=True):
+    from datetime import date
+
+    from dmdb.partitions import plan_pure
+    from dmdb.partitions.plan import DefaultMonth
+    from dmdb.partitions.runner import plan_steps
+
+    today = date(2026, 12, 7)
+    months = [DefaultMonth(f"{m:%Y-%m}" if m else "infinity", n, m)
+              for m, n in default_months]
+    pure = plan_pure("learning_events", [], today, ahead, start=start, retain=retain,
+                     fill_from=months if fill else None, default_months=months)
+    counts = {m: n for m, n in default_months if m}
+    return plan_steps(pure, table or _table(), lock_timeout="2s",
+                      retention="drop" if retain is not None else None, archive_schema=None,
+                      default_counts=counts, default_months=months, swap_min_rows=min_rows)
+
+
+def test_the_largest_month_swaps_last_only_when_all_of_default_leaves():
+    from datetime import date
+
+    big, small = date(2026, 12, 1), date(2027, 2, 1)
+    steps = _plan([(big, 50_000), (small, 3)])
+    assert [(s.partition, s.swap) for s in steps] == [
+        ("learning_events_2027_02", False), ("learning_events_2026_12", True)]
+    swap = steps[-1]
+    assert [len(t) for t in swap.transactions] == [3, 2, len(swap.statements)]
+    text = "\n".join(swap.sql)
+    assert 'ALTER INDEX "public"."learning_events_default_pkey" RENAME TO ' \
+           '"learning_events_2026_12_pkey"' in text
+    assert "my_own_idx" not in text  # a name that is not the DEFAULT's own is kept
+    assert 'GRANT INSERT ON TABLE "public"."learning_events_default" TO "dm_app"' in text
+    assert "GRANT SELECT ON TABLE \"public\".\"learning_events_default\" TO PUBLIC " \
+           "WITH GRANT OPTION" in text
+    assert swap.fallback is not None and swap.fallback.move_index is not None
+    assert swap.to_dict()["blocks_readers"] is False
+    # Something that stays in DEFAULT (a value no month names), too few rows, another
+    # schema: no swap.
+    assert not any(s.swap for s in _plan([(big, 50_000), (None, 1)]))
+    assert not any(s.swap for s in _plan([(big, 9_999)]))
+    assert not any(s.swap for s in _plan([(big, 50_000)],
+                                         table=_table(default_schema="other")))
+    # Without --fill a month of DEFAULT that this run does not create stays: no swap.
+    assert [(s.partition, s.swap) for s in _plan([(big, 50_000), (small, 3)], fill=False)] \
+        == [("learning_events_2026_12", False)]
+    assert [s.swap for s in _plan([(big, 50_000)], fill=False)] == [True]
