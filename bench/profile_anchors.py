@@ -7,7 +7,8 @@ An embedded server with dmdb's settings (fsync on) is started and removed; the p
 prepared as bench_anchors.py does. For each variant pgbench runs 2 connections while
 `perf record -F 1999 -p <the two backends>` samples them; each symbol's samples are
 turned into µs per answer (samples / 1999 Hz / answers), and the differences
-record_answer - floor4fn and app - record_answer are printed by symbol (the kernel's
+record_answer - floor4fn, app - record_answer and (1 connection, 1,000 answers per
+call) record_answers - bulk floor are printed by symbol (the kernel's
 and plpgsql.so's summed). Self time only: PostgreSQL is built without frame pointers,
 so call graphs do not unwind.
 """
@@ -16,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
+import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,6 +80,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--no-batches", action="store_true",
+                        help="single answers only (batches: 1 connection, 1,000 per call)")
     args = parser.parse_args()
     if shutil.which("perf") is None:
         raise SystemExit("profile_anchors: perf is not installed (Debian: apt-get install "
@@ -87,7 +93,8 @@ def main() -> int:
     server, home, url = start_bench_server(False)
     try:
         ensure_schema(url)
-        ids = anchors.prepare(url, args.users)["ids"]
+        setup = anchors.prepare(url, args.users)
+        ids = setup["ids"]
         costs = {}
         for name, text in (("floor4fn", anchors.FLOOR4FN_SCRIPT),
                            ("record_answer", anchors.SINGLE_SCRIPT), ("app", anchors.APP_SCRIPT)):
@@ -99,7 +106,35 @@ def main() -> int:
             costs[name] = per_answer(work / f"{name}.data", tps * args.seconds)
             print(f"{name}: {tps:,.0f} answers/s, {sum(costs[name].values()):.0f} µs of "
                   "backend CPU per answer (kernel included)", flush=True)
-        for a, b in (("record_answer", "floor4fn"), ("app", "record_answer")):
+        if not args.no_batches:
+            users, pool, concept_of = setup["users"], setup["pool"], setup["concept_of"]
+            answers = [anchors.make_answers(random.Random(j), users, pool) for j in range(8)]
+            for name, batches, bulk in (
+                    ("bulk floor", [[anchors.bulk_arrays(a, concept_of) for a in answers]], True),
+                    ("record_answers", [[json.dumps(a) for a in answers]], False)):
+                anchors.batch_run(url, batches, 2, bulk)  # warm-up
+                result: dict = {}
+                runner = threading.Thread(target=lambda b=batches, k=bulk, out=result: out.update(
+                    r=anchors.batch_run(url, b, args.seconds + 3, k)))
+                runner.start()
+                time.sleep(1.5)
+                with psycopg.connect(url, autocommit=True) as conn:
+                    pids = [r[0] for r in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                        "AND pid <> pg_backend_pid() AND datname = current_database()")]
+                data = work / f"{name.replace(' ', '_')}.data"
+                subprocess.run(["perf", "record", "-F", str(HZ), "-o", str(data), "-p",
+                                ",".join(map(str, pids)), "--", "sleep", f"{args.seconds:g}"],
+                               capture_output=True, check=True)
+                runner.join()
+                rate = result["r"][0]
+                costs[name] = per_answer(data, rate * args.seconds)
+                print(f"{name} (1 conn): {rate:,.0f} answers/s, "
+                      f"{sum(costs[name].values()):.1f} µs of backend CPU per answer", flush=True)
+        pairs = [("record_answer", "floor4fn"), ("app", "record_answer")]
+        if not args.no_batches:
+            pairs.append(("record_answers", "bulk floor"))
+        for a, b in pairs:
             keys = set(costs[a]) | set(costs[b])
             diff = sorted(((costs[a][k] - costs[b][k], k) for k in keys), reverse=True)
             print(f"\n{a} - {b}: {sum(costs[a].values()) - sum(costs[b].values()):.0f} "
