@@ -117,8 +117,12 @@ def test_default_holding_one_month_becomes_its_partition(cli, schema_url):
 def stretch_validation(url: str, seconds: float) -> None:
     """The CHECK's VALIDATE ends with a pause (an event trigger at ddl_command_end, still
     under VALIDATE's SHARE UPDATE EXCLUSIVE lock): the window between the CHECK and the
-    swap lasts `seconds`, whatever the row count."""
+    swap lasts `seconds`, whatever the row count. Event triggers need a superuser:
+    skipped without one."""
     with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                            ).fetchone()[0]:
+            pytest.skip("an event trigger holds the window open: needs a superuser")
         conn.execute(sql.SQL(
             "CREATE FUNCTION dmdb_test_pause() RETURNS event_trigger LANGUAGE plpgsql AS "
             "$$ BEGIN IF current_query() LIKE '%VALIDATE CONSTRAINT%' THEN "
