@@ -418,6 +418,11 @@ def test_the_largest_month_swaps_last_only_when_all_of_default_leaves():
         ("learning_events_2027_02", False), ("learning_events_2026_12", True)]
     swap = steps[-1]
     assert [len(t) for t in swap.transactions] == [3, 2, len(swap.statements)]
+    # ACCESS EXCLUSIVE requests queue at most 1 s (the plan's lock_timeout is 2s);
+    # VALIDATE's lock stops nobody and may wait the whole lock_timeout.
+    assert [t[0] for t in swap.transactions] == [
+        "SET LOCAL lock_timeout = '1s'", "SET LOCAL lock_timeout = '2s'",
+        "SET LOCAL lock_timeout = '1s'"]
     text = "\n".join(swap.sql)
     assert 'ALTER INDEX "public"."learning_events_default_pkey" RENAME TO ' \
            '"learning_events_2026_12_pkey"' in text

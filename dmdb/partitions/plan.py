@@ -40,6 +40,9 @@ DEFAULT_CHECK_NAME = "dmdb_default_moving"
 # (`swap_step`); fewer rows are moved under ACCESS EXCLUSIVE, which lasts milliseconds
 # for them and refuses nothing.
 SWAP_MIN_ROWS = 10_000
+# The swap's ACCESS EXCLUSIVE requests queue at most this long (or --lock-timeout when
+# shorter): statements arriving meanwhile queue behind them.
+SWAP_LOCK_TIMEOUT = "1s"
 UTC = timezone.utc
 
 
@@ -657,20 +660,26 @@ def swap_step(table: TableInfo, target: Target, lock_timeout: str,
        are adopted by the parent's); drop the CHECK; CREATE the new DEFAULT (as the
        migration made it) and give it the old one's privileges. Catalog work only.
     """
+    from dmdb.config import duration_ms
+
     default = table.default_ident
     assert default is not None
+    # ACCESS EXCLUSIVE waits at most a second; VALIDATE's lock stops nobody, it may wait
+    # the whole lock_timeout (e.g. for autovacuum to be cancelled).
+    exclusive = (lock_timeout if duration_ms(lock_timeout, "--lock-timeout")
+                 <= duration_ms(SWAP_LOCK_TIMEOUT, "") else SWAP_LOCK_TIMEOUT)
     key = sql.Identifier(table.key)
     lo, hi = sql.Literal(target.lo), sql.Literal(target.hi)
     check = sql.Identifier(DEFAULT_CHECK_NAME)
     part = sql.Identifier(table.default_schema or table.schema, target.name)
     drop_check = sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(default, check)
-    add = [set_lock_timeout(lock_timeout), drop_check,
+    add = [set_lock_timeout(exclusive), drop_check,
            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} >= {} AND {} < {}) NOT VALID")
            .format(default, check, key, lo, key, hi)]
     validate = [set_lock_timeout(lock_timeout),
                 sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(default, check)]
     stmts: list[sql.Composable] = [
-        set_lock_timeout(lock_timeout), *fk_locks(table),
+        set_lock_timeout(exclusive), *fk_locks(table),
         lock(table.ident, "ACCESS EXCLUSIVE"), lock(default, "ACCESS EXCLUSIVE"),
         sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(table.ident, default),
         sql.SQL("ALTER TABLE {} RENAME TO {}").format(default, sql.Identifier(target.name)),
@@ -693,7 +702,7 @@ def swap_step(table: TableInfo, target: Target, lock_timeout: str,
             sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee),
             sql.SQL(" WITH GRANT OPTION" if grantable else "")))
     step = Step("create", target.name, target.lo, target.hi, stmts, default_rows,
-                prepare=[add, validate], undo=[set_lock_timeout(lock_timeout), drop_check],
+                prepare=[add, validate], undo=[set_lock_timeout(exclusive), drop_check],
                 swap_target=part)
     step.fallback = _create_step(table, target, lock_timeout, move=True,
                                  default_rows=default_rows)
