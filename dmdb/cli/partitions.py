@@ -91,6 +91,9 @@ def _print_result(result, as_json: bool, quiet: bool) -> None:
         for c in result.created:
             moved = f"; moved {c['moved_rows']} row(s) from the DEFAULT partition" \
                 if c["moved_rows"] else ""
+            if c.get("swapped"):
+                moved = (f"; the DEFAULT partition became it ({c['moved_rows']} row(s)), "
+                         "a new DEFAULT took its place")
             out.print(f"Created {c['name']} {c['from'][:10]} .. {c['to'][:10]}{moved}")
         for a in result.archived:
             if a.get("merged_rows") is not None:
@@ -149,7 +152,8 @@ def _print_dry_run(result) -> None:
         out.write(f"-- dry run: {what}: nothing to do "
                   f"({len(result.existing)} partition(s) in place)\n")
     else:
-        out.write(f"-- dry run: {what}: {len(result.steps)} transaction(s); nothing was changed\n")
+        count = sum(len(s.transactions) for s in result.steps)
+        out.write(f"-- dry run: {what}: {count} transaction(s); nothing was changed\n")
     for step in result.steps:
         note = ""
         if step.action == "create":
@@ -157,6 +161,11 @@ def _print_dry_run(result) -> None:
             if step.move_index is not None:
                 note += (f" (ACCESS EXCLUSIVE on {result.table} while they move: its readers "
                          "and writers wait)")
+            elif step.swap:
+                note = (f", {step.default_rows} row(s) in the DEFAULT partition: it becomes "
+                        "the month's partition (a CHECK validated without blocking, then one "
+                        "short transaction; rows of other months reaching DEFAULT meanwhile "
+                        "are refused)")
         elif step.action == "archive" and step.merge:
             note = (f", into {step.archive_schema}.{step.partition} (archived earlier): rows "
                     "copied, partition dropped")
@@ -170,10 +179,11 @@ def _print_dry_run(result) -> None:
             note = f" in schema {step.archive_schema}: cut loose from the live schema"
         out.write(f"\n-- {step.action} {step.partition} {_span(step.lo, step.hi)}{note}\n"
                   if step.action != "unlink" else f"\n-- {step.action} {step.partition}{note}\n")
-        out.write("BEGIN;\n")
-        for statement in step.sql:
-            out.write(statement + ";\n")
-        out.write("COMMIT;\n")
+        for transaction in step.transactions:
+            out.write("BEGIN;\n")
+            for statement in transaction:
+                out.write(statement + ";\n")
+            out.write("COMMIT;\n")
     for c in result.conflicts:
         out.write(f"\n-- conflict: {c['name']} would not be created: {c['reason']}\n")
     for s in result.stranded:

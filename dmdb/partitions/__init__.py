@@ -40,11 +40,13 @@ from dmdb.partitions.plan import (
     CHECK_NAME,
     DEFAULT_ATTEMPTS,
     DEFAULT_BASE_DELAY,
+    DEFAULT_CHECK_NAME,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_TABLE,
     EXIT_DEFAULT_ROWS,
     FILL_HORIZON,
     MAX_AHEAD,
+    SWAP_MIN_ROWS,
     UTC,
     Conflict,
     Coverage,
@@ -72,6 +74,7 @@ from dmdb.partitions.plan import (
     plan_pure,
     plan_retention,
     retention_cutoff,
+    swap_step,
     validate_options,
 )
 from dmdb.partitions.retention import archive_step, drop_step, late_step, unlink_step
@@ -86,7 +89,8 @@ from dmdb.partitions.runner import (
 )
 
 __all__ = [
-    "CHECK_NAME", "DEFAULT_ATTEMPTS", "DEFAULT_BASE_DELAY", "DEFAULT_LOCK_TIMEOUT",
+    "CHECK_NAME", "DEFAULT_ATTEMPTS", "DEFAULT_BASE_DELAY", "DEFAULT_CHECK_NAME",
+    "DEFAULT_LOCK_TIMEOUT", "SWAP_MIN_ROWS", "swap_step",
     "DEFAULT_TABLE", "EXIT_DEFAULT_ROWS", "FILL_HORIZON", "MAX_AHEAD", "PARTITION_LOCK_KEY",
     "UTC", "Conflict", "Coverage", "DefaultContents", "DefaultMonth", "Dependency",
     "Existing", "Listing", "PartitionError", "PartitionRow", "PartitionedTable", "Plan",

@@ -59,6 +59,10 @@ def _table_info(row: dict) -> TableInfo:
         columns=tuple(row["columns"]), default=row["default_name"],
         default_schema=row["default_schema"],
         fk_targets=tuple(tuple(t) for t in row["fk_targets"]), oid=row["oid"],
+        default_indexes=tuple(row.get("default_indexes") or ()),
+        default_grants=tuple((g, p, bool(o)) for g, p, o in row.get("default_grants") or ()
+                             if re.fullmatch(r"[A-Z ]+", p)),
+        default_moving=bool(row.get("default_moving")),
     )
 
 

@@ -32,6 +32,17 @@ MAX_AHEAD = 120
 # than history or plans: record_answer refuses answers from the future).
 FILL_HORIZON = MAX_AHEAD
 CHECK_NAME = "dmdb_partition_bounds"
+# The CHECK a create puts on the DEFAULT partition, NOT VALID then validated without
+# blocking, to prove it holds only the month's rows before it becomes that month's
+# partition (`swap_step`). While it is on, rows of other months are refused there.
+DEFAULT_CHECK_NAME = "dmdb_default_moving"
+# DEFAULT partitions with at least this many rows of the month become its partition
+# (`swap_step`); fewer rows are moved under ACCESS EXCLUSIVE, which lasts milliseconds
+# for them and refuses nothing.
+SWAP_MIN_ROWS = 10_000
+# The swap's ACCESS EXCLUSIVE requests queue at most this long (or --lock-timeout when
+# shorter): statements arriving meanwhile queue behind them.
+SWAP_LOCK_TIMEOUT = "1s"
 UTC = timezone.utc
 
 
@@ -471,6 +482,10 @@ class TableInfo:
     default_schema: str | None = None
     fk_targets: tuple[tuple[str, str], ...] = ()
     oid: int = 0
+    default_indexes: tuple[str, ...] = ()  # the DEFAULT partition's indexes' names
+    # its privileges other than its owner's: (grantee or 'PUBLIC', privilege, grantable)
+    default_grants: tuple[tuple[str, str, bool], ...] = ()
+    default_moving: bool = False  # DEFAULT_CHECK_NAME is on it (a killed run left it)
 
     @property
     def ident(self) -> sql.Identifier:
@@ -507,10 +522,25 @@ class Step:
     # archive: the archive schema already holds this month's table (archived earlier; the
     # month was created again since): the rows are copied into it and the partition dropped.
     merge: bool = False
+    # create by swap (`swap_step`): transactions run before `statements` (the CHECK put
+    # on DEFAULT, then validated), and the one that takes the CHECK off again when the
+    # step does not complete.
+    prepare: list[list[sql.Composable]] = field(default_factory=list)
+    undo: list[sql.Composable] = field(default_factory=list)
+    swap_target: sql.Composable | None = None  # the month's partition once swapped
+
+    @property
+    def swap(self) -> bool:
+        return bool(self.prepare)
+
+    @property
+    def transactions(self) -> list[list[str]]:
+        """Every transaction of the step, in order, as the statements sent."""
+        return [[s.as_string(None) for s in tx] for tx in [*self.prepare, self.statements]]
 
     @property
     def sql(self) -> list[str]:
-        return [s.as_string(None) for s in self.statements]
+        return [s for tx in self.transactions for s in tx]
 
     def to_dict(self) -> dict:
         data = {"action": self.action, "partition": self.partition,
@@ -518,6 +548,9 @@ class Step:
         if self.action == "create":
             data["default_rows"] = self.default_rows
             data["blocks_readers"] = self.move_index is not None
+            data["swap"] = self.swap
+            if self.swap:
+                data["transactions"] = self.transactions
         if self.archive_schema:
             data["archive_schema"] = self.archive_schema
         if self.action in ("archive", "unlink"):
@@ -588,3 +621,89 @@ def _create_step(table: TableInfo, target: Target, lock_timeout: str, *, move: b
         sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(part, sql.Identifier(CHECK_NAME)),
     ]
     return Step("create", target.name, target.lo, target.hi, stmts, default_rows, move_index)
+
+
+def _renamed(name: str, old_prefix: str, new_prefix: str) -> str | None:
+    """An index of the DEFAULT partition, named for the month (None: keep its name).
+    `learning_events_default_pkey` -> `learning_events_2031_01_pkey`: the name the
+    migrations, `CREATE TABLE ... LIKE` and `dmdb indexes build` give a month's index.
+    Longer than 63 bytes: cut, ending in 8 hex digits of a hash of the whole name."""
+    import hashlib
+
+    if not name.startswith(old_prefix + "_"):
+        return None
+    new = new_prefix + name[len(old_prefix):]
+    if len(new.encode()) <= 63:
+        return new
+    digest = hashlib.sha1(new.encode()).hexdigest()[:8]
+    return new.encode()[:54].decode(errors="ignore") + "_" + digest
+
+
+def swap_step(table: TableInfo, target: Target, lock_timeout: str,
+              default_rows: int = 0) -> Step:
+    """A month whose rows fill the DEFAULT partition: DEFAULT becomes its partition, and a
+    new empty DEFAULT takes its place. No row is copied; nothing waits for more than a
+    few milliseconds at a time.
+
+    1. `ADD CONSTRAINT dmdb_default_moving CHECK (bounds) NOT VALID` on DEFAULT: ACCESS
+       EXCLUSIVE on DEFAULT for a catalog change. From then on a row of another month
+       routed to DEFAULT is refused (SQLSTATE 23514) until step 3 commits.
+    2. `VALIDATE CONSTRAINT`: reads every row under SHARE UPDATE EXCLUSIVE, which
+       readers and writers do not wait for. If a row of another month is there, it
+       fails; the CHECK is taken off (`undo`) and the month is moved the old way
+       (`fallback`).
+    3. One short transaction, locks in the usual order (users, parent, DEFAULT), the
+       parent ACCESS EXCLUSIVE so that every statement is planned after it with the new
+       partition list (the rows are never in a relation a reader's plan leaves out):
+       DETACH DEFAULT; rename it and its indexes to the month's names; ATTACH it for the
+       month (the validated CHECK spares the scan; its indexes, CHECKs and foreign key
+       are adopted by the parent's); drop the CHECK; CREATE the new DEFAULT (as the
+       migration made it) and give it the old one's privileges. Catalog work only.
+    """
+    from dmdb.config import duration_ms
+
+    default = table.default_ident
+    assert default is not None
+    # ACCESS EXCLUSIVE waits at most a second; VALIDATE's lock stops nobody, it may wait
+    # the whole lock_timeout (e.g. for autovacuum to be cancelled).
+    exclusive = (lock_timeout if duration_ms(lock_timeout, "--lock-timeout")
+                 <= duration_ms(SWAP_LOCK_TIMEOUT, "") else SWAP_LOCK_TIMEOUT)
+    key = sql.Identifier(table.key)
+    lo, hi = sql.Literal(target.lo), sql.Literal(target.hi)
+    check = sql.Identifier(DEFAULT_CHECK_NAME)
+    part = sql.Identifier(table.default_schema or table.schema, target.name)
+    drop_check = sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(default, check)
+    add = [set_lock_timeout(exclusive), drop_check,
+           sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} >= {} AND {} < {}) NOT VALID")
+           .format(default, check, key, lo, key, hi)]
+    validate = [set_lock_timeout(lock_timeout),
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(default, check)]
+    stmts: list[sql.Composable] = [
+        set_lock_timeout(exclusive), *fk_locks(table),
+        lock(table.ident, "ACCESS EXCLUSIVE"), lock(default, "ACCESS EXCLUSIVE"),
+        sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(table.ident, default),
+        sql.SQL("ALTER TABLE {} RENAME TO {}").format(default, sql.Identifier(target.name)),
+    ]
+    schema = table.default_schema or table.schema
+    for index in table.default_indexes:
+        new = _renamed(index, table.default or "", target.name)
+        if new is not None:
+            stmts.append(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(schema, index), sql.Identifier(new)))
+    stmts += [
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+            table.ident, part, lo, hi),
+        sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(part, check),
+        sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(default, table.ident),
+    ]
+    for grantee, privilege, grantable in table.default_grants:
+        stmts.append(sql.SQL("GRANT {} ON TABLE {} TO {}{}").format(
+            sql.SQL(privilege), default,
+            sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee),
+            sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+    step = Step("create", target.name, target.lo, target.hi, stmts, default_rows,
+                prepare=[add, validate], undo=[set_lock_timeout(exclusive), drop_check],
+                swap_target=part)
+    step.fallback = _create_step(table, target, lock_timeout, move=True,
+                                 default_rows=default_rows)
+    return step

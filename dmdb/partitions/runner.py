@@ -30,6 +30,13 @@ the whole transaction retried with backoff when a lock is not granted in time):
 When rows of the month reach DEFAULT between planning and the transaction, ATTACH
 refuses (23514) and the month is redone the second way.
 
+A month with `SWAP_MIN_ROWS` or more rows in DEFAULT, when nothing else stays there,
+takes DEFAULT as its partition instead (`plan.swap_step`, run by `_run_swap`): a CHECK
+validated without blocking, then one short transaction of catalog changes (DETACH,
+rename, ATTACH without a scan, a new empty DEFAULT). It runs last, after the other
+months have left DEFAULT; a failed validation (a row of another month) takes the CHECK
+off and falls back to the move.
+
 With retention, DEFAULT's rows of months already retired (late answers) are taken by
 the retention policy (`retention.late_step`), and a retired month created again is
 merged into its archived table: a rollover never hits "already exists in schema".
@@ -55,12 +62,15 @@ from dmdb.partitions.catalog import (
 from dmdb.partitions.plan import (
     DEFAULT_ATTEMPTS,
     DEFAULT_BASE_DELAY,
+    DEFAULT_CHECK_NAME,
     DEFAULT_LOCK_TIMEOUT,
     DEFAULT_TABLE,
     EXIT_DEFAULT_ROWS,
+    SWAP_MIN_ROWS,
     UTC,
     Conflict,
     DefaultContents,
+    DefaultMonth,
     PurePlan,
     Step,
     Stranded,
@@ -71,6 +81,8 @@ from dmdb.partitions.plan import (
     months_ahead,
     partition_name,
     plan_pure,
+    set_lock_timeout,
+    swap_step,
     validate_options,
 )
 from dmdb.partitions.retention import CUTTABLE, archive_step, drop_step, late_step, unlink_step
@@ -96,6 +108,9 @@ class PlanRequest:
     today: date | None = None  # None: the server's current date (UTC)
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
     fill: bool = False
+    # a month with at least this many rows in DEFAULT, and nothing else left there,
+    # takes DEFAULT as its partition (`swap_step`); fewer rows are moved
+    swap_min_rows: int = SWAP_MIN_ROWS
 
     def check(self) -> tuple[str | None, str]:
         """Usage checks, before any connection; the retention mode (archive | drop |
@@ -182,13 +197,20 @@ def plan_steps(pure: PurePlan, table: TableInfo, *, lock_timeout: str,
                retention: str | None, archive_schema: str | None,
                default_counts: dict[date, int] | None = None,
                dependencies: dict[str, list] | None = None,
-               archived: set[str] | frozenset[str] = frozenset()) -> list[Step]:
+               archived: set[str] | frozenset[str] = frozenset(),
+               default_months: list[DefaultMonth] | None = None,
+               swap_min_rows: int = SWAP_MIN_ROWS) -> list[Step]:
     """The steps of a pure plan. `archived`: the tables the archive schema holds already
-    (a retired month's partition is merged into its table there; late rows go into it)."""
+    (a retired month's partition is merged into its table there; late rows go into it).
+    `default_months`: what DEFAULT holds; when every row there leaves it in this run and
+    one month has `swap_min_rows` or more, that month takes DEFAULT as its partition
+    (`swap_step`), as the run's last step, once the other months have left it."""
     counts = default_counts or {}
     deps = dependencies or {}
+    swap = _swap_month(pure, table, default_months or [], counts, swap_min_rows,
+                       late=retention is not None)
     steps = [create_step(table, t, lock_timeout, counts.get(t.month, 0))
-             for t in pure.to_create]
+             for t in pure.to_create if t.month != swap]
     for part in pure.to_retire:
         if retention == "archive":
             steps.append(archive_step(table, part, archive_schema or "", lock_timeout,
@@ -201,7 +223,29 @@ def plan_steps(pure: PurePlan, table: TableInfo, *, lock_timeout: str,
             steps.append(late_step(
                 table, month, lock_timeout, archive_schema=schema,
                 archived=partition_name(table.name, month.month) in archived))
+    steps += [swap_step(table, t, lock_timeout, counts[t.month])
+              for t in pure.to_create if t.month == swap]
     return steps
+
+
+def _swap_month(pure: PurePlan, table: TableInfo, default_months: list[DefaultMonth],
+                counts: dict[date, int], min_rows: int, *, late: bool) -> date | None:
+    """The month that can take the DEFAULT partition as its own: the one with the most
+    rows (at least `min_rows`), when every other row in DEFAULT leaves it in this run
+    (its month created too, or taken by retention as a late row). None otherwise."""
+    if table.default_ident is None or table.default is None or not default_months:
+        return None
+    if table.default_schema not in (None, table.schema):
+        return None  # the month's partition would be left in DEFAULT's schema
+    leaving = {t.month for t in pure.to_create}
+    if late:
+        leaving |= {m.month for m in pure.late}
+    if any(m.month is None or m.month not in leaving for m in default_months if m.rows):
+        return None
+    best = max(pure.to_create, key=lambda t: counts.get(t.month, 0), default=None)
+    if best is None or counts.get(best.month, 0) < max(min_rows, 1):
+        return None
+    return best.month
 
 
 def make_plan(conn: psycopg.Connection, request: PlanRequest | None = None) -> Plan:
@@ -241,7 +285,9 @@ def make_plan(conn: psycopg.Connection, request: PlanRequest | None = None) -> P
     steps = plan_steps(pure, info, lock_timeout=lock_timeout, retention=retention,
                        archive_schema=archive_schema,
                        default_counts=default.by_month() if default else None,
-                       dependencies=deps, archived={name for name, _ in former})
+                       dependencies=deps, archived={name for name, _ in former},
+                       default_months=default.months if default else None,
+                       swap_min_rows=request.swap_min_rows)
     if retention == "archive":
         for name, oid in former:
             found = read_dependencies(conn, oid)
@@ -263,11 +309,56 @@ def _run_step(conn: psycopg.Connection, step: Step) -> int:
     moved = 0
     with conn.transaction():
         # The very text --dry-run prints (no parameters: sent as is).
-        for i, text in enumerate(step.sql):
-            cur = conn.execute(text)
+        for i, statement in enumerate(step.statements):
+            cur = conn.execute(statement.as_string(None))
             if i == step.move_index:
                 moved = max(cur.rowcount, 0)
     return moved
+
+
+def _run_transaction(conn: psycopg.Connection, statements) -> None:
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement.as_string(None))
+
+
+def _run_swap(conn: psycopg.Connection, step: Step, retry: Callable,
+              warnings: list[str]) -> tuple[int, bool]:
+    """A create by swap (`plan.swap_step`): (rows of the month in its partition after,
+    whether DEFAULT became the partition). A row of another month in DEFAULT makes the
+    validation fail (23514): the CHECK is taken off and the month is moved instead
+    (`step.fallback`). Whatever else fails takes the CHECK off too, then is raised."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        for transaction in step.prepare:
+            retry(lambda t=transaction: _run_transaction(conn, t))
+        retry(lambda: _run_transaction(conn, step.statements))
+    except psycopg.errors.CheckViolation:
+        _undo(conn, step, retry, warnings)
+        return retry(lambda: _run_step(conn, step.fallback)), False
+    except BaseException:
+        _undo(conn, step, retry, warnings)
+        raise
+    # Counted after the swap committed: reading blocks nobody.
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(step.swap_target)).fetchone()[0]
+    return rows, True
+
+
+def _undo(conn: psycopg.Connection, step: Step, retry: Callable, warnings: list[str]) -> None:
+    """Take the swap's CHECK off DEFAULT (rows of other months are refused while it is
+    on). When even that fails, say so: the next run takes it off."""
+    import psycopg
+
+    if conn.closed or conn.broken:
+        return
+    try:
+        retry(lambda: _run_transaction(conn, step.undo))
+    except psycopg.Error as exc:
+        warnings.append(f"the CHECK {DEFAULT_CHECK_NAME} stays on the DEFAULT partition "
+                        f"({first_line(exc)}): rows of other months are refused there until "
+                        "it is dropped; the next `dmdb partitions create` or `rollover` drops it")
 
 
 def execute(
@@ -285,6 +376,7 @@ def execute(
     steps still run (each month is independent). `conn` must be in autocommit mode.
     """
     import psycopg
+    from psycopg import sql
 
     from dmdb.db import redact, retry_on_lock_timeout
 
@@ -295,14 +387,34 @@ def execute(
         nonlocal retries
         retries += 1
 
+    def retry(fn):
+        return retry_on_lock_timeout(fn, attempts=attempts, base_delay=base_delay,
+                                     on_retry=count_retry)
+
+    if plan.table.default_moving and plan.table.default_ident is not None:
+        # A run killed between its CHECK and its swap left the CHECK on DEFAULT.
+        try:
+            retry(lambda: _run_transaction(conn, [
+                set_lock_timeout(plan.lock_timeout),
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                    plan.table.default_ident, sql.Identifier(DEFAULT_CHECK_NAME))]))
+            result.warnings.append(
+                f"dropped the CHECK {DEFAULT_CHECK_NAME} an interrupted run left on the "
+                f"DEFAULT partition of {plan.table.qualified}")
+        except psycopg.Error as exc:
+            result.errors.append({"step": f"drop {DEFAULT_CHECK_NAME}",
+                                  "error": redact(first_line(exc))})
+
     for step in plan.steps:
         if progress is not None:
             progress(step)
+        swapped = False
         try:
             try:
-                moved = retry_on_lock_timeout(lambda s=step: _run_step(conn, s),
-                                              attempts=attempts, base_delay=base_delay,
-                                              on_retry=count_retry)
+                if step.swap:
+                    moved, swapped = _run_swap(conn, step, retry, result.warnings)
+                else:
+                    moved = retry(lambda s=step: _run_step(conn, s))
             except psycopg.errors.CheckViolation:
                 if step.fallback is None:
                     raise
@@ -326,7 +438,7 @@ def execute(
             continue
         entry = {"name": step.partition, "from": _iso(step.lo), "to": _iso(step.hi)}
         if step.action == "create":
-            result.created.append({**entry, "moved_rows": moved})
+            result.created.append({**entry, "moved_rows": moved, "swapped": swapped})
             result.moved_rows += moved
         elif step.action in ("archive", "unlink", "late") and step.archive_schema:
             left = read_dependencies(conn, _qualified(step.archive_schema, step.partition))
