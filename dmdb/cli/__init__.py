@@ -301,7 +301,7 @@ def root(
 # `dmdb status` neither imports nor builds the other twenty commands
 # (tests/test_cli.py checks this table against what the modules register).
 _MODULES = ("migrate", "migrate_checks", "config_cmd", "server", "psql_cmd", "partitions",
-            "indexes", "maintenance", "monitor", "seed", "pgbouncer", "backup", "models")
+            "indexes", "maintenance", "monitor", "seed", "pgbouncer", "backup", "models", "events")
 _OPTIONAL = frozenset(_MODULES[5:])
 _COMMAND_MODULE = {
     **dict.fromkeys(("up", "rollback", "status", "new", "verify", "repair"), "migrate"),
@@ -309,7 +309,7 @@ _COMMAND_MODULE = {
     "config": "config_cmd", "server": "server", "psql": "psql_cmd",
     "partitions": "partitions", "indexes": "indexes", "maintenance": "maintenance",
     "monitor": "monitor", "seed": "seed", "reset": "seed", "pgbouncer": "pgbouncer",
-    "backup": "backup", "restore": "backup", "models": "models",
+    "backup": "backup", "restore": "backup", "models": "models", "events": "events",
 }
 # The root options that take a value (their value is never the command).
 _ROOT_VALUE_OPTIONS = frozenset(("--database-url", "--host", "--port", "--dbname", "--user",
