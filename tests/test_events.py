@@ -572,3 +572,62 @@ def _catalogue_named(conn):
         "INSERT INTO content (concept_id, category, question) SELECT %s, 'road_rules', 'Q' || g "
         "FROM generate_series(1, 2) g RETURNING content_id", (concept,))]
     return users, items
+
+
+def test_the_monitor_judges_each_consumer_by_its_thresholds(feed, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url, users, items = feed
+    env = {"DATABASE_URL": url}
+    only = ["monitor", "--only", "event_consumers,event_retention"]
+    done = run_dmdb([*only, "--json"], env, cwd=tmp_path)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["event_consumers"]["status"] == "OK"
+    assert "no consumers" in checks["event_consumers"]["summary"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        create_consumer(conn, "fine", parse_target("now"))
+        create_consumer(conn, "late", parse_target("now"))
+        conn.execute("UPDATE event_consumers SET warn_events = 3, critical_events = 6 "
+                     "WHERE name = 'late'")
+        for i in range(4):
+            _answer(conn, users[i], items[i])
+        consume(conn, "fine", lambda page: None)
+        conn.execute("SELECT emit_learner_erased(%s)", (users[9],))
+    done = run_dmdb([*only, "--json"], env, cwd=tmp_path)
+    assert json.loads(done.stdout)["status"] == "WARNING"  # the worst verdict
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    rows = {r["consumer"]: r for r in checks["event_consumers"]["rows"]}
+    assert (rows["late"]["status"], rows["late"]["behind_events"]) == ("WARNING", 5)
+    assert (rows["fine"]["status"], rows["fine"]["behind_events"]) == ("OK", 1)
+    assert checks["event_retention"]["metrics"]["tombstones"] == 1
+    with psycopg.connect(url, autocommit=True) as conn:
+        _answer(conn, users[5], items[0])
+        conn.execute("UPDATE event_consumers SET lost_at = now(), lost_reason = 'test' "
+                     "WHERE name = 'fine'")
+    done = run_dmdb([*only, "--check"], env, cwd=tmp_path)
+    assert done.returncode == 2 and "CRITICAL" in done.stdout
+    # Bytes kept for consumers against the slot thresholds (MB): the tombstones alone here.
+    done = run_dmdb([*only, "--slot-wal-warn", "0.001", "--slot-wal-critical", "100", "--json"],
+                    env, cwd=tmp_path)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["event_retention"]["status"] == "WARNING"
+    done = run_dmdb([*only, "--format", "prometheus"], env, cwd=tmp_path)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(done.stdout) for s in fam.samples}
+    assert samples[("dmdb_event_consumer_lag_events", (("consumer", "late"),))] == 6
+    assert samples[("dmdb_event_consumer_lost", (("consumer", "fine"),))] == 1
+    assert samples[("dmdb_event_consumers", ())] == 2
+    assert samples[("dmdb_event_retained_bytes", (("kind", "tombstones"), ("slot", "")))] > 0
+
+
+def test_the_monitor_says_when_the_feed_is_not_installed(make_database, tmp_path):
+    from dmdb.migrate import engine
+
+    url = make_database(schema=False)
+    with psycopg.connect(url, autocommit=True) as conn:
+        engine.up(conn, engine.Project(REPO / "sql"), to="0013_app_role_rules", lock_wait=30)
+    done = run_dmdb(["monitor", "--only", "event_consumers,event_retention", "--json"],
+                    {"DATABASE_URL": url}, cwd=tmp_path)
+    checks = json.loads(done.stdout)["checks"]
+    assert [c["status"] for c in checks] == ["OK", "OK"]
+    assert all("not installed" in c["summary"] for c in checks)

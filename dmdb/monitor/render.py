@@ -370,6 +370,9 @@ def to_prometheus(report: Report) -> str:
     if report.up:
         _emit_metrics(x, by)
         _emit_new_metrics(x, by)
+        from dmdb.monitor.checks_events import prometheus as emit_events
+
+        emit_events(x.add, by)
         _emit_trends(x, report.trends)
     return x.text()
 
