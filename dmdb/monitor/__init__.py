@@ -4,12 +4,14 @@ pg-extras and check_postgres (docs/monitor.md).
 Modules: core (Status, CheckResult, Report, Thresholds and the query helpers), the checks
 by subject (checks_database: sessions, wraparound, sequences, constraints, replication,
 partitions, statements; checks_tables: indexes, dead tuples, bloat; checks_server:
-schema, capabilities, xmin horizon, slots, archiving, checkpoints, PgBouncer), run (the
+schema, capabilities, xmin horizon, slots, archiving, checkpoints, PgBouncer;
+checks_events: the event feed's consumers and retention), run (the
 registry, one read-only transaction per check, which checks need pg_monitor,
 `run_checks`, `monitor`), history (`--record` snapshots and trends) and render
 (dashboard, JSON, Prometheus). This front door re-exports the library API that
 docs/monitor.md shows. May import: the shared floor, dmdb.migrate (schema version),
-dmdb.partitions, dmdb.indexes and dmdb.maintenance (their one reader of each fact).
+dmdb.partitions, dmdb.indexes, dmdb.maintenance and dmdb.events (their one reader of
+each fact).
 """
 
 from __future__ import annotations
