@@ -143,6 +143,9 @@ def exactly_once(url: str, users: list[int], items, answers: int, work: Path) ->
                 if conn.execute("SELECT 1 FROM event_consumers WHERE name = %s",
                                 (name,)).fetchone():
                     break
+            if consumer.poll() is not None:
+                raise SystemExit(f"bench: the consumer did not start: "
+                                 f"{consumer.stderr.read().decode().strip()}")
             time.sleep(0.05)
         acknowledged: list[list[int]] = [[], []]
         errors: list[BaseException] = []
@@ -181,6 +184,9 @@ def exactly_once(url: str, users: list[int], items, answers: int, work: Path) ->
                 (state,) = lag(conn, name)
                 if state.behind == 0:
                     break
+                if consumer.poll() is not None:
+                    raise SystemExit(f"bench: the consumer exited ({consumer.returncode}): "
+                                     f"{consumer.stderr.read().decode().strip()}")
                 time.sleep(0.1)
         drain_seconds = time.perf_counter() - started - write_seconds
         consumer.send_signal(signal.SIGINT)
