@@ -245,12 +245,11 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON):
     if not consumers:
         typer.echo("no consumers")
         return
-    console().print(table(None, ("consumer", "position", "events handled", "created",
-                                 "last advanced", "warn / critical", "lost"),
-          [(c.name, str(c.position), f"{c.events_handled:,}", _ago(c.created_at),
-            _ago(c.advanced_at),
-            f"{c.warn_events:,} / {c.critical_events:,} events, "
-            f"{c.warn_seconds:g} / {c.critical_seconds:g} s",
+    console().print(table(None, ("consumer", "position", "handled", "last advanced",
+                                 "warn/critical", "lost"),
+          [(c.name, str(c.position), f"{c.events_handled:,}", _ago(c.advanced_at),
+            f"{c.warn_events:,}/{c.critical_events:,} ev, "
+            f"{c.warn_seconds:g}/{c.critical_seconds:g} s",
             f"{_ago(c.lost_at)}: {c.lost_reason}" if c.lost_at else "-")
            for c in consumers]))
 
