@@ -21,8 +21,9 @@ then how fast each is read: the cursor by keyset pages of 10,000 (psycopg, rows 
 client), the outbox the same way, the slot by pg_logical_slot_get_binary_changes (the
 server's decoding alone, nothing parsed on the client).
 
-The variants are applied by editing the shipped function text (the same edits the
-feed's migration and functions make), so this script is a measurement, not a schema.
+The variants are edits of the function files of the tree before the feed (git archive of
+the commit before the one adding sql/migrations/*_event_feed.sql, as bench_events.py
+takes its baseline), so this script is a measurement, not a schema.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def start_server(fast_home: Path, logical: bool):
     return server, info
 
 
-def make_db(info, name: str) -> str:
+def make_db(info, name: str, tree: Path) -> str:
     from dmdb.migrate import engine
 
     with psycopg.connect(host=info.socket_dir, port=info.port, user="postgres", dbname="postgres",
@@ -201,13 +202,13 @@ def make_db(info, name: str) -> str:
         conn.execute(f"CREATE DATABASE {name}")
     url = f"postgresql://postgres@/{name}?host={info.socket_dir}&port={info.port}"
     with psycopg.connect(url, autocommit=True) as conn:
-        engine.up(conn, engine.Project(REPO / "sql"), lock_wait=30)
+        engine.up(conn, engine.Project(tree), lock_wait=30)
     return url
 
 
-def apply_variant(url: str, variant: str) -> None:
-    single = (REPO / "sql/functions/record_answer.sql").read_text()
-    batch = (REPO / "sql/functions/record_answers.sql").read_text()
+def apply_variant(url: str, variant: str, tree: Path) -> None:
+    single = (tree / "functions" / "record_answer.sql").read_text()
+    batch = (tree / "functions" / "record_answers.sql").read_text()
     with psycopg.connect(url, autocommit=True) as conn:
         if variant.startswith("cursor"):
             conn.execute(CURSOR_DDL)
@@ -292,6 +293,8 @@ def main() -> int:
     parser.add_argument("--variants", default="off,cursor,outbox",
                         help="of off, cursor, cursor_noindex (the columns without the index), outbox")
     parser.add_argument("--no-read", action="store_true", help="only the writers' cost")
+    parser.add_argument("--baseline-ref", default=None,
+                        help="git ref of the tree without the feed (default: the commit before it)")
     args = parser.parse_args()
 
     from dmdb.server.embedded import pg_tool
@@ -301,6 +304,11 @@ def main() -> int:
     servers = []
     scripts = Path(tempfile.mkdtemp(prefix="dmdb-bench-scripts-"))
     try:
+        # The tree before the feed (the variants are edits of its function files).
+        from bench_events import baseline_tree
+
+        tree, commit = baseline_tree(args.baseline_ref, scripts)
+        print(f"variants applied to the tree of {commit} (before the feed)")
         plain, pinfo = start_server(homes[0], logical=False)
         servers.append(plain)
         logical, linfo = start_server(homes[1], logical=True)
@@ -308,11 +316,11 @@ def main() -> int:
         pm = {s: int((s.data_dir / "postmaster.pid").read_text().split()[0]) for s in servers}
         dbs = {}
         for variant in args.variants.split(","):
-            dbs[variant] = (make_db(pinfo, variant), plain)
-        dbs["logical"] = (make_db(linfo, "logical"), logical)
+            dbs[variant] = (make_db(pinfo, variant, tree), plain)
+        dbs["logical"] = (make_db(linfo, "logical", tree), logical)
         seeds = {}
         for variant, (url, _) in dbs.items():
-            apply_variant(url, variant)
+            apply_variant(url, variant, tree)
             users, items = seed(url, args.users)
             umin, umax = contiguous(users, "user")
             imin, imax = contiguous([i for i, _ in items], "content")
