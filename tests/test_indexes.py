@@ -89,7 +89,7 @@ def test_shipped_schema_declares_its_indexes_and_no_constraint_ones():
     assert "learning_events_context_data_gin_idx" in declared
     assert declared["content_performance_content_uidx"].unique
     assert not any(name.endswith("_pkey") for name in declared)
-    # 0015 builds an index CONCURRENTLY and makes it the primary key (USING INDEX): the
+    # 0016 builds an index CONCURRENTLY and makes it the primary key (USING INDEX): the
     # constraint's, not a declared index that `indexes build` would make again.
     assert "learning_sessions_user_session_key" not in declared
 

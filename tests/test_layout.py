@@ -26,7 +26,7 @@ LAYERS = {
     "db": 3, "privacy": 3,
     "migrate": 4,
     "partitions": 5, "indexes": 5, "citus": 5,
-    "maintenance": 6, "backup": 6,
+    "maintenance": 6, "backup": 6, "events": 6,
     "monitor": 7, "learning": 7, "optimize": 7,
     "cli": 8,
     "__main__": 9,

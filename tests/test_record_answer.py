@@ -307,7 +307,7 @@ def test_bad_input_refused_and_nothing_written(db, label, override, error, messa
 
 
 def test_session_of_another_user_refused(db):
-    """A session is looked up by (user_id, session_id), its key (0015): another learner's
+    """A session is looked up by (user_id, session_id), its key (0016): another learner's
     session is not one of this learner's, as an unknown one is not (issue 31)."""
     u1, u2, concept = add_user(db), add_user(db), add_concept(db, "s")
     item = add_item(db, concept)

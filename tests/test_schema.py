@@ -836,7 +836,7 @@ def test_learning_events_query_prunes_months_and_scans_the_primary_key(big_schem
 
 
 def test_email_uniqueness_lives_in_user_emails(db):
-    """0016: users' e-mails unique through user_emails (shardable), kept by triggers in the
+    """0017: users' e-mails unique through user_emails (shardable), kept by triggers in the
     same transaction; a duplicate is refused as before, with the same constraint name."""
     uid = db.execute("INSERT INTO users (email, display_name) VALUES ('e@x.test', 'E') "
                      "RETURNING user_id").fetchone()[0]

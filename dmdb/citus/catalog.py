@@ -18,7 +18,7 @@ DISTRIBUTION_COLUMN = "user_id"
 LOCAL_TABLES = frozenset({"dmdb_bootstrap", "rollup_watermarks", "schema_audit"})
 LOCAL_PREFIXES = ("_yoyo_", "_dmdb_", "yoyo_")
 # Tables sharded by a column of their own, not co-located with the learners: the e-mail
-# lookup that keeps e-mails unique across shards (migration 0016).
+# lookup that keeps e-mails unique across shards (migration 0017).
 OWN_COLUMN = {"user_emails": "email"}
 
 

@@ -302,7 +302,7 @@ def root(
 # (tests/test_cli.py checks this table against what the modules register).
 _MODULES = ("migrate", "migrate_checks", "config_cmd", "server", "psql_cmd", "partitions",
             "indexes", "maintenance", "monitor", "seed", "pgbouncer", "backup", "models",
-            "citus", "privacy", "optimize")
+            "citus", "privacy", "optimize", "events")
 _OPTIONAL = frozenset(_MODULES[5:])
 _COMMAND_MODULE = {
     **dict.fromkeys(("up", "rollback", "status", "new", "verify", "repair"), "migrate"),
@@ -311,7 +311,7 @@ _COMMAND_MODULE = {
     "partitions": "partitions", "indexes": "indexes", "maintenance": "maintenance",
     "monitor": "monitor", "seed": "seed", "reset": "seed", "pgbouncer": "pgbouncer",
     "backup": "backup", "restore": "backup", "models": "models", "citus": "citus",
-    "privacy": "privacy", "optimize": "optimize",
+    "privacy": "privacy", "optimize": "optimize", "events": "events",
 }
 # The root options that take a value (their value is never the command).
 _ROOT_VALUE_OPTIONS = frozenset(("--database-url", "--host", "--port", "--dbname", "--user",

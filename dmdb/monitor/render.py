@@ -376,6 +376,9 @@ def to_prometheus(report: Report) -> str:
         from dmdb.monitor.checks_backup import emit_metrics
 
         emit_metrics(x, by)
+        from dmdb.monitor.checks_events import prometheus as emit_events
+
+        emit_events(x.add, by)
         _emit_trends(x, report.trends)
     return x.text()
 

@@ -32,6 +32,7 @@ from dmdb.monitor.checks_database import (
     check_top_queries,
     check_xid_wraparound,
 )
+from dmdb.monitor.checks_events import check_event_consumers, check_event_retention
 from dmdb.monitor.checks_server import (
     check_capabilities,
     check_checkpoints,
@@ -90,12 +91,14 @@ CHECKS: dict[str, Callable[..., CheckResult]] = {
     "partitions": check_partitions,
     "pgbouncer": check_pgbouncer,
     "top_queries": check_top_queries,
+    "event_consumers": check_event_consumers,
+    "event_retention": check_event_retention,
 }
 # Answered by the primary even when the checks read from a replica: what holds the
 # primary's horizon, its slots, its archiver and checkpoints. `replication` gets the
 # primary as a callable (it reads the standby's own lag from the read connection too).
 PRIMARY_ONLY = {"xmin_horizon", "replication_slots", "wal_archiving", "checkpoints",
-                "backup_wal"}
+                "backup_wal", "event_consumers", "event_retention"}
 # Checks over other sessions' rows of pg_stat_activity: a role without pg_read_all_stats
 # (pg_monitor) sees those rows with no state, query or times, so these checks are blind
 # to them (never OK; see core.blind), and what they cannot see. `replication` and

@@ -1,4 +1,4 @@
-"""The request ledger (dmdb_privacy.requests, migration 0017): one row per export or
+"""The request ledger (dmdb_privacy.requests, migration 0018): one row per export or
 erasure, naming the learner by a keyed hash only."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Request:
 
 def require_ledger(conn: psycopg.Connection) -> None:
     if conn.execute("SELECT to_regclass('dmdb_privacy.requests') IS NULL").fetchone()[0]:
-        raise DmdbError("the database has no privacy ledger (migration 0017); run `dmdb up`")
+        raise DmdbError("the database has no privacy ledger (migration 0018); run `dmdb up`")
 
 
 def subject_key(conn: psycopg.Connection) -> bytes:

@@ -43,6 +43,12 @@ $$;
 --      longest_streak = max(longest_streak, current_streak).
 --   5. mastery ≥ 0.95 while knowledge_states.mastered_at IS NULL → mastered_at =
 --      answered_at and one concept_mastered event (never again for that pair).
+--   6. the event feed (0014, docs/events.md): both events carry feed_tx =
+--      greatest(this transaction's id, users.feed_tx), and users.feed_tx takes it, so a
+--      learner's events never go back in the feed's (feed_tx, event_id) order; the answer's
+--      event also carries next_review_at and the scheduler that set it. With
+--      algorithm_settings.events_notify, one payload-less NOTIFY dmdb_events (a wake-up
+--      for readers; PostgreSQL sends one per transaction).
 --
 -- Quality: p_quality if given (0..5), else answer_quality(correct, hints,
 -- response time, the item's average response time).
@@ -163,6 +169,8 @@ DECLARE
     v_skew interval;
     v_earliest timestamptz;
     v_clock timestamptz;
+    v_feed_tx xid8;
+    v_notify boolean;
 BEGIN
     -- One test on the normal path; the detailed checks only when something is wrong.
     IF p_user_id IS NULL OR p_content_id IS NULL OR p_is_correct IS NULL
@@ -214,7 +222,7 @@ BEGIN
             pg_column_size(v_context) USING ERRCODE = '22023';
     END IF;
 
-    -- A session is the learner's own: looked up by (user_id, session_id), its key (0015),
+    -- A session is the learner's own: looked up by (user_id, session_id), its key (0016),
     -- so the lookup stays on the learner's shard when the learners are sharded.
     IF p_session_id IS NOT NULL THEN
         PERFORM FROM learning_sessions s
@@ -238,9 +246,10 @@ BEGIN
                WHEN u.last_active_date IS NULL OR v_day > u.last_active_date + 1 THEN 1
                WHEN v_day = u.last_active_date + 1 THEN u.current_streak + 1
                ELSE u.current_streak END),
-           last_active_date = greatest(u.last_active_date, v_day)
+           last_active_date = greatest(u.last_active_date, v_day),
+           feed_tx = greatest(u.feed_tx, pg_current_xact_id())
      WHERE u.user_id = p_user_id
-    RETURNING u.xp, u.current_streak INTO xp, current_streak;
+    RETURNING u.xp, u.current_streak, u.feed_tx INTO xp, current_streak, v_feed_tx;
     IF NOT FOUND THEN
         -- An unknown item is reported first, whatever the user.
         PERFORM FROM content c WHERE c.content_id = p_content_id;
@@ -260,14 +269,14 @@ BEGIN
            rs.fsrs_state, rs.fsrs_step, rs.fsrs_stability, rs.fsrs_difficulty,
            st.singleton IS NOT NULL, st.scheduler, st.fsrs_parameters, st.fsrs_desired_retention,
            st.fsrs_learning_steps, st.fsrs_relearning_steps, st.fsrs_maximum_interval,
-           st.answer_max_future_skew, st.answer_earliest_at
+           st.answer_max_future_skew, st.answer_earliest_at, st.events_notify
       INTO concept_id, v_avg_rt,
            v_ks_found, v_mastery, v_initial, v_decay, v_guess, v_slip, v_rate, v_velocity,
            v_last, v_mastered_at,
            v_rs_found, v_ef, v_interval, v_reps, v_rs_last,
            v_fs_state, v_fs_step, v_fs_s, v_fs_d,
            v_settings_found, v_scheduler, v_w, v_retention, v_lsteps, v_rsteps, v_max_interval,
-           v_skew, v_earliest
+           v_skew, v_earliest, v_notify
       FROM content c
       LEFT JOIN knowledge_states ks ON ks.user_id = p_user_id AND ks.concept_id = c.concept_id
       LEFT JOIN review_schedule rs ON rs.user_id = p_user_id AND rs.content_id = c.content_id
@@ -404,18 +413,24 @@ BEGIN
 
     INSERT INTO learning_events AS e (user_id, occurred_at, event_type, concept_id, content_id,
                                       session_id, is_correct, response_time_ms, hints_used, quality,
-                                      mastery_before, mastery_after, response_data, context_data)
+                                      mastery_before, mastery_after, response_data, context_data,
+                                      feed_tx, next_review_at, scheduler)
     VALUES (p_user_id, p_answered_at, 'question_answered', record_answer.concept_id, p_content_id,
             p_session_id, p_is_correct, p_response_time_ms, v_hints, record_answer.quality,
             v_p0, record_answer.mastery,
-            jsonb_build_object('predicted_correct', record_answer.predicted_correct), v_context)
+            jsonb_build_object('predicted_correct', record_answer.predicted_correct), v_context,
+            v_feed_tx, record_answer.next_review_at, v_scheduler)
     RETURNING e.event_id INTO event_id;
 
     IF newly_mastered THEN
         INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, content_id,
-                                     session_id, mastery_before, mastery_after, context_data)
+                                     session_id, mastery_before, mastery_after, context_data,
+                                     feed_tx)
         VALUES (p_user_id, p_answered_at, 'concept_mastered', record_answer.concept_id, p_content_id,
-                p_session_id, v_p0, record_answer.mastery, v_context);
+                p_session_id, v_p0, record_answer.mastery, v_context, v_feed_tx);
+    END IF;
+    IF v_notify THEN
+        PERFORM pg_notify('dmdb_events', '');
     END IF;
 END;
 $$;

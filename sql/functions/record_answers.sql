@@ -45,6 +45,12 @@
 -- relies on "whoever holds an event id not yet committed holds a lock on
 -- learning_events" (see rollup.sql).
 --
+-- The event feed (0014, docs/events.md): every event of the batch carries one feed_tx,
+-- greatest(this transaction's id, the highest users.feed_tx of its learners, read under
+-- their locks), and those users rows take it, as in record_answer; the answers' events
+-- also carry next_review_at and the scheduler. With algorithm_settings.events_notify,
+-- one payload-less NOTIFY dmdb_events.
+--
 -- Errors (nothing written): as record_answer, plus 22023 when p_answers is not a JSON
 -- array of objects. The message names the first failing element by its JSON index
 -- (0-based, as p_answers->i; the result's ordinal is i + 1) and the field:
@@ -166,6 +172,7 @@ DECLARE
     v_bad_msg text;
     v_bad_code text;
     v_has_sessions boolean;
+    v_feed_tx xid8;
     i integer;
     k integer;
     r integer;
@@ -370,9 +377,11 @@ BEGIN
     SELECT array_agg(l.user_id ORDER BY l.user_id),
            array_agg(l.current_streak ORDER BY l.user_id),
            array_agg(l.longest_streak ORDER BY l.user_id),
-           array_agg(l.last_active_date ORDER BY l.user_id)
-      INTO u_id, u_streak, u_longest, u_last
-      FROM (SELECT us.user_id, us.current_streak, us.longest_streak, us.last_active_date
+           array_agg(l.last_active_date ORDER BY l.user_id),
+           greatest(max(l.feed_tx), pg_current_xact_id())
+      INTO u_id, u_streak, u_longest, u_last, v_feed_tx
+      FROM (SELECT us.user_id, us.current_streak, us.longest_streak, us.last_active_date,
+                   us.feed_tx
               FROM users us
              WHERE us.user_id = ANY (a_user)
              ORDER BY us.user_id
@@ -540,7 +549,7 @@ BEGIN
     -- Writes, one statement per table.
     UPDATE users us
        SET xp = us.xp + t.xp, current_streak = t.streak, longest_streak = t.longest,
-           last_active_date = t.last_day
+           last_active_date = t.last_day, feed_tx = v_feed_tx
       FROM (SELECT unnest(u_id) AS uid, unnest(u_xp) AS xp, unnest(u_streak) AS streak,
                    unnest(u_longest) AS longest, unnest(u_last) AS last_day) AS t
      WHERE us.user_id = t.uid;
@@ -612,21 +621,25 @@ BEGIN
     -- costs less than the scattered insertions it saves on batches of many users).
     INSERT INTO learning_events (event_id, user_id, occurred_at, event_type, concept_id,
                                  content_id, session_id, is_correct, response_time_ms, hints_used,
-                                 quality, mastery_before, mastery_after, response_data, context_data)
+                                 quality, mastery_before, mastery_after, response_data, context_data,
+                                 feed_tx, next_review_at, scheduler)
     SELECT t.id, t.uid, t.at, 'question_answered', t.cid, t.iid, t.sid, t.ok, t.rt, t.hints,
-           t.q, t.before, t.after, jsonb_build_object('predicted_correct', t.pred), t.ctx
+           t.q, t.before, t.after, jsonb_build_object('predicted_correct', t.pred), t.ctx,
+           v_feed_tx, t.nxt, v_settings.scheduler
       FROM (SELECT unnest(o_id) AS id, unnest(a_user) AS uid, unnest(a_at) AS at,
                    unnest(a_concept) AS cid, unnest(a_content) AS iid,
                    unnest(a_session) AS sid, unnest(a_correct) AS ok, unnest(a_rt) AS rt,
                    unnest(a_hints) AS hints, unnest(a_q) AS q, unnest(o_before) AS before,
                    unnest(o_after) AS after, unnest(o_pred) AS pred,
-                   unnest(a_context) AS ctx) AS t
+                   unnest(a_context) AS ctx, unnest(o_next) AS nxt) AS t
      ORDER BY t.uid, t.at;
 
     IF true = ANY (o_mastered) THEN
         INSERT INTO learning_events (user_id, occurred_at, event_type, concept_id, content_id,
-                                     session_id, mastery_before, mastery_after, context_data)
-        SELECT t.uid, t.at, 'concept_mastered', t.cid, t.iid, t.sid, t.before, t.after, t.ctx
+                                     session_id, mastery_before, mastery_after, context_data,
+                                     feed_tx)
+        SELECT t.uid, t.at, 'concept_mastered', t.cid, t.iid, t.sid, t.before, t.after, t.ctx,
+               v_feed_tx
           FROM (SELECT unnest(a_user) AS uid, unnest(a_at) AS at, unnest(a_concept) AS cid,
                        unnest(a_content) AS iid, unnest(a_session) AS sid,
                        unnest(o_before) AS before, unnest(o_after) AS after,
@@ -634,6 +647,10 @@ BEGIN
                        generate_series(1, v_n) AS i) AS t
          WHERE t.m
          ORDER BY t.i;
+    END IF;
+
+    IF v_settings.events_notify THEN
+        PERFORM pg_notify('dmdb_events', '');
     END IF;
 
     RETURN QUERY

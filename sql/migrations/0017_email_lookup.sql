@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS user_emails (
 );
 
 COMMENT ON TABLE user_emails IS
-    'The e-mail of every user, unique: users.email mirrored by triggers (migration 0016).';
+    'The e-mail of every user, unique: users.email mirrored by triggers (migration 0017).';
 
 CREATE OR REPLACE FUNCTION user_emails_mirror() RETURNS trigger
 LANGUAGE plpgsql

@@ -1,5 +1,5 @@
 -- transactional: false
--- Rollback of 0016: users UNIQUE (email) again (its index built CONCURRENTLY first), then
+-- Rollback of 0017: users UNIQUE (email) again (its index built CONCURRENTLY first), then
 -- the mirror removed.
 
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_unique_idx ON users (email);

@@ -1,4 +1,4 @@
--- Rollback of 0017: the ledger and its key dropped.
+-- Rollback of 0018: the ledger and its key dropped.
 
 DROP TABLE dmdb_privacy.subject_key;
 

@@ -1,5 +1,5 @@
 -- transactional: false
--- Rollback of 0015: the primary key on session_id alone again, its index built
+-- Rollback of 0016: the primary key on session_id alone again, its index built
 -- CONCURRENTLY first. Fails (unique violation) if two learners now share a session_id,
 -- which only a client supplying its own ids could have made.
 
