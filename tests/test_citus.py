@@ -117,8 +117,10 @@ def test_dmdb_schema_blockers_and_the_plan(schema_url, tmp_path):
                       for f in data["findings"] if f["level"] == "BLOCKER")
     assert done.returncode == (1 if blockers else 0)
     assert blockers == []
-    assert data["distributed"] == ["knowledge_states", "learning_events", "learning_sessions",
-                                   "review_schedule", "user_emails", "users"]
+    assert data["distributed"] == ["event_tombstones", "knowledge_states", "learning_events",
+                                   "learning_sessions", "review_schedule", "user_emails",
+                                   "users"]
+    assert "event_consumers" in data["local"]
     assert {"concepts", "content", "concept_prerequisites"} <= set(data["reference"])
     # The validity triggers and the materialized views get their stated answer.
     rules = {f["rule"] for f in data["findings"]}

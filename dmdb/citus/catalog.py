@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 DISTRIBUTION_COLUMN = "user_id"
 # dmdb's own bookkeeping: the migration ledger, 0001's record of what it changed, the
-# rollup's watermark and the DDL audit are the coordinator's, not the learners'.
-LOCAL_TABLES = frozenset({"dmdb_bootstrap", "rollup_watermarks", "schema_audit"})
+# rollup's watermark, the DDL audit and the event feed's consumer positions are the
+# coordinator's, not the learners'.
+LOCAL_TABLES = frozenset({"dmdb_bootstrap", "rollup_watermarks", "schema_audit",
+                          "event_consumers"})
 LOCAL_PREFIXES = ("_yoyo_", "_dmdb_", "yoyo_")
 # Tables sharded by a column of their own, not co-located with the learners: the e-mail
 # lookup that keeps e-mails unique across shards (migration 0017).

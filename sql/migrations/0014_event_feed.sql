@@ -62,13 +62,16 @@ ALTER TABLE algorithm_settings ADD COLUMN events_notify boolean NOT NULL DEFAULT
 COMMENT ON COLUMN learning_events.feed_tx IS
     'The event feed''s order: the writing transaction''s id, or the learner''s previous feed_tx when higher (0014).';
 
+-- Keyed by the learner first, as every learner's row is (sharding by user_id: `dmdb lint
+-- --citus`); event_id stays unique, drawn from the events' sequence.
 CREATE TABLE event_tombstones (
-    event_id bigint PRIMARY KEY DEFAULT nextval('learning_events_event_id_seq'),
+    event_id bigint NOT NULL DEFAULT nextval('learning_events_event_id_seq'),
     feed_tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
     user_id bigint NOT NULL,
     erased_at timestamptz NOT NULL,
     recorded_at timestamptz NOT NULL DEFAULT now(),
     request_ref text,
+    CONSTRAINT event_tombstones_pkey PRIMARY KEY (user_id, event_id),
     CONSTRAINT event_tombstones_request_ref_check CHECK (length(request_ref) <= 200)
 );
 
