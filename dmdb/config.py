@@ -198,6 +198,7 @@ class Settings:
         libpq.update(values["libpq"])
         values["libpq"] = tuple(sorted(libpq.items()))
         values.setdefault("sslmode", self.sslmode)
+        values.setdefault("port", 5432)  # its own address: libpq's default, not the pooler's
         for key in ("user", "password"):
             values.setdefault(key, getattr(self, key))
         return replace(self, direct_url=None, **values)

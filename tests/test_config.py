@@ -313,6 +313,10 @@ def test_the_direct_url_serves_sessions_and_keeps_the_tls_settings(tmp_path: Pat
         "direct", 5432, "u", "pw", "require", "/ca.pem")
     assert load_settings({"DATABASE_URL": "postgresql://u@h/dm"}, cwd=tmp_path).session() \
         == load_settings({"DATABASE_URL": "postgresql://u@h/dm"}, cwd=tmp_path)
+    # A direct URL without a port is the server's default port, not the pooler's.
+    assert load_settings({"DATABASE_URL": "postgresql://u@pooler:6543/dm",
+                          "DMDB_DIRECT_URL": "postgresql://u@direct/dm"},
+                         cwd=tmp_path).session().conninfo()["port"] == 5432
     with pytest.raises(ConfigError, match="DMDB_DIRECT_URL parameter 'bogus'"):
         load_settings({"DATABASE_URL": "postgresql://u@h/dm",
                        "DMDB_DIRECT_URL": "postgresql://u@h2/dm?bogus=1"}, cwd=tmp_path)

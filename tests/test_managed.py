@@ -74,10 +74,17 @@ def lane(managed, tmp_path_factory):
 
 
 def test_up_as_a_non_superuser_shows_what_it_skipped(managed, lane):
-    out = lane["up"].stdout
+    # A database of its own: other modules of the lane may have migrated `dmdb` first.
+    with psycopg.connect(managed.owner_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS dmdb_notices")
+        conn.execute("CREATE DATABASE dmdb_notices")
+    url = managed.url("dm_owner", managed.passwords["dm_owner"], dbname="dmdb_notices")
+    done = run_dmdb(["up"], _env(url), cwd=lane["cwd"], timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     # The DDL audit's event triggers need a superuser: 0005 says so, and the user sees it.
     assert "0005_analytics_and_audit: NOTICE:" in out and "superuser" in out
-    with psycopg.connect(managed.owner_url) as conn:
+    with psycopg.connect(url) as conn:
         assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
                                 ).fetchone()[0]
         applied = conn.execute("SELECT count(*) FROM _yoyo_migration").fetchone()[0]

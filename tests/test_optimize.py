@@ -193,11 +193,13 @@ def test_the_written_migration_is_lint_clean_and_makes_the_pattern_use_the_index
     shutil.copytree(REPO / "sql", tree)
     result, data = _advise(cli, url, "--write-migration", "--sql-dir", tree)
     written = data["migration"]
-    assert written["id"] == "0018_optimize_indexes"
+    newest = sorted(f.stem for f in (REPO / "sql" / "migrations").glob("*.sql"))[-1]
+    expected = f"{int(newest[:4]) + 1:04d}_optimize_indexes"
+    assert written["id"] == expected
     name = data["suggestions"][0]["name"]
     assert written["indexes"] == [name]
-    forward = (tree / "migrations" / "0018_optimize_indexes.sql").read_text()
-    backward = (tree / "rollbacks" / "0018_optimize_indexes.sql").read_text()
+    forward = (tree / "migrations" / f"{expected}.sql").read_text()
+    backward = (tree / "rollbacks" / f"{expected}.sql").read_text()
     assert forward.startswith("-- transactional: false\n")
     assert f'CREATE INDEX IF NOT EXISTS "{name}" ON ONLY "public"."learning_events"' in forward
     assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"learning_events_default_" in forward
@@ -207,7 +209,7 @@ def test_the_written_migration_is_lint_clean_and_makes_the_pattern_use_the_index
     from dmdb.migrate.lint import squawk_binary
 
     squawk = subprocess.run([squawk_binary(), "--config", str(tree / "squawk.toml"),
-                             str(tree / "migrations" / "0018_optimize_indexes.sql")],
+                             str(tree / "migrations" / f"{expected}.sql")],
                             capture_output=True, text=True)
     assert squawk.returncode == 0, squawk.stdout + squawk.stderr
     lint = cli(["lint", "--json", "--sql-dir", tree], url=url)

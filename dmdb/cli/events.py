@@ -339,7 +339,8 @@ def prune_cmd(
     ctx: typer.Context,
     max_age: str = typer.Option("30d", "--max-age", metavar="DURATION",
                                 help="The retention limit: tombstones older than this go even "
-                                "if a live consumer has not read them (it is marked lost)."),
+                                "if a live consumer has not read them (it is marked lost); a "
+                                "duration: 30d, 12h; a bare number is seconds."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; change nothing."),
     as_json: bool = JSON,
 ):

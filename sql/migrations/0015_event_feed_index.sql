@@ -14,7 +14,8 @@
 --      learning_events` (CREATE INDEX CONCURRENTLY, then ATTACH): the NOTICE below
 --      names them, and `dmdb events` refuses to read until the index is valid (without
 --      it each batch would scan those partitions).
--- Partition indexes are named as `dmdb indexes build` names them: <partition>_feed_idx.
+-- Partition indexes are named as PostgreSQL (and `dmdb indexes build`) name them:
+-- <partition>_feed_tx_event_id_idx.
 
 -- dmdb-lint: ignore non-concurrent-index -- ON ONLY builds nothing: the parent's index alone, invalid until each partition's is attached
 -- squawk-ignore require-concurrent-index-creation
@@ -36,7 +37,7 @@ BEGIN
          WHERE i.inhparent = 'learning_events'::regclass
          ORDER BY c.relname
     LOOP
-        v_index := v_part.relname || '_feed_idx';
+        v_index := v_part.relname || '_feed_tx_event_id_idx';
         EXECUTE format('SELECT EXISTS (SELECT FROM ONLY %s)', v_part.rel) INTO v_rows;
         IF NOT v_rows AND octet_length(v_index) <= 63 THEN
             EXECUTE format('LOCK TABLE ONLY %s IN SHARE MODE', v_part.rel);
