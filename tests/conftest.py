@@ -84,6 +84,19 @@ def managed(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def statements_available(pg_settings):
+    """The server preloads pg_stat_statements (the suite's embedded server does; pgserver's
+    PostgreSQL 16 has no such extension): the tests of what reads it skip elsewhere."""
+    with _admin(pg_settings) as conn:
+        ok = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = "
+            "'pg_stat_statements') AND current_setting('shared_preload_libraries') "
+            "LIKE '%pg_stat_statements%'").fetchone()[0]
+    if not ok:
+        pytest.skip("pg_stat_statements is not available on this server")
+
+
+@pytest.fixture(scope="session")
 def embedded_only(pg_settings):
     if os.environ.get("DMDB_TEST_DATABASE_URL"):
         pytest.skip("needs the suite's own embedded server")

@@ -65,7 +65,7 @@ def seed(url: str, env: dict | None = None) -> None:
 
 
 @pytest.fixture(scope="module")
-def seeded(databases):
+def seeded(databases, statements_available):
     name = databases.create(schema=True)
     url = databases.url(name)
     seed(url)
@@ -444,7 +444,8 @@ def test_through_a_transaction_pooler_the_trial_needs_a_session(managed, tmp_pat
 # -- the write cost ------------------------------------------------------------------------
 
 
-def test_a_candidate_whose_writes_cost_more_than_it_saves_is_dropped(cli, databases):
+def test_a_candidate_whose_writes_cost_more_than_it_saves_is_dropped(cli, databases,
+                                                                    statements_available):
     """The same rare query gets its index while the table takes no writes, and loses it
     once the workload inserts many rows: the trial's write sample prices each insert."""
     name = databases.create(schema=False)

@@ -160,7 +160,7 @@ def test_settings_against_the_machine_given_and_unknown_when_remote(cli, tuned):
     assert check_random_page_cost(None, ctx).status == "UNKNOWN"
 
 
-def test_the_index_advice_is_one_of_the_checks(cli, tuned):
+def test_the_index_advice_is_one_of_the_checks(cli, tuned, statements_available):
     result = cli(["optimize", "--json", "--only", "indexes"], url=tuned)
     (check,) = json.loads(result.stdout)["checks"]
     assert check["name"] == "indexes" and check["status"] in ("OK", "WARNING")
