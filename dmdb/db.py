@@ -322,3 +322,28 @@ def behind_pooler(conn: psycopg.Connection) -> bool:
         conn.rollback()
     _POOLED[conn] = pooled = conn.info.backend_pid != real
     return pooled
+
+
+def extensions_refused(conn: psycopg.Connection, names, *, keep: bool = True) -> set[str]:
+    """The extensions of `names` this role may not create in `conn`'s database (autocommit).
+    Each is tried (`keep`: left created for what follows; else rolled back): the privilege
+    is tried, not inferred from rolsuper, since rds_superuser, azure_pg_admin and
+    cloudsqlsuperuser may create some. Another failure (already there, not available)
+    is not a refusal of the role."""
+    import psycopg
+    from psycopg import sql
+
+    refused = set()
+    for name in sorted(names):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
+                    sql.Identifier(name)))
+                if not keep:
+                    raise psycopg.Rollback()
+        except psycopg.errors.InsufficientPrivilege:
+            refused.add(name)
+        except psycopg.Error:
+            if keep:
+                raise
+    return refused

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dmdb.config import Settings
-from dmdb.db import connect, redact, resolve
+from dmdb.db import connect, extensions_refused, redact, resolve
 from dmdb.errors import ConfigError, DmdbError
 from dmdb.server import tools
 from dmdb.server.tools import tool_env
@@ -155,25 +155,6 @@ def _archive_entries(tool: str, file: Path, settings: Settings) -> list[str]:
 _EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION - |COMMENT - EXTENSION )(\S+)")
 
 
-def _creatable(conn, extensions: set[str]) -> set[str]:
-    """The extensions of `extensions` this role cannot create in `conn`'s database: each
-    is tried (and kept: the restore would create it next); insufficient_privilege says no.
-    The privilege is tried, not inferred from rolsuper: rds_superuser, azure_pg_admin and
-    cloudsqlsuperuser may create some extensions."""
-    import psycopg
-    from psycopg import sql
-
-    refused = set()
-    for name in sorted(extensions):
-        try:
-            with conn.transaction():
-                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
-                    sql.Identifier(name)))
-        except psycopg.errors.InsufficientPrivilege:
-            refused.add(name)
-    return refused
-
-
 def restore(settings: Settings, file: Path, into: str | None = None, *,
             dry_run: bool = False, no_owner: bool = False, on_target=None) -> RestoreResult:
     """Restore a `dmdb backup` file into an empty or new database, in one transaction.
@@ -218,7 +199,7 @@ def restore(settings: Settings, file: Path, into: str | None = None, *,
     extensions = {m[1] for m in map(_EXTENSION_ENTRY.match, entries) if m}
     try:
         with connect(settings, autocommit=True, dbname=target) as conn:
-            refused = _creatable(conn, extensions)
+            refused = extensions_refused(conn, extensions)
         done = _pg_restore(restore_tool, file, target, settings, entries, refused, no_owner)
     except BaseException:
         _drop_created(settings, target, created)

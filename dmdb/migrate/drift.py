@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from dmdb.config import Settings
-from dmdb.db import connect, resolve
+from dmdb.db import connect, extensions_refused, resolve
 from dmdb.errors import DmdbError, MigrationError
 from dmdb.migrate.engine import (
     Migration,
@@ -156,26 +156,9 @@ def _extensions_not_creatable(settings: Settings, scratch: str, keys: list[str])
     """The "EXTENSION name" keys of the live database this role may not create (tried in
     the scratch database: a managed service's admin role may create some, a plain owner
     none): an administrator made them, not a migration, so they are no drift."""
-    import psycopg
-    from psycopg import sql
-
-    refused = []
     with connect(settings, autocommit=True, dbname=scratch) as conn:
-        for key in keys:
-            try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("CREATE EXTENSION {}").format(
-                        sql.Identifier(key.split()[-1])))
-                    raise _Undo
-            except psycopg.errors.InsufficientPrivilege:
-                refused.append(key)
-            except (_Undo, psycopg.Error):
-                pass
-    return refused
-
-
-class _Undo(Exception):
-    """Rolls back a trial inside a transaction block."""
+        refused = extensions_refused(conn, {k.split()[-1] for k in keys}, keep=False)
+    return [k for k in keys if k.split()[-1] in refused]
 
 
 def _server_major(settings: Settings) -> int:

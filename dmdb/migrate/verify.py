@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 from dmdb.config import Settings
-from dmdb.db import connect, resolve
+from dmdb.db import connect, extensions_refused, resolve
 from dmdb.errors import DmdbError
 from dmdb.migrate.engine import Project, apply_migration, rollback_migration
 from dmdb.migrate.files import for_scratch_replay
@@ -134,24 +134,15 @@ def restore_schema(settings: Settings, source: str, target: Scratch) -> list[str
     Returns the extensions left out: those this role may not create (pg_stat_statements
     installed by an administrator for an owner that is not superuser). Each is tried, not
     inferred from rolsuper: rds_superuser and its kin may create some."""
-    import psycopg
-    from psycopg import sql
 
     # transaction_timeout: set by pg_dump 17+, unknown to a PostgreSQL 16 server.
     lines = [line for line in _pg_dump(settings, source, "--no-owner",
                                        "--no-privileges").splitlines()
              if not line.startswith(("\\restrict", "\\unrestrict", "SET transaction_timeout"))]
     extensions = sorted({m[1] for m in map(_EXTENSION_LINE.match, lines) if m})
-    left_out = []
     with connect(target.settings, autocommit=True, dbname=target.name) as conn:
         conn.execute("SET client_min_messages = warning")
-        for name in extensions:
-            try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(
-                        sql.Identifier(name)))
-            except psycopg.errors.InsufficientPrivilege:
-                left_out.append(name)
+        left_out = sorted(extensions_refused(conn, extensions))
         conn.execute("\n".join(line for line in lines
                                if not ((m := _EXTENSION_LINE.match(line)) and m[1] in left_out)))
     return left_out
