@@ -50,6 +50,8 @@ def test_wheel_ships_sql_templates_and_data(installed):
     assert (package / "sql" / "queries" / "ledger.sql").exists()
     # `dmdb lint` of the shipped migrations applies the same squawk config as CI
     assert (package / "sql" / "squawk.toml").read_text() == (REPO / "sql" / "squawk.toml").read_text()
+    # `dmdb privacy` classifies the user-linked relations by it (issue 27)
+    assert (package / "sql" / "privacy.toml").read_text() == (REPO / "sql" / "privacy.toml").read_text()
     assert {p.name for p in (package / "templates").glob("*.j2")} == {
         p.name for p in (REPO / "templates").glob("*.j2")}
     assert (package / "data" / "concepts.csv").exists()
